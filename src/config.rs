@@ -1,0 +1,450 @@
+//! Typed, documented, validated settings: the model presets and one config per stage.
+//!
+//! Every field has a default and a one-line reason. `validate()` refuses a bad value with a message
+//! naming the field (`sft.learning_rate: …`) before it touches any state; the page shows that
+//! message beside the control, and a shared link with a bad value falls back to the default.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LabError, Result};
+use crate::math::kl::KlEstimator;
+use crate::task::SEQ_LEN;
+
+/// Largest batch the lab accepts (sequences per step): beyond it a step on the CPU fallback takes
+/// seconds and a WebGPU buffer of activations can exceed small adapters' limits.
+pub const MAX_BATCH: usize = 256;
+
+fn finite_in(field: &str, value: f64, min: f64, max: f64) -> Result<()> {
+    if !value.is_finite() {
+        return Err(LabError::setting(field, format!("must be a finite number (got {value})")));
+    }
+    if value < min || value > max {
+        return Err(LabError::setting(field, format!("must be between {min} and {max} (got {value})")));
+    }
+    Ok(())
+}
+
+fn count_in(field: &str, value: usize, min: usize, max: usize) -> Result<()> {
+    if value < min || value > max {
+        return Err(LabError::setting(field, format!("must be a whole number from {min} to {max} (got {value})")));
+    }
+    Ok(())
+}
+
+/// The shape of the GPT (GPT-2 style: token + position embeddings, pre-LayerNorm blocks of causal
+/// self-attention and MLP, a final LayerNorm, an LM head tied to the token embedding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Tokens the model knows: the task's vocabulary.
+    pub vocab_size: usize,
+    /// Longest sequence (prompt + completion) the position embedding covers.
+    pub context_length: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Attention heads per block; must divide `d_model`.
+    pub n_heads: usize,
+    /// Hidden width of each MLP as a multiple of `d_model` (GPT-2: 4).
+    pub mlp_ratio: usize,
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<()> {
+        count_in("model.vocab_size", self.vocab_size, 8, 65_536)?;
+        count_in("model.context_length", self.context_length, SEQ_LEN, 1_024)?;
+        count_in("model.d_model", self.d_model, 8, 1_024)?;
+        count_in("model.n_layers", self.n_layers, 1, 24)?;
+        count_in("model.n_heads", self.n_heads, 1, 32)?;
+        count_in("model.mlp_ratio", self.mlp_ratio, 1, 8)?;
+        if self.d_model % self.n_heads != 0 {
+            return Err(LabError::setting(
+                "model.n_heads",
+                format!("must divide d_model = {} (got {})", self.d_model, self.n_heads),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Parameters of the language model (the LM head is tied to the token embedding).
+    pub fn num_params(&self) -> usize {
+        let d = self.d_model;
+        let embeddings = self.vocab_size * d + self.context_length * d;
+        let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * self.mlp_ratio * d + self.mlp_ratio * d)
+            + (self.mlp_ratio * d * d + d);
+        embeddings + self.n_layers * block + 2 * d
+    }
+}
+
+/// Named model sizes. The default, `tiny`, is the 110k-parameter GPT the benchmarks measure: a
+/// training step is milliseconds on a laptop GPU and ~100 ms on the CPU fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// d=32, 1 layer, 2 heads: for tests and slow machines.
+    Micro,
+    /// d=64, 2 layers, 4 heads, context 32 (~110k parameters).
+    #[default]
+    Tiny,
+    /// d=128, 4 layers, 4 heads (~0.8M parameters): for real GPUs.
+    Small,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::Micro, Preset::Tiny, Preset::Small];
+
+    pub fn model(self, vocab_size: usize) -> ModelConfig {
+        let (d_model, n_layers, n_heads) = match self {
+            Preset::Micro => (32, 1, 2),
+            Preset::Tiny => (64, 2, 4),
+            Preset::Small => (128, 4, 4),
+        };
+        ModelConfig { vocab_size, context_length: 32, d_model, n_layers, n_heads, mlp_ratio: 4 }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Micro => "micro",
+            Preset::Tiny => "tiny",
+            Preset::Small => "small",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| LabError::setting("preset", format!("must be one of micro, tiny, small (got {name:?})")))
+    }
+}
+
+/// Pretraining of the base model on the task's free text (all-token loss). Run natively to make
+/// the shipped checkpoint, or in the page to start from scratch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Adam step size.
+    pub learning_rate: f64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self { learning_rate: 3e-3, batch_size: 32, steps: 1_500 }
+    }
+}
+
+impl PretrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        finite_in("pretrain.learning_rate", self.learning_rate, 1e-7, 1.0)?;
+        count_in("pretrain.batch_size", self.batch_size, 1, MAX_BATCH)?;
+        count_in("pretrain.steps", self.steps, 1, 1_000_000)
+    }
+}
+
+/// Stage 1: supervised fine-tuning on demonstrations (cross-entropy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// Adam step size: 1e-3 moves a 100k-parameter model quickly without diverging.
+    pub learning_rate: f64,
+    /// Demonstrations per step.
+    pub batch_size: usize,
+    /// Optimizer steps; when they are done, a frozen copy becomes π_ref.
+    pub steps: usize,
+    /// Learn only the completion tokens (the prompt is given, not demonstrated). Off: every token.
+    pub completion_only: bool,
+    /// Steps between held-out evaluations (each one costs a forward pass over the held-out set).
+    pub eval_every: usize,
+    /// Demonstrations generated for training.
+    pub train_examples: usize,
+    /// Demonstrations held out to measure generalization.
+    pub held_out_examples: usize,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-3,
+            batch_size: 16,
+            steps: 300,
+            completion_only: true,
+            eval_every: 25,
+            train_examples: 4_000,
+            held_out_examples: 256,
+        }
+    }
+}
+
+impl SftConfig {
+    pub fn validate(&self) -> Result<()> {
+        finite_in("sft.learning_rate", self.learning_rate, 1e-7, 1.0)?;
+        count_in("sft.batch_size", self.batch_size, 1, MAX_BATCH)?;
+        count_in("sft.steps", self.steps, 1, 100_000)?;
+        count_in("sft.eval_every", self.eval_every, 1, 100_000)?;
+        count_in("sft.train_examples", self.train_examples, 1, 200_000)?;
+        count_in("sft.held_out_examples", self.held_out_examples, 1, 20_000)
+    }
+}
+
+/// Stage 2: preference pairs, the simulated labeler and the Bradley–Terry reward model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Adam step size for the trunk (initialized from π_ref) and the new scalar head.
+    pub learning_rate: f64,
+    /// Labeled pairs per step (each pair is two sequences).
+    pub batch_size: usize,
+    /// Passes over the training labels.
+    pub epochs: usize,
+    /// Labels the simulated labeler makes when asked for a batch of them.
+    pub simulated_labels: usize,
+    /// Noise temperature τ of the simulated labeler: P(a ≻ b) = σ((u_a − u_b)/τ).
+    pub labeler_temperature: f64,
+    /// Temperature for sampling the two completions of a pair from π_ref (> 0: they must differ).
+    pub sample_temperature: f64,
+    /// Share of labels held out to measure accuracy on pairs the model did not train on.
+    pub held_out_fraction: f64,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 3e-4,
+            batch_size: 16,
+            epochs: 2,
+            simulated_labels: 2_000,
+            labeler_temperature: 0.5,
+            sample_temperature: 1.0,
+            held_out_fraction: 0.1,
+        }
+    }
+}
+
+impl RewardConfig {
+    pub fn validate(&self) -> Result<()> {
+        finite_in("reward.learning_rate", self.learning_rate, 1e-7, 1.0)?;
+        count_in("reward.batch_size", self.batch_size, 1, MAX_BATCH / 2)?;
+        count_in("reward.epochs", self.epochs, 1, 100)?;
+        count_in("reward.simulated_labels", self.simulated_labels, 1, 50_000)?;
+        finite_in("reward.labeler_temperature", self.labeler_temperature, 1e-3, 100.0)?;
+        finite_in("reward.sample_temperature", self.sample_temperature, 0.05, 5.0)?;
+        finite_in("reward.held_out_fraction", self.held_out_fraction, 0.0, 0.9)
+    }
+}
+
+/// Stage 3: PPO on the KL-regularized objective. Names and defaults follow TRL's PPOConfig unless
+/// a reason is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PpoConfig {
+    /// PPO iterations (rollout + update) to run.
+    pub iterations: usize,
+    /// Completions sampled per iteration.
+    pub batch_size: usize,
+    /// Minibatches each epoch splits the rollout into (TRL `num_mini_batches`).
+    pub mini_batches: usize,
+    /// Passes over each rollout (TRL `num_ppo_epochs`, 4).
+    pub epochs: usize,
+    /// Adam step size for policy and value model. Larger than TRL's 3e-6 (for billion-parameter
+    /// models): this model has 10⁵ parameters.
+    pub learning_rate: f64,
+    /// β, the KL coefficient (TRL `kl_coef`, 0.05).
+    pub kl_coef: f64,
+    /// Adapt β toward `target_kl` (Ziegler et al. 2019) instead of keeping it fixed.
+    pub adaptive_kl: bool,
+    /// Target sequence KL for the adaptive controller.
+    pub target_kl: f64,
+    /// Horizon of the adaptive controller, in completions (Ziegler et al.: 10 000).
+    pub kl_horizon: f64,
+    /// k1 (the page's log-ratio) or k3 (non-negative, lower variance).
+    pub kl_estimator: KlEstimator,
+    /// Stop an iteration's epochs early when the mean approx KL passes this (0 = never).
+    pub early_stop_kl: f64,
+    /// γ, the discount (TRL 1.0: a completion is a short episode).
+    pub gamma: f64,
+    /// λ of GAE (TRL 0.95).
+    pub lam: f64,
+    /// ε of the clipped surrogate (TRL `cliprange`, 0.2).
+    pub cliprange: f64,
+    /// Clip of the value update around the rollout's values (TRL `cliprange_value`, 0.2).
+    pub cliprange_value: f64,
+    /// c1, the value loss coefficient (TRL `vf_coef`, 0.1).
+    pub vf_coef: f64,
+    /// c2, the entropy bonus. TRL's PPOTrainer has none (0); raise it to keep exploring.
+    pub ent_coef: f64,
+    /// Sampling temperature of rollouts; log-probs are taken at the same temperature (TRL 0.7).
+    pub temperature: f64,
+    /// Subtracted from the score of a completion that never emits `<eos>` (0 = no penalty).
+    pub missing_eos_penalty: f64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 60,
+            batch_size: 32,
+            mini_batches: 2,
+            epochs: 4,
+            learning_rate: 1e-4,
+            kl_coef: 0.05,
+            adaptive_kl: false,
+            target_kl: 1.0,
+            kl_horizon: 10_000.0,
+            kl_estimator: KlEstimator::K1,
+            early_stop_kl: 0.0,
+            gamma: 1.0,
+            lam: 0.95,
+            cliprange: 0.2,
+            cliprange_value: 0.2,
+            vf_coef: 0.1,
+            ent_coef: 0.0,
+            temperature: 0.7,
+            missing_eos_penalty: 0.0,
+        }
+    }
+}
+
+impl PpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        count_in("ppo.iterations", self.iterations, 1, 100_000)?;
+        count_in("ppo.batch_size", self.batch_size, 1, MAX_BATCH)?;
+        count_in("ppo.mini_batches", self.mini_batches, 1, self.batch_size.max(1))?;
+        count_in("ppo.epochs", self.epochs, 1, 64)?;
+        finite_in("ppo.learning_rate", self.learning_rate, 1e-8, 1.0)?;
+        finite_in("ppo.kl_coef", self.kl_coef, 0.0, 10.0)?;
+        finite_in("ppo.target_kl", self.target_kl, 1e-4, 100.0)?;
+        finite_in("ppo.kl_horizon", self.kl_horizon, 1.0, 1e7)?;
+        finite_in("ppo.early_stop_kl", self.early_stop_kl, 0.0, 100.0)?;
+        finite_in("ppo.gamma", self.gamma, 0.0, 1.0)?;
+        finite_in("ppo.lam", self.lam, 0.0, 1.0)?;
+        finite_in("ppo.cliprange", self.cliprange, 1e-3, 10.0)?;
+        finite_in("ppo.cliprange_value", self.cliprange_value, 1e-3, 100.0)?;
+        finite_in("ppo.vf_coef", self.vf_coef, 0.0, 100.0)?;
+        finite_in("ppo.ent_coef", self.ent_coef, 0.0, 10.0)?;
+        finite_in("ppo.temperature", self.temperature, 0.05, 5.0)?;
+        finite_in("ppo.missing_eos_penalty", self.missing_eos_penalty, 0.0, 100.0)
+    }
+
+    pub fn minibatch_size(&self) -> usize {
+        self.batch_size.div_ceil(self.mini_batches)
+    }
+}
+
+/// DPO on the same labels as the reward model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DpoConfig {
+    /// β of the implicit reward β·log(π_θ/π_ref) (TRL 0.1).
+    pub beta: f64,
+    /// Adam step size.
+    pub learning_rate: f64,
+    /// Passes over the training labels.
+    pub epochs: usize,
+    /// Labeled pairs per step.
+    pub batch_size: usize,
+}
+
+impl Default for DpoConfig {
+    fn default() -> Self {
+        Self { beta: 0.1, learning_rate: 3e-4, epochs: 2, batch_size: 16 }
+    }
+}
+
+impl DpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        finite_in("dpo.beta", self.beta, 1e-4, 100.0)?;
+        finite_in("dpo.learning_rate", self.learning_rate, 1e-8, 1.0)?;
+        count_in("dpo.epochs", self.epochs, 1, 100)?;
+        count_in("dpo.batch_size", self.batch_size, 1, MAX_BATCH / 2)
+    }
+}
+
+/// Everything a run needs: what a shared link carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabConfig {
+    pub preset: Preset,
+    /// Seeds every host-side random stream: weights, data, minibatch order, sampling noise.
+    pub seed: u64,
+    pub pretrain: PretrainConfig,
+    pub sft: SftConfig,
+    pub reward: RewardConfig,
+    pub ppo: PpoConfig,
+    pub dpo: DpoConfig,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Tiny,
+            seed: 1,
+            pretrain: PretrainConfig::default(),
+            sft: SftConfig::default(),
+            reward: RewardConfig::default(),
+            ppo: PpoConfig::default(),
+            dpo: DpoConfig::default(),
+        }
+    }
+}
+
+impl LabConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.seed > (1u64 << 53) {
+            return Err(LabError::setting("seed", "must be a whole number below 2^53 (a link carries it as a JS number)"));
+        }
+        self.pretrain.validate()?;
+        self.sft.validate()?;
+        self.reward.validate()?;
+        self.ppo.validate()?;
+        self.dpo.validate()
+    }
+
+    /// Parses a JSON config (missing fields take their defaults) and validates it.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(json).map_err(|e| LabError::InvalidInput(format!("config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_tiny_is_about_110k_parameters() {
+        LabConfig::default().validate().unwrap();
+        let tiny = Preset::Tiny.model(150);
+        tiny.validate().unwrap();
+        let n = tiny.num_params();
+        assert!((100_000..125_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let mut c = LabConfig::default();
+        c.sft.learning_rate = f64::NAN;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("sft.learning_rate"), "{err}");
+        let mut c = LabConfig::default();
+        c.ppo.mini_batches = 100;
+        assert!(c.validate().unwrap_err().to_string().starts_with("ppo.mini_batches"));
+        let err = LabConfig::from_json(r#"{"sft": {"lerning_rate": 0.1}}"#).unwrap_err().to_string();
+        assert!(err.contains("lerning_rate"), "{err}");
+        let parsed = LabConfig::from_json(r#"{"sft": {"steps": 5}, "preset": "micro"}"#).unwrap();
+        assert_eq!(parsed.sft.steps, 5);
+        assert_eq!(parsed.sft.batch_size, SftConfig::default().batch_size);
+        let mut m = Preset::Tiny.model(150);
+        m.n_heads = 3;
+        assert!(m.validate().unwrap_err().to_string().contains("divide"));
+    }
+}

@@ -1,0 +1,20 @@
+//! # rlhf-lab
+//!
+//! An RLHF lab that runs in a browser tab. A small GPT is trained through the three stages of
+//! RLHF — supervised fine-tuning, a Bradley–Terry reward model learned from pairwise preferences,
+//! and PPO against the KL-regularized objective — plus DPO on the same preferences, with burn on
+//! WebGPU (or burn's CPU backend where WebGPU is missing). The same core builds natively, where
+//! a command-line tool runs every stage headless.
+//!
+//! Reading order: `task` (what the model learns), `model` and `sample` (the GPT and generation),
+//! `math` (the math page as pure functions), `stages` (one file per stage), `web` (the only file
+//! that talks to JavaScript).
+
+pub mod config;
+pub mod error;
+pub mod math;
+pub mod model;
+pub mod rng;
+pub mod task;
+
+pub use error::{LabError, Result};

@@ -1,0 +1,353 @@
+//! The GPT, from the smallest part to the whole (as nanoGPT's `model.py` reads):
+//! causal self-attention → MLP → block → GPT → scalar head.
+//!
+//! GPT-2 in miniature: token and position embeddings, pre-LayerNorm blocks, a final LayerNorm,
+//! an LM head tied to the token embedding (Radford et al., 2019). The same trunk with a scalar
+//! head is the reward model and the value model.
+//!
+//! Weights are drawn on the host (`rng.rs`) and uploaded, so a seed gives the same model on
+//! WebGPU and on the CPU backend.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::embedding;
+use burn::tensor::TensorData;
+
+use crate::config::ModelConfig;
+use crate::rng::Rng;
+
+/// GPT-2's initial scale for every weight matrix.
+const INIT_STD: f32 = 0.02;
+/// Added to masked attention scores: far below any real score, but finite (WGSL need not
+/// support infinities).
+const MASKED_SCORE: f32 = -1e9;
+
+fn normal_tensor<const D: usize>(shape: [usize; D], std: f32, rng: &mut Rng, device: &Device) -> Tensor<D> {
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.normal() * std).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+fn linear(d_input: usize, d_output: usize, std: f32, rng: &mut Rng, device: &Device) -> Linear {
+    Linear {
+        weight: Param::from_tensor(normal_tensor([d_input, d_output], std, rng, device)),
+        bias: Some(Param::from_tensor(Tensor::zeros([d_output], device))),
+    }
+}
+
+/// Additive causal mask for a block of `len` new positions after `past` cached ones:
+/// 0 where query i may see key j (j ≤ past + i), a large negative number elsewhere. Made on the
+/// host and uploaded: no kernel launches.
+fn causal_bias(past: usize, len: usize, device: &Device) -> Tensor<4> {
+    let keys = past + len;
+    let mut values = vec![0.0f32; len * keys];
+    for i in 0..len {
+        for j in past + i + 1..keys {
+            values[i * keys + j] = MASKED_SCORE;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [1, 1, len, keys]), device)
+}
+
+/// Keys and values of earlier positions, one entry per block, for autoregressive generation.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// Positions already cached.
+    pub len: usize,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        Self { layers: (0..n_layers).map(|_| None).collect(), len: 0 }
+    }
+}
+
+/// Multi-head causal self-attention with one fused QKV projection.
+#[derive(Module, Debug)]
+pub struct CausalSelfAttention {
+    /// d_model → 3·d_model: queries, keys and values in one matmul.
+    qkv: Linear,
+    /// Heads back into the residual stream.
+    proj: Linear,
+    n_heads: usize,
+}
+
+impl CausalSelfAttention {
+    fn new(config: &ModelConfig, rng: &mut Rng, device: &Device) -> Self {
+        let d = config.d_model;
+        // GPT-2 scales residual projections by 1/√(2·n_layers) so the stream's variance does not
+        // grow with depth.
+        let residual_std = INIT_STD / (2.0 * config.n_layers as f32).sqrt();
+        Self { qkv: linear(d, 3 * d, INIT_STD, rng, device), proj: linear(d, d, residual_std, rng, device), n_heads: config.n_heads }
+    }
+
+    /// # Shapes
+    /// - `x`: [batch, seq, d_model] — the new positions only when a cache is given
+    /// - returns [batch, seq, d_model]
+    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let [batch, seq, d_model] = x.dims();
+        let head_dim = d_model / self.n_heads;
+        let qkv = self.qkv.forward(x); // [B, T, 3D]
+        let heads = |t: Tensor<3>| t.reshape([batch, seq, self.n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
+        let mut parts = qkv.chunk(3, 2).into_iter();
+        let q = heads(parts.next().unwrap());
+        let mut k = heads(parts.next().unwrap());
+        let mut v = heads(parts.next().unwrap());
+        if let Some(slot) = cache {
+            if let Some((past_k, past_v)) = slot.take() {
+                k = Tensor::cat(vec![past_k, k], 2);
+                v = Tensor::cat(vec![past_v, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
+        if let Some(bias) = bias {
+            scores = scores + bias;
+        }
+        let attention = softmax(scores, 3);
+        let y = attention.matmul(v); // [B, H, T, hd]
+        let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]);
+        self.proj.forward(y)
+    }
+}
+
+/// The position-wise MLP: d → 4d → GELU → d.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    fc: Linear,
+    proj: Linear,
+}
+
+impl Mlp {
+    fn new(config: &ModelConfig, rng: &mut Rng, device: &Device) -> Self {
+        let d = config.d_model;
+        let hidden = config.mlp_ratio * d;
+        let residual_std = INIT_STD / (2.0 * config.n_layers as f32).sqrt();
+        Self { fc: linear(d, hidden, INIT_STD, rng, device), proj: linear(hidden, d, residual_std, rng, device) }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.proj.forward(gelu(self.fc.forward(x)))
+    }
+}
+
+/// A pre-LayerNorm transformer block: x + attn(ln1(x)), then + mlp(ln2(·)).
+#[derive(Module, Debug)]
+pub struct Block {
+    ln_1: LayerNorm,
+    attn: CausalSelfAttention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(config: &ModelConfig, rng: &mut Rng, device: &Device) -> Self {
+        Self {
+            ln_1: LayerNormConfig::new(config.d_model).init(device),
+            attn: CausalSelfAttention::new(config, rng, device),
+            ln_2: LayerNormConfig::new(config.d_model).init(device),
+            mlp: Mlp::new(config, rng, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+/// The decoder-only transformer. `wte`, `wpe`, `ln_f` as in GPT-2; the LM head is `wte`ᵀ.
+#[derive(Module, Debug)]
+pub struct Gpt {
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+}
+
+impl Gpt {
+    /// A freshly initialized GPT; the same `rng` state gives the same weights on every backend.
+    pub fn new(config: &ModelConfig, rng: &mut Rng, device: &Device) -> Self {
+        let wte = Embedding { weight: Param::from_tensor(normal_tensor([config.vocab_size, config.d_model], INIT_STD, rng, device)) };
+        let wpe = Embedding { weight: Param::from_tensor(normal_tensor([config.context_length, config.d_model], 0.01, rng, device)) };
+        let blocks = (0..config.n_layers).map(|_| Block::new(config, rng, device)).collect();
+        Self { wte, wpe, blocks, ln_f: LayerNormConfig::new(config.d_model).init(device) }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.wte.weight.dims()[0]
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.wpe.weight.dims()[0]
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The final hidden states.
+    ///
+    /// # Shapes
+    /// - `tokens`: [batch, seq] — seq ≤ context_length
+    /// - returns [batch, seq, d_model]
+    pub fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [_, seq] = tokens.dims();
+        let device = tokens.device();
+        let x = self.embed(tokens, 0, &device);
+        let bias = causal_bias(0, seq, &device);
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x, Some(bias.clone()), None));
+        self.ln_f.forward(x)
+    }
+
+    /// Hidden states of `tokens`, the positions after the `cache.len` already cached; the cache
+    /// grows by `seq`. Used by generation so each new token costs one position, not the whole
+    /// context.
+    pub fn hidden_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let [_, seq] = tokens.dims();
+        let device = tokens.device();
+        let past = cache.len;
+        let x = self.embed(tokens, past, &device);
+        // A single new position may see everything cached: no mask needed.
+        let bias = (seq > 1).then(|| causal_bias(past, seq, &device));
+        let mut x = x;
+        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, bias.clone(), Some(slot));
+        }
+        cache.len += seq;
+        self.ln_f.forward(x)
+    }
+
+    fn embed(&self, tokens: Tensor<2, Int>, start: usize, device: &Device) -> Tensor<3> {
+        let [batch, seq] = tokens.dims();
+        let positions: Vec<i32> = (start as i32..(start + seq) as i32).collect();
+        let positions = Tensor::<2, Int>::from_data(TensorData::new(positions, [1, seq]), device);
+        let tok_emb = embedding(self.wte.weight.val(), tokens); // [B, T, D]
+        let pos_emb = embedding(self.wpe.weight.val(), positions); // [1, T, D]
+        let _ = batch;
+        tok_emb + pos_emb
+    }
+
+    /// Next-token logits from hidden states through the tied LM head.
+    ///
+    /// # Shapes
+    /// - `hidden`: [batch, seq, d_model] → [batch, seq, vocab]
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [batch, seq, d_model] = hidden.dims();
+        let weight = self.wte.weight.val(); // [V, D]
+        hidden.reshape([batch * seq, d_model]).matmul(weight.transpose()).reshape([batch, seq, self.vocab_size()])
+    }
+
+    /// Logits for every position: [batch, seq] → [batch, seq, vocab].
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.logits(self.hidden(tokens))
+    }
+}
+
+/// A GPT trunk with a scalar head: the reward model r_φ (read at the last real token) and the
+/// value model V_ψ (read at every position). Initialized from another model's trunk.
+#[derive(Module, Debug)]
+pub struct ScalarModel {
+    pub trunk: Gpt,
+    head: Linear,
+}
+
+impl ScalarModel {
+    /// A scalar head on `trunk`, starting at zero so the first scores are all 0.
+    pub fn from_trunk(trunk: Gpt, device: &Device) -> Self {
+        let d_model = trunk.ln_f.gamma.dims()[0];
+        let head = Linear {
+            weight: Param::from_tensor(Tensor::zeros([d_model, 1], device)),
+            bias: Some(Param::from_tensor(Tensor::zeros([1], device))),
+        };
+        Self { trunk, head }
+    }
+
+    /// A scalar for every position: [batch, seq] → [batch, seq].
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
+        let hidden = self.trunk.hidden(tokens);
+        let [batch, seq, _] = hidden.dims();
+        self.head.forward(hidden).reshape([batch, seq])
+    }
+
+    /// Adds `delta` to the head's bias: shifting every score by a constant, which the
+    /// Bradley–Terry likelihood cannot see (the page: r is identified up to a constant).
+    pub fn shift_scores(self, delta: f32) -> Self {
+        let device = self.head.weight.val().device();
+        let bias = self.head.bias.as_ref().map(|b| b.val()).unwrap_or_else(|| Tensor::zeros([1], &device));
+        let shifted = bias + delta;
+        Self { trunk: self.trunk, head: Linear { weight: self.head.weight, bias: Some(Param::from_tensor(shifted)) } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    fn read(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn shapes_and_parameter_count() {
+        let config = Preset::Micro.model(40);
+        let model = Gpt::new(&config, &mut Rng::new(1), &device());
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![1i32, 5, 7, 9, 2, 3], [2, 3]), &device());
+        assert_eq!(model.forward(tokens).dims(), [2, 3, 40]);
+        assert_eq!(model.num_params(), config.num_params());
+    }
+
+    #[test]
+    fn a_later_token_never_changes_an_earlier_positions_logits() {
+        let config = Preset::Micro.model(40);
+        let model = Gpt::new(&config, &mut Rng::new(2), &device());
+        let a = Tensor::<2, Int>::from_data(TensorData::new(vec![1i32, 5, 7, 9, 11], [1, 5]), &device());
+        let b = Tensor::<2, Int>::from_data(TensorData::new(vec![1i32, 5, 7, 30, 3], [1, 5]), &device());
+        let la = read(model.forward(a));
+        let lb = read(model.forward(b));
+        let v = 40;
+        // Positions 0..3 see only tokens 0..3, which agree.
+        for i in 0..3 * v {
+            assert!((la[i] - lb[i]).abs() < 1e-6, "position {} changed", i / v);
+        }
+        // Position 3 sees the changed token.
+        assert!((3 * v..4 * v).any(|i| (la[i] - lb[i]).abs() > 1e-4));
+    }
+
+    #[test]
+    fn cached_forward_matches_the_full_forward() {
+        let config = Preset::Micro.model(40);
+        let model = Gpt::new(&config, &mut Rng::new(3), &device());
+        let ids = vec![1i32, 5, 7, 9, 11, 13, 2];
+        let full = read(model.logits(model.hidden(Tensor::from_data(TensorData::new(ids.clone(), [1, 7]), &device()))));
+        let mut cache = KvCache::new(config.n_layers);
+        let prefix = model.hidden_cached(Tensor::from_data(TensorData::new(ids[..4].to_vec(), [1, 4]), &device()), &mut cache);
+        let mut cached = read(model.logits(prefix));
+        for &id in &ids[4..] {
+            let h = model.hidden_cached(Tensor::from_data(TensorData::new(vec![id], [1, 1]), &device()), &mut cache);
+            cached.extend(read(model.logits(h)));
+        }
+        assert_eq!(full.len(), cached.len());
+        for (f, c) in full.iter().zip(&cached) {
+            assert!((f - c).abs() < 1e-4, "{f} vs {c}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let config = Preset::Micro.model(40);
+        let tokens = || Tensor::<2, Int>::from_data(TensorData::new(vec![1i32, 5, 7], [1, 3]), &device());
+        let a = read(Gpt::new(&config, &mut Rng::new(9), &device()).forward(tokens()));
+        let b = read(Gpt::new(&config, &mut Rng::new(9), &device()).forward(tokens()));
+        assert_eq!(a, b);
+    }
+}
