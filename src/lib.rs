@@ -10,11 +10,20 @@
 //! `math` (the math page as pure functions), `stages` (one file per stage), `web` (the only file
 //! that talks to JavaScript).
 
+pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod math;
 pub mod model;
 pub mod rng;
+pub mod sample;
+pub mod session;
+pub mod stages;
 pub mod task;
 
 pub use error::{LabError, Result};
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -351,3 +351,20 @@ mod tests {
         assert_eq!(a, b);
     }
 }
+
+/// The same module with a new identity for every parameter.
+///
+/// A copy made for another role (the reward model's trunk from π_ref, the value model from the
+/// reward model, the policy from π_ref) must not share parameter ids with its source: optimizers
+/// and gradients are keyed by id, so two roles trained together would otherwise mix their
+/// gradients and Adam states.
+pub fn with_fresh_ids<M: Module>(module: M) -> M {
+    struct Fresh;
+    impl burn::module::ModuleMapper for Fresh {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (_, value, mapper) = param.consume();
+            Param::from_mapped_value(burn::module::ParamId::new(), value, mapper)
+        }
+    }
+    module.map(&mut Fresh)
+}

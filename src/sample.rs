@@ -1,0 +1,208 @@
+//! Generation: a KV cache, temperature, top-k, EOS then PAD, per-token log-probabilities, and
+//! one readback for the whole batch.
+//!
+//! Sampling runs on the device with the Gumbel-max trick: argmax(z/T + g) with g ~ Gumbel(0, 1)
+//! is an exact draw from softmax(z/T). The noise is drawn on the host and uploaded once per call,
+//! so the same seed samples the same tokens on WebGPU and on the CPU backend (their device
+//! generators differ), and nothing inside the loop reads back: `argmax`, `topk` and `gather` are
+//! device kernels; only the final tokens and log-probs come back, in one transfer.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Transaction, TensorData};
+
+use crate::error::{LabError, Result};
+use crate::model::{Gpt, KvCache};
+use crate::rng::Rng;
+use crate::task::{EOS, PAD};
+
+/// How to pick each next token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleOptions {
+    /// Softmax temperature; 0 means greedy (always the most likely token).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens before sampling; 0 keeps all.
+    pub top_k: usize,
+    /// Tokens to generate per row (the row is PAD after its `<eos>`).
+    pub max_new_tokens: usize,
+}
+
+impl SampleOptions {
+    pub fn validate(&self, vocab_size: usize) -> Result<()> {
+        if !self.temperature.is_finite() || !(0.0..=5.0).contains(&self.temperature) {
+            return Err(LabError::setting("temperature", format!("must be between 0 and 5 (got {})", self.temperature)));
+        }
+        if self.top_k > vocab_size {
+            return Err(LabError::setting("top_k", format!("must be at most the vocabulary size {vocab_size} (got {})", self.top_k)));
+        }
+        if self.max_new_tokens == 0 {
+            return Err(LabError::setting("max_new_tokens", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Generated tokens and their log-probabilities, row-major [batch × max_new_tokens].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub batch: usize,
+    pub width: usize,
+    /// Sampled tokens; PAD after a row's `<eos>`.
+    pub tokens: Vec<u32>,
+    /// log π(a_t | s_t) at the sampling temperature (without top-k truncation, as TRL computes
+    /// it); 0 at PAD.
+    pub logprobs: Vec<f32>,
+}
+
+impl Generated {
+    pub fn row(&self, b: usize) -> &[u32] {
+        &self.tokens[b * self.width..(b + 1) * self.width]
+    }
+
+    pub fn row_logprobs(&self, b: usize) -> &[f32] {
+        &self.logprobs[b * self.width..(b + 1) * self.width]
+    }
+}
+
+/// Samples `max_new_tokens` after each prompt row (all rows the same length).
+///
+/// `prompts` is row-major [batch × prompt_len]. The model should be a `valid()` copy: no autodiff
+/// graph is built for generation.
+pub async fn generate(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<Generated> {
+    let vocab = model.vocab_size();
+    options.validate(vocab)?;
+    if batch == 0 || prompts.is_empty() || prompts.len() % batch != 0 {
+        return Err(LabError::InvalidInput(format!("{} prompt tokens do not split into {batch} rows", prompts.len())));
+    }
+    let prompt_len = prompts.len() / batch;
+    if prompt_len + options.max_new_tokens > model.context_length() {
+        return Err(LabError::InvalidInput(format!(
+            "prompt ({prompt_len}) + new tokens ({}) exceed the context length {}",
+            options.max_new_tokens,
+            model.context_length()
+        )));
+    }
+    if let Some(&bad) = prompts.iter().find(|&&t| t as usize >= vocab) {
+        return Err(LabError::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
+    }
+    let steps = options.max_new_tokens;
+    let greedy = options.temperature == 0.0;
+    let temperature = if greedy { 1.0 } else { options.temperature };
+
+    // Host-made Gumbel noise for every step, uploaded once: [steps, batch, vocab].
+    let noise = (!greedy).then(|| {
+        let values: Vec<f32> = (0..steps * batch * vocab).map(|_| rng.gumbel()).collect();
+        Tensor::<3>::from_data(TensorData::new(values, [steps, batch, vocab]), device)
+    });
+
+    let prompt = Tensor::<2, Int>::from_data(TensorData::new(prompts.iter().map(|&t| t as i32).collect::<Vec<_>>(), [batch, prompt_len]), device);
+    let mut cache = KvCache::new(model.n_layers());
+    let hidden = model.hidden_cached(prompt, &mut cache); // [B, P, D]
+    let d_model = hidden.dims()[2];
+    let mut last = Some(hidden.slice([0..batch, prompt_len - 1..prompt_len, 0..d_model])); // [B, 1, D]
+    let mut finished = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; batch], [batch, 1]), device);
+    let mut new_tokens = Vec::with_capacity(steps);
+    let mut new_logprobs = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let hidden = last.take().expect("set before every step");
+        let logits = model.logits(hidden).reshape([batch, vocab]).div_scalar(temperature); // [B, V]
+        let logprobs = log_softmax(logits.clone(), 1);
+        let mut scores = logits;
+        if options.top_k > 0 && options.top_k < vocab {
+            // Everything below the k-th largest logit is out.
+            let kth = scores.clone().topk(options.top_k, 1).slice([0..batch, options.top_k - 1..options.top_k]); // [B, 1]
+            let below = scores.clone().lower(kth);
+            scores = scores.mask_fill(below, -1e9);
+        }
+        if let Some(noise) = &noise {
+            scores = scores + noise.clone().slice([step..step + 1, 0..batch, 0..vocab]).reshape([batch, vocab]);
+        }
+        let next = scores.argmax(1); // [B, 1]
+        let logprob = logprobs.gather(1, next.clone()); // [B, 1]
+        let next = next.mask_fill(finished.clone(), PAD as i32);
+        let logprob = logprob.mask_fill(finished.clone(), 0.0);
+        finished = finished.bool_or(next.clone().equal_elem(EOS as i32));
+        new_tokens.push(next.clone());
+        new_logprobs.push(logprob);
+        if step + 1 < steps {
+            last = Some(model.hidden_cached(next, &mut cache));
+        }
+    }
+    let tokens = Tensor::cat(new_tokens, 1);
+    let logprobs = Tensor::cat(new_logprobs, 1);
+    // The one readback of the whole generation.
+    let data = Transaction::default()
+        .register(tokens)
+        .register(logprobs)
+        .execute_async()
+        .await
+        .map_err(|e| LabError::Device(format!("reading generated tokens: {e:?}")))?;
+    let tokens: Vec<u32> = data[0].iter::<i64>().map(|t| t as u32).collect();
+    let logprobs: Vec<f32> = data[1].iter::<f32>().collect();
+    Ok(Generated { batch, width: steps, tokens, logprobs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+    use burn::tensor::activation::log_softmax;
+
+    fn options(temperature: f32, top_k: usize) -> SampleOptions {
+        SampleOptions { temperature, top_k, max_new_tokens: 6 }
+    }
+
+    #[test]
+    fn rows_end_in_pad_after_eos_and_logprobs_match_a_full_forward() {
+        let device = Device::flex();
+        let config = Preset::Micro.model(12);
+        let model = Gpt::new(&config, &mut Rng::new(4), &device);
+        let prompts = [1u32, 5, 1, 7, 1, 9];
+        let out = pollster::block_on(generate(&model, &prompts, 3, options(1.0, 0), &mut Rng::new(1), &device)).unwrap();
+        assert_eq!(out.tokens.len(), 18);
+        for b in 0..3 {
+            let row = out.row(b);
+            if let Some(end) = row.iter().position(|&t| t == EOS) {
+                assert!(row[end + 1..].iter().all(|&t| t == PAD), "{row:?}");
+                assert!(out.row_logprobs(b)[end + 1..].iter().all(|&l| l == 0.0));
+            }
+            // Recompute log π(a_t|s_t) with a plain forward over prompt + generated tokens.
+            let mut seq: Vec<i32> = prompts[2 * b..2 * b + 2].iter().map(|&t| t as i32).collect();
+            seq.extend(row.iter().map(|&t| t as i32));
+            let len = seq.len();
+            let logits = model.forward(Tensor::from_data(TensorData::new(seq.clone(), [1, len]), &device));
+            let lp: Vec<f32> = log_softmax(logits, 2).into_data().iter::<f32>().collect();
+            for t in 0..6 {
+                if row[t] == PAD {
+                    break;
+                }
+                let expected = lp[(1 + t) * 12 + seq[2 + t] as usize];
+                assert!((expected - out.row_logprobs(b)[t]).abs() < 1e-4, "row {b} t {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn top_one_is_greedy_and_same_seed_same_samples() {
+        let device = Device::flex();
+        let model = Gpt::new(&Preset::Micro.model(12), &mut Rng::new(4), &device);
+        let prompts = [1u32, 5, 1, 7];
+        let greedy = pollster::block_on(generate(&model, &prompts, 2, options(0.0, 0), &mut Rng::new(1), &device)).unwrap();
+        let top1 = pollster::block_on(generate(&model, &prompts, 2, options(1.0, 1), &mut Rng::new(2), &device)).unwrap();
+        assert_eq!(greedy.tokens, top1.tokens);
+        let a = pollster::block_on(generate(&model, &prompts, 2, options(1.0, 0), &mut Rng::new(3), &device)).unwrap();
+        let b = pollster::block_on(generate(&model, &prompts, 2, options(1.0, 0), &mut Rng::new(3), &device)).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let device = Device::flex();
+        let model = Gpt::new(&Preset::Micro.model(12), &mut Rng::new(4), &device);
+        let run = |prompts: &[u32], batch, o| pollster::block_on(generate(&model, prompts, batch, o, &mut Rng::new(1), &device));
+        assert!(run(&[1, 5, 1], 2, options(1.0, 0)).is_err());
+        assert!(run(&[1, 50], 1, options(1.0, 0)).is_err());
+        assert!(run(&[1, 5], 1, options(f32::NAN, 0)).is_err());
+        assert!(run(&[1, 5], 1, SampleOptions { temperature: 1.0, top_k: 0, max_new_tokens: 40 }).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! One file per stage of the pipeline, each opening with the objective it optimizes:
+//!
+//! ```text
+//! sft.rs     Stage 1   cross-entropy on demonstrations            → π_ref
+//! reward.rs  Stage 2   Bradley–Terry on labeled pairs             → r_φ
+//! ppo.rs     Stage 3   KL-regularized RL with the clipped update  → π_θ (and V_ψ)
+//! dpo.rs     contrast  the same objective in closed form          → π_dpo
+//! ```
+//!
+//! Every trainer exposes bounded steps that return metrics; whoever calls them (the page's worker,
+//! the native CLI) owns the loop. Each step reads the device once.
+
+pub mod dpo;
+pub mod ppo;
+pub mod reward;
+pub mod sft;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::TensorData;
+
+use crate::error::{LabError, Result};
+
+/// Adam without weight decay: every stage uses it.
+pub(crate) fn adam() -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(0.0).with_epsilon(1e-8).init()
+}
+
+/// Token ids, row-major [rows × width], as a device tensor.
+pub(crate) fn int_tensor(ids: &[u32], rows: usize, width: usize, device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [rows, width]), device)
+}
+
+pub(crate) fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// log π(target_t | prefix): the log-softmax of each position's logits, gathered at its target.
+///
+/// # Shapes
+/// - `logits`: [batch, seq, vocab], `targets`: [batch, seq] → [batch, seq]
+pub(crate) fn token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let [batch, seq, _] = logits.dims();
+    log_softmax(logits, 2).gather(2, targets.reshape([batch, seq, 1])).reshape([batch, seq])
+}
+
+/// Reads many scalars in one transfer: they are concatenated on the device first.
+/// This is a CPU–GPU sync point: the step's one readback.
+pub(crate) async fn read_scalars(values: Vec<Tensor<1>>) -> Result<Vec<f32>> {
+    let all = Tensor::cat(values, 0);
+    let data = all.into_data_async().await.map_err(|e| LabError::Device(format!("reading metrics: {e:?}")))?;
+    Ok(data.iter::<f32>().collect())
+}
+
+/// Reads one float tensor of any rank (flattened). A CPU–GPU sync point.
+pub(crate) async fn read_floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor.into_data_async().await.map_err(|e| LabError::Device(format!("reading results: {e:?}")))?;
+    Ok(data.iter::<f32>().collect())
+}
+
+/// Global L2 norm of all gradients of `module`, on the device: every gradient flattened into one
+/// vector, squared and summed — a few kernels, not a few per parameter.
+pub(crate) fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Tensor<1> {
+    struct Collect<'a> {
+        grads: &'a GradientsParams,
+        flat: Vec<Tensor<1>>,
+    }
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let n = grad.shape().num_elements();
+                self.flat.push(grad.reshape([n]));
+            }
+        }
+    }
+    let mut collect = Collect { grads, flat: Vec::new() };
+    module.visit(&mut collect);
+    if collect.flat.is_empty() {
+        return Tensor::zeros([1], &Device::flex());
+    }
+    Tensor::cat(collect.flat, 0).square().sum().sqrt()
+}
+
+/// The first name whose value is not finite, if any.
+pub(crate) fn first_non_finite<'a>(names: &[&'a str], values: &[f32]) -> Option<&'a str> {
+    names.iter().zip(values).find(|(_, v)| !v.is_finite()).map(|(n, _)| *n)
+}
+
+/// Shuffled passes over `0..n`, handing out batches of indices; a new permutation each epoch.
+#[derive(Debug, Clone)]
+pub(crate) struct Batches {
+    order: Vec<usize>,
+    cursor: usize,
+    /// Completed passes over the data.
+    pub epochs_done: usize,
+    rng: crate::rng::Rng,
+}
+
+impl Batches {
+    pub fn new(n: usize, mut rng: crate::rng::Rng) -> Self {
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        Self { order, cursor: 0, epochs_done: 0, rng }
+    }
+
+    /// The next `size` indices; the last batch of an epoch may be shorter.
+    pub fn next(&mut self, size: usize) -> Vec<usize> {
+        if self.cursor >= self.order.len() {
+            self.epochs_done += 1;
+            self.rng.shuffle(&mut self.order);
+            self.cursor = 0;
+        }
+        let end = (self.cursor + size).min(self.order.len());
+        let out = self.order[self.cursor..end].to_vec();
+        self.cursor = end;
+        out
+    }
+
+    pub fn steps_per_epoch(n: usize, size: usize) -> usize {
+        n.div_ceil(size.max(1))
+    }
+}

@@ -1,0 +1,369 @@
+//! Stage 1: supervised fine-tuning, which yields π_ref.
+//!
+//! Objective (ordinary cross-entropy, the math page's Stage 1):
+//!
+//! ```text
+//! min_θ  −E_{(x,y)∈D} [ (1/|y|) Σ_t log π_θ(y_t | x, y_<t) ]
+//! ```
+//!
+//! By default only completion tokens count ("completion-only loss"): the prompt is given, not
+//! demonstrated, and PAD never counts. The same loss over every token is how the base model is
+//! pretrained on the task's free text.
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use serde::Serialize;
+
+use super::{adam, first_non_finite, float_tensor, grad_norm, int_tensor, read_scalars, token_logprobs, Batches};
+use crate::config::{PretrainConfig, SftConfig};
+use crate::error::{LabError, Result};
+use crate::metrics::{metrics, Metrics};
+use crate::model::Gpt;
+use crate::rng::Rng;
+use crate::sample::{generate, SampleOptions};
+use crate::task::{self, grammar, prompt_tokens, Completion, Demonstrations, Tokenizer, EOS, MAX_COMPLETION, PAD, PROMPT_LEN, PRODUCTS_COUNT, SEQ_LEN};
+
+/// Which target tokens the cross-entropy counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossMask {
+    /// Completion tokens only (positions ≥ the prompt length), never PAD.
+    CompletionOnly,
+    /// Every token but PAD.
+    AllTokens,
+}
+
+/// Per-target weights for a batch of sequences: 1 where target t + 1 counts, 0 elsewhere.
+/// Row-major [batch × (SEQ_LEN − 1)]. A sequence ends at its first `<eos>` (which counts: the
+/// model must learn to stop); nothing after it — PAD — ever counts.
+pub fn loss_mask(sequences: &[Vec<u32>], mask: LossMask) -> Vec<f32> {
+    let mut out = Vec::with_capacity(sequences.len() * (SEQ_LEN - 1));
+    for seq in sequences {
+        let end = seq.iter().skip(1).position(|&t| t == EOS || t == PAD).map_or(SEQ_LEN, |i| if seq[i + 1] == EOS { i + 2 } else { i + 1 });
+        for t in 0..SEQ_LEN - 1 {
+            let target = t + 1;
+            let counts = target < end && (mask == LossMask::AllTokens || target >= PROMPT_LEN);
+            out.push(if counts { 1.0 } else { 0.0 });
+        }
+    }
+    out
+}
+
+/// Masked next-token cross-entropy and the number of correctly ranked targets.
+/// Returns (mean loss over counted targets, correct count) as [1]-tensors.
+pub fn masked_lm_loss(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, device: &Device) -> (Tensor<1>, Tensor<1>, f32) {
+    let rows = sequences.len();
+    let flat: Vec<u32> = sequences.iter().flatten().copied().collect();
+    let tokens = int_tensor(&flat, rows, SEQ_LEN, device);
+    let inputs = tokens.clone().slice([0..rows, 0..SEQ_LEN - 1]);
+    let targets = tokens.slice([0..rows, 1..SEQ_LEN]);
+    let weights = loss_mask(sequences, mask);
+    let counted: f32 = weights.iter().sum::<f32>().max(1.0);
+    let weights = float_tensor(weights, [rows, SEQ_LEN - 1], device);
+    let logits = model.forward(inputs); // [B, T−1, V]
+    let predicted = logits.clone().argmax(2).reshape([rows, SEQ_LEN - 1]);
+    let correct = (predicted.equal(targets.clone()).float() * weights.clone()).sum();
+    let logprobs = token_logprobs(logits, targets); // [B, T−1]
+    let loss = (logprobs * weights).sum().neg().div_scalar(counted);
+    (loss, correct, counted)
+}
+
+/// Where the training sequences come from.
+#[derive(Debug, Clone)]
+enum Corpus {
+    /// Fixed demonstrations (SFT).
+    Fixed { train: Vec<Vec<u32>>, batches: Batches },
+    /// Fresh free-text reviews every step (pretraining the base model).
+    Stream { rng: Rng },
+}
+
+/// A sample for a fixed prompt, shown as SFT trains.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptSample {
+    pub prompt: String,
+    pub completion: String,
+    pub gold: f32,
+}
+
+/// Trains a language model by masked cross-entropy, one bounded step at a time.
+pub struct SftTrainer {
+    model: Gpt,
+    optim: ModuleOptimizer,
+    corpus: Corpus,
+    held_out: Vec<Vec<u32>>,
+    mask: LossMask,
+    learning_rate: f64,
+    batch_size: usize,
+    total_steps: usize,
+    eval_every: usize,
+    step: usize,
+    device: Device,
+    train_device: Device,
+    /// Test hook: the step whose loss is replaced by NaN (see `poison_step`).
+    poisoned_step: Option<usize>,
+}
+
+impl SftTrainer {
+    /// Stage 1 from `base` on demonstrations generated from `seed`.
+    pub fn sft(base: Gpt, config: &SftConfig, tokenizer: &Tokenizer, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let demos = Demonstrations::generate(tokenizer, seed, config.train_examples, config.held_out_examples);
+        let to_seq = |c: &Completion| c.sequence(tokenizer);
+        let train: Vec<Vec<u32>> = demos.train.iter().map(to_seq).collect();
+        let held_out = demos.held_out.iter().map(to_seq).collect();
+        let batches = Batches::new(train.len(), Rng::derive(seed, "sft/order"));
+        let mask = if config.completion_only { LossMask::CompletionOnly } else { LossMask::AllTokens };
+        Ok(Self::new(base, Corpus::Fixed { train, batches }, held_out, mask, config.learning_rate, config.batch_size, config.steps, config.eval_every, device))
+    }
+
+    /// Pretraining of a base model on free text, every token counted.
+    pub fn pretrain(model: Gpt, config: &PretrainConfig, tokenizer: &Tokenizer, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut held_rng = Rng::derive(seed, "pretrain/held-out");
+        let held_out = (0..256).map(|_| free_text(tokenizer, &mut held_rng)).collect();
+        let corpus = Corpus::Stream { rng: Rng::derive(seed, "pretrain/train") };
+        let eval_every = (config.steps / 10).max(1);
+        Ok(Self::new(model, corpus, held_out, LossMask::AllTokens, config.learning_rate, config.batch_size, config.steps, eval_every, device))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(model: Gpt, corpus: Corpus, held_out: Vec<Vec<u32>>, mask: LossMask, learning_rate: f64, batch_size: usize, total_steps: usize, eval_every: usize, device: &Device) -> Self {
+        Self {
+            model: model.train(),
+            optim: adam(),
+            corpus,
+            held_out,
+            mask,
+            learning_rate,
+            batch_size,
+            total_steps,
+            eval_every,
+            step: 0,
+            device: device.clone(),
+            train_device: device.clone().autodiff(),
+            poisoned_step: None,
+        }
+    }
+
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step >= self.total_steps
+    }
+
+    /// Fault injection for tests: step `step` (1-based) computes a NaN loss, as a diverging run
+    /// would. The step must detect it in its one readback, roll back and report it.
+    pub fn poison_step(&mut self, step: usize) {
+        self.poisoned_step = Some(step);
+    }
+
+    /// The model as it is now, without its autodiff graph.
+    pub fn model(&self) -> Gpt {
+        self.model.valid()
+    }
+
+    /// One optimizer step (and, every `eval_every` steps and at the last, a held-out evaluation).
+    /// Reads the device once. A non-finite loss or gradient leaves the model as it was.
+    pub async fn step(&mut self) -> Result<Metrics> {
+        if self.is_done() {
+            return Err(LabError::NotReady(format!("all {} steps are done", self.total_steps)));
+        }
+        let batch: Vec<Vec<u32>> = match &mut self.corpus {
+            Corpus::Fixed { train, batches } => batches.next(self.batch_size).into_iter().map(|i| train[i].clone()).collect(),
+            Corpus::Stream { rng } => {
+                let tokenizer = Tokenizer::new();
+                (0..self.batch_size).map(|_| free_text(&tokenizer, rng)).collect()
+            }
+        };
+        let rows = batch.len();
+        let (mut loss, correct, counted) = masked_lm_loss(&self.model, &batch, self.mask, &self.train_device);
+        if self.poisoned_step == Some(self.step + 1) {
+            loss = loss.mul_scalar(f32::NAN);
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let norm = grad_norm(&self.model, &grads);
+        let before = (self.model.clone(), self.optim.clone());
+        self.model = self.optim.step(self.learning_rate, self.model.clone(), grads);
+        self.step += 1;
+
+        let evaluate = self.step == 1 || self.step % self.eval_every == 0 || self.is_done();
+        let mut scalars = vec![loss.detach().inner(), correct.detach().inner(), norm.inner()];
+        let mut held_counted = 0.0;
+        if evaluate {
+            let (held_loss_sum, held_correct, n) = self.held_out_sums();
+            held_counted = n;
+            scalars.push(held_loss_sum);
+            scalars.push(held_correct);
+        }
+        let values = read_scalars(scalars).await?;
+        if let Some(quantity) = first_non_finite(&["loss", "correct", "gradient norm"], &values) {
+            (self.model, self.optim) = before;
+            self.step -= 1;
+            return Err(LabError::NumericalFault { stage: "sft".into(), step: self.step + 1, quantity: quantity.into() });
+        }
+        let mut out = metrics([
+            ("step", self.step as f64),
+            ("loss/train", f64::from(values[0])),
+            ("accuracy/train", f64::from(values[1] / counted)),
+            ("grad_norm", f64::from(values[2])),
+            ("lr", self.learning_rate),
+            ("batch", rows as f64),
+        ]);
+        if evaluate {
+            let held_loss = values[3] / held_counted;
+            out.insert("loss/held_out".into(), f64::from(held_loss));
+            out.insert("accuracy/held_out".into(), f64::from(values[4] / held_counted));
+            out.insert("perplexity/held_out".into(), f64::from(held_loss.exp()));
+        }
+        Ok(out)
+    }
+
+    /// Held-out loss *sum*, correct count (device tensors) and counted targets, in chunks.
+    fn held_out_sums(&self) -> (Tensor<1>, Tensor<1>, f32) {
+        let model = self.model.valid();
+        let mut loss_sum: Option<Tensor<1>> = None;
+        let mut correct_sum: Option<Tensor<1>> = None;
+        let mut counted_total = 0.0;
+        for chunk in self.held_out.chunks(64) {
+            let (loss, correct, counted) = masked_lm_loss(&model, chunk, self.mask, &self.device);
+            let loss = loss.mul_scalar(counted);
+            counted_total += counted;
+            loss_sum = Some(match loss_sum { Some(s) => s + loss, None => loss });
+            correct_sum = Some(match correct_sum { Some(s) => s + correct, None => correct });
+        }
+        (loss_sum.expect("held-out set is not empty"), correct_sum.expect("held-out set is not empty"), counted_total)
+    }
+
+    /// Held-out loss of the current model (one readback).
+    pub async fn held_out_loss(&self) -> Result<f32> {
+        let (sum, _, counted) = self.held_out_sums();
+        Ok(read_scalars(vec![sum]).await?[0] / counted)
+    }
+}
+
+/// One free-text review for pretraining: `<bos> the <product> … <eos>`.
+fn free_text(tokenizer: &Tokenizer, rng: &mut Rng) -> Vec<u32> {
+    let product = rng.below(PRODUCTS_COUNT);
+    let quality = grammar::sample_quality(rng);
+    task::pretraining_sequence(tokenizer, &grammar::sample_review(rng, product, quality))
+}
+
+/// A completion for every product's prompt, sampled from `model` with a fixed seed, so that the
+/// samples panel shows the same prompts (and, at temperature 0, comparable text) as training
+/// goes on.
+pub async fn prompt_samples(model: &Gpt, tokenizer: &Tokenizer, temperature: f32, seed: u64, device: &Device) -> Result<Vec<PromptSample>> {
+    let prompts: Vec<u32> = (0..PRODUCTS_COUNT).flat_map(|p| prompt_tokens(tokenizer, p)).collect();
+    let options = SampleOptions { temperature, top_k: 0, max_new_tokens: MAX_COMPLETION };
+    let generated = generate(model, &prompts, PRODUCTS_COUNT, options, &mut Rng::derive(seed, "samples"), device).await?;
+    Ok((0..PRODUCTS_COUNT)
+        .map(|p| {
+            let completion = Completion::from_generated(p, generated.row(p));
+            PromptSample {
+                prompt: tokenizer.decode(&prompt_tokens(tokenizer, p)[1..]),
+                completion: completion.text(tokenizer),
+                gold: completion.gold(tokenizer).total,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    #[test]
+    fn the_mask_counts_completion_tokens_only_and_never_pad() {
+        let tok = Tokenizer::new();
+        let seq = Completion { product: 0, tokens: tok.encode("is great . <eos>") }.sequence(&tok);
+        let mask = loss_mask(&[seq.clone()], LossMask::CompletionOnly);
+        // Targets are seq[1..]; completion targets are seq[5..9] = is great . <eos>, at t = 4..8.
+        let expected: Vec<f32> = (0..SEQ_LEN - 1).map(|t| if (4..8).contains(&t) { 1.0 } else { 0.0 }).collect();
+        assert_eq!(mask, expected);
+        let all = loss_mask(&[seq], LossMask::AllTokens);
+        let expected: Vec<f32> = (0..SEQ_LEN - 1).map(|t| if t < 8 { 1.0 } else { 0.0 }).collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn the_loss_is_the_mean_over_completion_targets_and_ignores_what_follows_eos() {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
+        let a = Completion { product: 0, tokens: tok.encode("is great . <eos>") }.sequence(&tok);
+        let b = Completion { product: 3, tokens: tok.encode("is not bad and i love it . <eos>") }.sequence(&tok);
+        let (loss, _, counted) = masked_lm_loss(&model, &[a.clone(), b.clone()], LossMask::CompletionOnly, &device);
+        assert_eq!(counted, 4.0 + 9.0);
+        // By hand: log-softmax of a plain forward, summed at the completion targets only.
+        let mut by_hand = 0.0;
+        for seq in [&a, &b] {
+            let input: Vec<i32> = seq[..SEQ_LEN - 1].iter().map(|&t| t as i32).collect();
+            let logits = model.forward(Tensor::from_data(burn::tensor::TensorData::new(input, [1, SEQ_LEN - 1]), &device));
+            let lp: Vec<f32> = burn::tensor::activation::log_softmax(logits, 2).into_data().iter::<f32>().collect();
+            let v = tok.vocab_size();
+            let end = seq.iter().position(|&t| t == EOS).unwrap();
+            for target in PROMPT_LEN..=end {
+                by_hand -= lp[(target - 1) * v + seq[target] as usize];
+            }
+        }
+        let loss: f32 = loss.into_data().iter::<f32>().next().unwrap();
+        assert!((loss - by_hand / counted).abs() < 1e-5, "{loss} vs {}", by_hand / counted);
+        // Whatever follows <eos> (PAD, or garbage) changes nothing.
+        let mut garbage = a.clone();
+        for t in garbage.iter_mut().skip(9) {
+            *t = tok.id("great").unwrap();
+        }
+        let (l1, _, n1) = masked_lm_loss(&model, &[a], LossMask::CompletionOnly, &device);
+        let (l2, _, n2) = masked_lm_loss(&model, &[garbage], LossMask::CompletionOnly, &device);
+        assert_eq!(n1, n2);
+        assert_eq!(l1.into_data().iter::<f32>().next(), l2.into_data().iter::<f32>().next());
+    }
+
+    #[test]
+    fn sft_lowers_held_out_loss_on_a_tiny_run() {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
+        let config = SftConfig { steps: 60, batch_size: 16, learning_rate: 3e-3, eval_every: 60, train_examples: 400, held_out_examples: 64, ..SftConfig::default() };
+        let mut trainer = SftTrainer::sft(model, &config, &tok, 7, &device).unwrap();
+        let mut first = None;
+        let mut last = None;
+        while !trainer.is_done() {
+            let m = pollster::block_on(trainer.step()).unwrap();
+            if let Some(&held) = m.get("loss/held_out") {
+                first.get_or_insert(held);
+                last = Some(held);
+            }
+        }
+        let (first, last) = (first.unwrap(), last.unwrap());
+        assert!(last < first * 0.6, "held-out loss {first} → {last}");
+    }
+
+    #[test]
+    fn a_non_finite_loss_rolls_back_and_names_the_step() {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
+        let config = SftConfig { steps: 10, batch_size: 8, eval_every: 1000, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
+        let mut trainer = SftTrainer::sft(model, &config, &tok, 7, &device).unwrap();
+        trainer.poison_step(3);
+        for _ in 0..2 {
+            pollster::block_on(trainer.step()).unwrap();
+        }
+        let good = pollster::block_on(trainer.held_out_loss()).unwrap();
+        let fault = pollster::block_on(trainer.step()).unwrap_err();
+        assert_eq!(fault, LabError::NumericalFault { stage: "sft".into(), step: 3, quantity: "loss".into() });
+        assert!(fault.to_string().contains("step 3"), "{fault}");
+        // Rolled back: same step count, same (finite) model as before the poisoned step.
+        assert_eq!(trainer.step_count(), 2);
+        assert_eq!(pollster::block_on(trainer.held_out_loss()).unwrap(), good);
+        // And training goes on from there (the poison was for step 3 only).
+        trainer.poisoned_step = None;
+        assert!(pollster::block_on(trainer.step()).is_ok());
+    }
+}

@@ -1,0 +1,101 @@
+//! Browser tests, run by `wasm-bindgen-test-runner` in a dedicated Web Worker (where the page
+//! trains). In headless Chromium `--enable-unsafe-webgpu` gives a real WebGPU adapter
+//! (SwiftShader, a GPU emulated on the CPU, ~6 ms per dispatch): these tests prove correctness on
+//! a few steps there, and compare every number with the CPU backend from the same weights and the
+//! same host-made data.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+
+use burn::prelude::*;
+use rlhf_lab::config::{LabConfig, Preset, SftConfig};
+use rlhf_lab::device::{select, BackendChoice, BackendInfo};
+use rlhf_lab::session::{Role, Session};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+thread_local! {
+    // WebGPU can be initialized once per worker: every test shares the first selection.
+    static AUTO: RefCell<Option<(Device, BackendInfo)>> = const { RefCell::new(None) };
+}
+
+async fn auto_device() -> (Device, BackendInfo) {
+    if let Some(found) = AUTO.with(|d| d.borrow().clone()) {
+        return found;
+    }
+    let found = select(BackendChoice::Auto).await;
+    AUTO.with(|d| *d.borrow_mut() = Some(found.clone()));
+    found
+}
+
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    let navigator = js_sys::Reflect::get(&global, &"navigator".into()).unwrap();
+    js_sys::Reflect::get(&navigator, &"gpu".into()).map(|g| !g.is_undefined()).unwrap_or(false)
+}
+
+fn micro_config(steps: usize) -> LabConfig {
+    LabConfig {
+        preset: Preset::Micro,
+        sft: SftConfig { steps, batch_size: 8, eval_every: 1_000, train_examples: 64, held_out_examples: 16, learning_rate: 3e-3, ..SftConfig::default() },
+        ..LabConfig::default()
+    }
+}
+
+async fn sft_losses(device: Device, steps: usize) -> Vec<f64> {
+    let mut session = Session::new(device, micro_config(steps)).unwrap();
+    session.base_from_scratch();
+    session.sft_begin().unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        losses.push(session.sft_step().await.unwrap()["loss/train"]);
+    }
+    losses
+}
+
+#[wasm_bindgen_test]
+async fn the_backend_is_chosen_on_its_own_and_says_why() {
+    let (_, info) = auto_device().await;
+    web_sys::console::log_1(&format!("auto backend: {info:?}").into());
+    if has_webgpu() && info.backend == "cpu" {
+        // WebGPU is exposed but not usable: the fallback must say why.
+        assert!(info.fallback && !info.reason.is_empty(), "{info:?}");
+    }
+    if !has_webgpu() {
+        assert_eq!(info.backend, "cpu");
+        assert!(info.reason.contains("does not expose WebGPU"), "{info:?}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_cpu_backend_trains_in_the_page() {
+    let losses = sft_losses(Device::flex(), 12).await;
+    web_sys::console::log_1(&format!("flex SFT losses: {losses:?}").into());
+    assert!(losses[11] < losses[0] - 0.5, "{losses:?}");
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_trains_and_matches_the_cpu_backend() {
+    if !has_webgpu() {
+        web_sys::console::log_1(&"no navigator.gpu in this browser: the WebGPU comparison does not apply".into());
+        return;
+    }
+    let (device, info) = auto_device().await;
+    assert_eq!(info.backend, "webgpu", "Chromium here exposes WebGPU; it must be used: {info:?}");
+    let steps = 3;
+    let gpu = sft_losses(device.clone(), steps).await;
+    let cpu = sft_losses(Device::flex(), steps).await;
+    web_sys::console::log_1(&format!("SFT losses webgpu {gpu:?} flex {cpu:?}").into());
+    assert!(gpu[steps - 1] < gpu[0], "WebGPU loss did not fall: {gpu:?}");
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert!((g - c).abs() < 2e-3 * c.abs().max(1.0), "WebGPU {g} vs CPU {c}");
+    }
+    // Sampling and checkpoints work on WebGPU without a synchronous read.
+    let mut session = Session::new(device, micro_config(1)).unwrap();
+    session.base_from_scratch();
+    let samples = session.samples(Role::Base, 1.0, 3).await.unwrap();
+    assert_eq!(samples.len(), 10);
+    let bytes = session.save(Role::Base).await.unwrap();
+    session.load(&bytes).unwrap();
+}
