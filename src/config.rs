@@ -410,7 +410,14 @@ impl LabConfig {
 
     /// Parses a JSON config (missing fields take their defaults) and validates it.
     pub fn from_json(json: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(json).map_err(|e| LabError::InvalidInput(format!("config: {e}")))?;
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let config: Self = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            // serde_json appends " at line 1 column 42": the field name says more to a learner.
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            if path == "." { LabError::InvalidInput(format!("settings: {message}")) } else { LabError::setting(path, message) }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -440,6 +447,8 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("ppo.mini_batches"));
         let err = LabConfig::from_json(r#"{"sft": {"lerning_rate": 0.1}}"#).unwrap_err().to_string();
         assert!(err.contains("lerning_rate"), "{err}");
+        let err = LabConfig::from_json(r#"{"sft": {"steps": "many"}}"#).unwrap_err().to_string();
+        assert!(err.starts_with("sft.steps: invalid type"), "{err}");
         let parsed = LabConfig::from_json(r#"{"sft": {"steps": 5}, "preset": "micro"}"#).unwrap();
         assert_eq!(parsed.sft.steps, 5);
         assert_eq!(parsed.sft.batch_size, SftConfig::default().batch_size);

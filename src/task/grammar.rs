@@ -184,8 +184,8 @@ fn adjective(rng: &mut Rng, tone: Tone) -> &'static str {
 
 fn adjp(rng: &mut Rng, tone: Tone, out: &mut Vec<&'static str>) {
     match rng.below(20) {
-        0..=11 => out.push(adjective(rng, tone)),
-        12..=16 => {
+        0..=12 => out.push(adjective(rng, tone)),
+        13..=17 => {
             out.push(*rng.pick(&ADVERBS));
             out.push(adjective(rng, tone));
         }

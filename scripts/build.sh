@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the page: the wasm core (release, SIMD), its JS bindings, and the Vite bundle in dist/.
+# cargo only rebuilds what changed; a cold build of burn for wasm takes ~10 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+
+log "cargo build --release --target wasm32-unknown-unknown"
+cargo build --release --target wasm32-unknown-unknown --lib
+wasm=target/wasm32-unknown-unknown/release/rlhf_lab.wasm
+if [ ! -f www/pkg/rlhf_lab_bg.wasm ] || [ "$wasm" -nt www/pkg/rlhf_lab_bg.wasm ]; then
+  log "wasm-bindgen --target web"
+  wasm-bindgen --target web --out-dir www/pkg "$wasm"
+fi
+if [ "${WASM_OPT:-0}" = "1" ]; then
+  # Optional: ~35% smaller, but ~5 minutes on 2 cores; off by default.
+  log "wasm-opt -O2"
+  node_modules/.bin/wasm-opt -O2 --all-features www/pkg/rlhf_lab_bg.wasm -o www/pkg/rlhf_lab_bg.wasm
+fi
+log "vite build"
+npx --no-install vite build --logLevel warn
+raw=$(stat -c %s www/pkg/rlhf_lab_bg.wasm)
+gz=$(gzip -c www/pkg/rlhf_lab_bg.wasm | wc -c)
+log "wasm: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped"

@@ -1,0 +1,23 @@
+//! The native command line: every stage headless, metrics as JSON lines on stdout.
+//!
+//! ```text
+//! rlhf pretrain [options] --out base.rlhf       train the base model on the task's free text
+//! rlhf sft      [options] [--base base.rlhf] [--out sft.rlhf]
+//! options: --preset micro|tiny|small  --seed N  --set section.field=value (repeatable)
+//!          --config file.json  --every N (print every Nth step; evaluations always print)
+//! ```
+//!
+//! Each line is a JSON object: `{"stage": "sft", "step": 12, "loss/train": 2.31, ...}`; the last
+//! line of a stage is its summary. Progress goes to stderr.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    cli::main();
+}
+
+/// The command line is native-only; wasm test builds of the crate compile it as nothing.
+#[cfg(target_arch = "wasm32")]
+fn main() {}

@@ -1,0 +1,40 @@
+// Shared set-up for the end-to-end tests: serve the built page (dist/) with Vite's preview
+// server on a free port, and drive the system Chromium through playwright-core.
+import { preview } from 'vite';
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const OUT = path.join(ROOT, 'test-results');
+mkdirSync(OUT, { recursive: true });
+
+export async function serve() {
+  const server = await preview({ root: ROOT, configFile: path.join(ROOT, 'vite.config.js'), preview: { port: 0, host: '127.0.0.1', strictPort: false }, logLevel: 'warn' });
+  const url = server.resolvedUrls.local[0];
+  return { url, close: () => new Promise((resolve) => server.httpServer.close(resolve)) };
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+}
+
+/** A page that records main-thread long tasks (> 50 ms) from its first script on. */
+export async function openPage(browser, url) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: true });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  return { page, context, errors };
+}

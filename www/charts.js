@@ -1,0 +1,109 @@
+// Line charts on uPlot: small, fast, canvas-based, well kept, and made for streaming series —
+// what a chart of thousands of training steps redrawn a few times a second needs (Observable
+// Plot and d3 rebuild SVG on every update). Charts never import the model: they draw whatever
+// series they are given, and redraw at most a few times a second.
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#4b5563'];
+const REDRAW_MS = 250;
+
+export class LineChart {
+  /**
+   * @param {HTMLElement} host
+   * @param {{title: string, series: {key: string, label: string, dash?: boolean}[], xLabel?: string, height?: number, bands?: {y: number, label: string}[]}} spec
+   */
+  constructor(host, spec) {
+    this.spec = spec;
+    this.x = [];
+    this.ys = spec.series.map(() => []);
+    this.dirty = false;
+    this.lastDraw = 0;
+    this.guides = spec.guides ?? [];
+    const width = Math.max(280, host.clientWidth || 420);
+    const guidePlugin = {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          for (const g of this.guides) {
+            if (g.y == null || !Number.isFinite(g.y)) continue;
+            const y = u.valToPos(g.y, 'y', true);
+            ctx.save();
+            ctx.strokeStyle = g.color ?? '#6b7280';
+            ctx.setLineDash([6, 4]);
+            ctx.beginPath();
+            ctx.moveTo(u.bbox.left, y);
+            ctx.lineTo(u.bbox.left + u.bbox.width, y);
+            ctx.stroke();
+            ctx.fillStyle = g.color ?? '#6b7280';
+            ctx.font = `${12 * devicePixelRatio}px sans-serif`;
+            ctx.fillText(g.label, u.bbox.left + 6, y - 4);
+            ctx.restore();
+          }
+        }],
+      },
+    };
+    this.plot = new uPlot({
+      title: spec.title,
+      width,
+      height: spec.height ?? 200,
+      plugins: [guidePlugin],
+      scales: { x: { time: false } },
+      axes: [{ label: spec.xLabel ?? 'step' }, {}],
+      series: [
+        { label: spec.xLabel ?? 'step' },
+        ...spec.series.map((s, i) => ({
+          label: s.label,
+          stroke: COLORS[i % COLORS.length],
+          width: 2,
+          dash: s.dash ? [6, 4] : undefined,
+          spanGaps: true,
+          points: { show: !!s.points },
+        })),
+      ],
+    }, [[], ...spec.series.map(() => [])], host);
+    this.element = host;
+    new ResizeObserver(() => {
+      const w = Math.max(280, host.clientWidth);
+      if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: this.plot.height });
+    }).observe(host);
+  }
+
+  /** Adds one x with the values present in `metrics` (missing keys leave a gap). */
+  push(x, metrics) {
+    this.x.push(x);
+    this.spec.series.forEach((s, i) => {
+      const v = metrics[s.key];
+      this.ys[i].push(Number.isFinite(v) ? v : null);
+    });
+    this.dirty = true;
+    this.maybeDraw();
+  }
+
+  setGuides(guides) { this.guides = guides; this.dirty = true; this.maybeDraw(); }
+
+  clear() {
+    this.x = [];
+    this.ys = this.spec.series.map(() => []);
+    this.dirty = true;
+    this.draw();
+  }
+
+  /** Number of drawn points of the first series that are numbers. */
+  get points() { return this.ys.reduce((n, ys) => n + ys.filter((v) => v != null).length, 0); }
+
+  maybeDraw() {
+    const now = performance.now();
+    if (now - this.lastDraw >= REDRAW_MS) this.draw();
+    else if (!this.timer) this.timer = setTimeout(() => { this.timer = null; this.draw(); }, REDRAW_MS);
+  }
+
+  draw() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.lastDraw = performance.now();
+    this.plot.setData([this.x, ...this.ys]);
+    // Read by the end-to-end tests: how many values the chart holds.
+    this.element.dataset.points = String(this.points);
+  }
+}

@@ -1,0 +1,36 @@
+// The page's handle on the training worker: promise-returning calls and a stream of events.
+export class LabClient {
+  constructor() {
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.pending = new Map();
+    this.listeners = new Set();
+    this.nextId = 1;
+    this.worker.onmessage = ({ data }) => {
+      if (data.id != null && this.pending.has(data.id)) {
+        const { resolve, reject } = this.pending.get(data.id);
+        this.pending.delete(data.id);
+        if (data.ok) resolve(data.result);
+        else reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
+      } else if (data.event) {
+        for (const listener of this.listeners) listener(data);
+      }
+    };
+    this.worker.onerror = (e) => {
+      for (const listener of this.listeners) listener({ event: 'crashed', message: e.message || 'the training worker stopped' });
+    };
+  }
+
+  send(cmd, args) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, cmd, args });
+    });
+  }
+
+  init(backend, config) { return this.send('init', { backend, config }); }
+  call(method, ...params) { return this.send('call', { method, params }); }
+  run(stage, steps = null) { return this.send('run', { stage, steps }); }
+  pause() { this.worker.postMessage({ cmd: 'pause' }); }
+  on(listener) { this.listeners.add(listener); return () => this.listeners.delete(listener); }
+}

@@ -1,0 +1,92 @@
+// Small DOM helpers shared by the stage panels: elements, a settings form, a progress bar.
+import { SETTINGS, getPath, setPath, coerce } from '../state.js';
+
+/** Creates an element; `text` is set as text, never parsed as HTML. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'text') node.textContent = v;
+    else if (k === 'class') node.className = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (v === true) node.setAttribute(k, '');
+    else if (v !== false && v != null) node.setAttribute(k, v);
+  }
+  node.append(...children.filter((c) => c != null));
+  return node;
+}
+
+/**
+ * A form for the settings whose key starts with `prefix`. Each change is validated by the core
+ * before it is applied; a refused value shows its message under the field and changes nothing.
+ */
+export function settingsForm(store, prefix, onApplied = () => {}) {
+  const form = el('div', { class: 'settings' });
+  const inputs = [];
+  for (const setting of SETTINGS.filter((s) => s.key.startsWith(prefix))) {
+    const id = `setting-${setting.key.replace(/\./g, '-')}`;
+    const value = getPath(store.config, setting.key);
+    let input;
+    if (setting.kind === 'select') {
+      input = el('select', { id }, ...setting.options.map((o) => el('option', { value: o, text: o, selected: o === value })));
+    } else if (setting.kind === 'bool') {
+      input = el('input', { id, type: 'checkbox', checked: !!value });
+    } else {
+      input = el('input', { id, type: 'text', inputmode: 'decimal', value: String(value) });
+    }
+    const error = el('p', { class: 'error', role: 'alert' });
+    const help = el('p', { class: 'help', id: `${id}-help`, text: setting.help });
+    input.setAttribute('aria-describedby', `${id}-help`);
+    input.addEventListener('change', async () => {
+      const raw = setting.kind === 'bool' ? input.checked : input.value;
+      const candidate = structuredClone(store.config);
+      const v = coerce(setting, raw);
+      error.textContent = '';
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        error.textContent = `${setting.label}: must be a number (got "${raw}")`;
+        input.setAttribute('aria-invalid', 'true');
+        return;
+      }
+      setPath(candidate, setting.key, v);
+      try {
+        await store.client.call('setConfig', JSON.stringify(candidate));
+        store.config = candidate;
+        input.removeAttribute('aria-invalid');
+        store.saveUrl();
+        onApplied(setting.key, v);
+      } catch (e) {
+        error.textContent = e.message;
+        input.setAttribute('aria-invalid', 'true');
+      }
+    });
+    inputs.push(input);
+    form.append(el('div', { class: 'setting' }, el('label', { for: id, text: setting.label }), input, help, error));
+  }
+  form.setDisabled = (disabled) => inputs.forEach((i) => { i.disabled = disabled; });
+  return form;
+}
+
+/** A progress bar with steps done, rate and time left. */
+export function progressBar(label) {
+  const bar = el('progress', { max: 1, value: 0, 'aria-label': `${label} progress` });
+  const text = el('span', { text: 'not started' });
+  const node = el('div', { class: 'progress' }, bar, text);
+  let started = null;
+  let startStep = 0;
+  node.update = (step, total) => {
+    const now = performance.now();
+    if (started == null || step < startStep) { started = now; startStep = step; }
+    bar.max = total;
+    bar.value = step;
+    const rate = step > startStep ? (step - startStep) / ((now - started) / 1000) : 0;
+    const left = rate > 0 ? (total - step) / rate : NaN;
+    text.textContent = `${step} / ${total} steps` + (rate > 0 ? ` · ${rate.toFixed(rate < 1 ? 2 : 1)} steps/s · ${formatSeconds(left)} left` : '');
+  };
+  node.pause = () => { started = null; };
+  return node;
+}
+
+export function formatSeconds(s) {
+  if (!Number.isFinite(s)) return '—';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}

@@ -1,0 +1,107 @@
+// The training worker: it owns the wasm module and the one `Lab` session, runs bounded steps,
+// and posts their metrics. The page never waits on it: the UI thread only draws and listens.
+//
+// Protocol (page → worker):  {id, cmd: 'init', args: {backend, config}}
+//                            {id, cmd: 'call', args: {method, params}}   any Lab method
+//                            {id, cmd: 'run',  args: {stage, steps}}     loop a stage's step
+//                            {cmd: 'pause'}
+// Protocol (worker → page):  {id, ok: true, result} | {id, ok: false, error: {name, message}}
+//                            {event: 'step', stage, metrics, status}
+//                            {event: 'stopped', stage, reason, error?}
+import init, { Lab } from './pkg/rlhf_lab.js';
+
+let lab = null;
+// Every call into the session goes through this chain: a wasm-bindgen object can't be entered
+// twice, and a step in flight must finish before anything else touches the models.
+let chain = Promise.resolve();
+const serial = (work) => {
+  const next = chain.then(work, work);
+  chain = next.catch(() => {});
+  return next;
+};
+
+// The stages the worker can loop, and the Lab method of one bounded step of each.
+const STEP_METHODS = {
+  pretrain: 'pretrainStep',
+  sft: 'sftStep',
+  reward: 'rewardStep',
+  ppo: 'ppoStep',
+  dpo: 'dpoStep',
+};
+
+let running = null; // {stage, paused}
+
+const errorOf = (e) => ({ name: e?.name || 'Error', message: e?.message || String(e) });
+
+// Yields to the worker's message queue so a 'pause' sent during a step is seen before the next.
+const yieldToQueue = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function runStage(stage, steps) {
+  const method = STEP_METHODS[stage];
+  if (!method) throw new Error(`unknown stage ${stage}`);
+  if (running) throw new Error(`${running.stage} is already running`);
+  const run = { stage, paused: false };
+  running = run;
+  let reason = 'paused';
+  let error = null;
+  let taken = 0;
+  try {
+    while (!run.paused) {
+      if (steps != null && taken >= steps) { reason = 'steps'; break; }
+      const metrics = await serial(() => lab[method]());
+      const status = await serial(() => lab.status());
+      taken += 1;
+      postMessage({ event: 'step', stage, metrics, status });
+      if (status[stage]?.done) { reason = 'done'; break; }
+      await yieldToQueue();
+    }
+  } catch (e) {
+    reason = 'error';
+    error = errorOf(e);
+  } finally {
+    running = null;
+    postMessage({ event: 'stopped', stage, reason, error });
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  const { id, cmd, args } = data;
+  if (cmd === 'pause') {
+    if (running) running.paused = true;
+    return;
+  }
+  try {
+    let result;
+    if (cmd === 'init') {
+      await init();
+      const started = performance.now();
+      lab = await Lab.create(args.backend, JSON.stringify(args.config ?? {}));
+      result = {
+        backend: lab.backendInfo(),
+        status: lab.status(),
+        config: JSON.parse(lab.config()),
+        defaults: JSON.parse(Lab.defaultConfig()),
+        catalog: Lab.metricCatalog(),
+        vocabulary: lab.vocabulary(),
+        setupMs: performance.now() - started,
+      };
+    } else if (cmd === 'call') {
+      const { method, params = [] } = args;
+      if (method === 'validateConfig') {
+        result = Lab.validateConfig(...params);
+      } else {
+        if (typeof lab?.[method] !== 'function') throw new Error(`no such method ${method}`);
+        result = await serial(() => lab[method](...params));
+      }
+    } else if (cmd === 'run') {
+      // Answer at once; progress arrives as events.
+      runStage(args.stage, args.steps).catch(() => {});
+      result = true;
+    } else {
+      throw new Error(`unknown command ${cmd}`);
+    }
+    postMessage({ id, ok: true, result }, result instanceof Uint8Array ? [result.buffer] : []);
+  } catch (e) {
+    postMessage({ id, ok: false, error: errorOf(e) });
+  }
+};
