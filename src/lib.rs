@@ -11,9 +11,11 @@
 //! that talks to JavaScript).
 
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod labels;
 pub mod metrics;
 pub mod math;
 pub mod model;

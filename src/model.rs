@@ -20,6 +20,8 @@ use crate::rng::Rng;
 
 /// GPT-2's initial scale for every weight matrix.
 const INIT_STD: f32 = 0.02;
+/// Tokens a model never writes (they mark structure, not text).
+const NEVER_WRITTEN: [u32; 3] = [crate::task::PAD, crate::task::BOS, crate::task::UNK];
 /// Added to masked attention scores: far below any real score, but finite (WGSL need not
 /// support infinities).
 const MASKED_SCORE: f32 = -1e9;
@@ -234,12 +236,24 @@ impl Gpt {
 
     /// Next-token logits from hidden states through the tied LM head.
     ///
+    /// PAD, BOS and UNK are never a valid next token: their logits are pushed far down here, the
+    /// one place every stage gets logits from, so sampling, the log-probs PPO and DPO train on,
+    /// and SFT's cross-entropy all see the same distribution over the tokens a model may write.
+    ///
     /// # Shapes
     /// - `hidden`: [batch, seq, d_model] → [batch, seq, vocab]
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, seq, d_model] = hidden.dims();
+        let vocab = self.vocab_size();
         let weight = self.wte.weight.val(); // [V, D]
-        hidden.reshape([batch * seq, d_model]).matmul(weight.transpose()).reshape([batch, seq, self.vocab_size()])
+        let mut never = vec![0.0f32; vocab];
+        for id in NEVER_WRITTEN {
+            if (id as usize) < vocab {
+                never[id as usize] = MASKED_SCORE;
+            }
+        }
+        let never = Tensor::<3>::from_data(TensorData::new(never, [1, 1, vocab]), &hidden.device());
+        hidden.reshape([batch * seq, d_model]).matmul(weight.transpose()).reshape([batch, seq, vocab]) + never
     }
 
     /// Logits for every position: [batch, seq] → [batch, seq, vocab].

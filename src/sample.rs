@@ -64,11 +64,29 @@ impl Generated {
     }
 }
 
-/// Samples `max_new_tokens` after each prompt row (all rows the same length).
+/// Samples `max_new_tokens` after each prompt row (all rows the same length) and reads the
+/// tokens and log-probs back in one transfer.
 ///
 /// `prompts` is row-major [batch × prompt_len]. The model should be a `valid()` copy: no autodiff
 /// graph is built for generation.
 pub async fn generate(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<Generated> {
+    let (tokens, logprobs) = generate_on_device(model, prompts, batch, options, rng, device)?;
+    // The one readback of the whole generation.
+    let data = Transaction::default()
+        .register(tokens)
+        .register(logprobs)
+        .execute_async()
+        .await
+        .map_err(|e| LabError::Device(format!("reading generated tokens: {e:?}")))?;
+    let tokens: Vec<u32> = data[0].iter::<i64>().map(|t| t as u32).collect();
+    let logprobs: Vec<f32> = data[1].iter::<f32>().collect();
+    Ok(Generated { batch, width: options.max_new_tokens, tokens, logprobs })
+}
+
+/// Like `generate`, but leaves the tokens [batch, new] and log-probs [batch, new] on the device,
+/// so a caller can keep computing on them (PPO scores and evaluates a rollout before its one
+/// readback).
+pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<(Tensor<2, Int>, Tensor<2>)> {
     let vocab = model.vocab_size();
     options.validate(vocab)?;
     if batch == 0 || prompts.is_empty() || prompts.len() % batch != 0 {
@@ -128,18 +146,7 @@ pub async fn generate(model: &Gpt, prompts: &[u32], batch: usize, options: Sampl
             last = Some(model.hidden_cached(next, &mut cache));
         }
     }
-    let tokens = Tensor::cat(new_tokens, 1);
-    let logprobs = Tensor::cat(new_logprobs, 1);
-    // The one readback of the whole generation.
-    let data = Transaction::default()
-        .register(tokens)
-        .register(logprobs)
-        .execute_async()
-        .await
-        .map_err(|e| LabError::Device(format!("reading generated tokens: {e:?}")))?;
-    let tokens: Vec<u32> = data[0].iter::<i64>().map(|t| t as u32).collect();
-    let logprobs: Vec<f32> = data[1].iter::<f32>().collect();
-    Ok(Generated { batch, width: steps, tokens, logprobs })
+    Ok((Tensor::cat(new_tokens, 1), Tensor::cat(new_logprobs, 1)))
 }
 
 #[cfg(test)]

@@ -15,9 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, CheckpointHeader};
 use crate::config::{LabConfig, ModelConfig};
 use crate::error::{LabError, Result};
+use crate::labels::{self, LabelRecord, LabeledPair, PairToJudge};
 use crate::metrics::Metrics;
-use crate::model::Gpt;
+use crate::model::{Gpt, ScalarModel};
 use crate::rng::Rng;
+use crate::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
+use crate::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
 use crate::stages::sft::{prompt_samples, PromptSample, SftTrainer};
 use crate::task::Tokenizer;
 
@@ -29,6 +32,12 @@ pub enum Role {
     Base,
     /// π_ref: the SFT model, frozen.
     Sft,
+    /// r_φ: the reward model, frozen, scores shifted to zero mean.
+    Reward,
+    /// π_θ: the policy PPO trains.
+    Policy,
+    /// V_ψ: the value model PPO trains beside it.
+    Value,
 }
 
 impl Role {
@@ -36,7 +45,10 @@ impl Role {
         match name {
             "base" => Ok(Self::Base),
             "sft" => Ok(Self::Sft),
-            other => Err(LabError::InvalidInput(format!("unknown model role {other:?} (expected base or sft)"))),
+            "reward" => Ok(Self::Reward),
+            "policy" => Ok(Self::Policy),
+            "value" => Ok(Self::Value),
+            other => Err(LabError::InvalidInput(format!("unknown model role {other:?} (expected base, sft, reward, policy or value)"))),
         }
     }
 
@@ -44,6 +56,39 @@ impl Role {
         match self {
             Self::Base => "base",
             Self::Sft => "sft",
+            Self::Reward => "reward",
+            Self::Policy => "policy",
+            Self::Value => "value",
+        }
+    }
+
+    /// `gpt` for language models, `scalar` for a trunk with a scalar head.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Self::Base | Self::Sft | Self::Policy => "gpt",
+            Self::Reward | Self::Value => "scalar",
+        }
+    }
+}
+
+/// The stages whose bounded steps a caller loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Pretrain,
+    Sft,
+    Reward,
+    Ppo,
+}
+
+impl Stage {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "pretrain" => Ok(Self::Pretrain),
+            "sft" => Ok(Self::Sft),
+            "reward" => Ok(Self::Reward),
+            "ppo" => Ok(Self::Ppo),
+            other => Err(LabError::InvalidInput(format!("unknown stage {other:?}"))),
         }
     }
 }
@@ -57,6 +102,9 @@ pub struct Status {
     pub pretrain: Option<Progress>,
     pub sft: Option<Progress>,
     pub has_reference: bool,
+    pub reward: Option<Progress>,
+    pub has_reward_model: bool,
+    pub ppo: Option<Progress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,12 +122,48 @@ pub struct Session {
     pretrain: Option<SftTrainer>,
     sft: Option<SftTrainer>,
     reference: Option<Gpt>,
+    /// Draws the pairs to judge; advances with every call so each batch is new.
+    pair_rng: Rng,
+    reward: Option<RewardTrainer>,
+    reward_model: Option<ScalarModel>,
+    ppo: Option<PpoTrainer>,
+}
+
+/// A simulated label with the labeler's probability of preferring the first completion.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatedLabel {
+    pub label: LabelRecord,
+    pub p_first: f32,
+    pub gold_first: f32,
+    pub gold_second: f32,
+}
+
+/// What the reward stage trains on, once labels are loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewardPlan {
+    pub train: usize,
+    pub held_out: usize,
+    pub steps: usize,
+    pub ceiling: Option<f32>,
 }
 
 impl Session {
     pub fn new(device: Device, config: LabConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { device, tokenizer: Tokenizer::new(), config, base: None, pretrain: None, sft: None, reference: None })
+        let pair_rng = Rng::derive(config.seed, "pairs");
+        Ok(Self {
+            device,
+            tokenizer: Tokenizer::new(),
+            config,
+            base: None,
+            pretrain: None,
+            sft: None,
+            reference: None,
+            pair_rng,
+            reward: None,
+            reward_model: None,
+            ppo: None,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -107,6 +191,10 @@ impl Session {
             self.pretrain = None;
             self.sft = None;
             self.reference = None;
+            self.reward = None;
+            self.reward_model = None;
+            self.ppo = None;
+            self.pair_rng = Rng::derive(config.seed, "pairs");
         }
         self.config = config;
         Ok(())
@@ -122,6 +210,9 @@ impl Session {
             pretrain: self.pretrain.as_ref().map(progress),
             sft: self.sft.as_ref().map(progress),
             has_reference: self.reference.is_some(),
+            reward: self.reward.as_ref().map(|t| Progress { step: t.step_count(), total: t.total_steps(), done: t.is_done() }),
+            has_reward_model: self.reward_model.is_some(),
+            ppo: self.ppo.as_ref().map(|t| Progress { step: t.iteration(), total: self.config.ppo.iterations.max(t.iteration()), done: t.is_done() }),
         }
     }
 
@@ -131,6 +222,16 @@ impl Session {
         self.base = Some(Gpt::new(&self.model_config(), &mut rng, &self.device));
         self.sft = None;
         self.reference = None;
+    }
+
+    /// One bounded step of `stage`.
+    pub async fn step(&mut self, stage: Stage) -> Result<Metrics> {
+        match stage {
+            Stage::Pretrain => self.pretrain_step().await,
+            Stage::Sft => self.sft_step().await,
+            Stage::Reward => self.reward_step().await,
+            Stage::Ppo => self.ppo_step().await,
+        }
     }
 
     // ---- pretraining (the base model, from scratch) ----
@@ -184,6 +285,8 @@ impl Session {
                 .clone()
                 .or_else(|| self.sft.as_ref().map(SftTrainer::model))
                 .ok_or_else(|| LabError::NotReady("SFT has not begun".into())),
+            Role::Policy => self.ppo.as_ref().map(PpoTrainer::policy).ok_or_else(|| LabError::NotReady("PPO has not begun".into())),
+            Role::Reward | Role::Value => Err(LabError::InvalidInput(format!("the {} model is not a language model: it scores, it does not write", role.name()))),
         }
     }
 
@@ -193,18 +296,149 @@ impl Session {
         prompt_samples(&model, &self.tokenizer, temperature, seed, &self.device).await
     }
 
+    // ---- stage 2: preferences and the reward model ----
+
+    fn reference(&self) -> Result<&Gpt> {
+        self.reference.as_ref().ok_or_else(|| LabError::NotReady("finish SFT first: pairs are sampled from π_ref".into()))
+    }
+
+    /// `count` new pairs of completions from π_ref to judge (1..=128 per call).
+    pub async fn sample_pairs(&mut self, count: usize) -> Result<Vec<PairToJudge>> {
+        let reference = self.reference()?.clone();
+        let temperature = self.config.reward.sample_temperature as f32;
+        let pairs = sample_pairs(&reference, &self.tokenizer, count, temperature, &mut self.pair_rng, &self.device).await?;
+        Ok(pairs
+            .iter()
+            .map(|(a, b)| PairToJudge {
+                prompt: labels::prompt_text(&self.tokenizer, a.product),
+                first: self.tokenizer.decode(&a.tokens),
+                second: self.tokenizer.decode(&b.tokens),
+            })
+            .collect())
+    }
+
+    /// `count` pairs from π_ref labeled by the simulated Bradley–Terry labeler.
+    pub async fn simulate_labels(&mut self, count: usize) -> Result<Vec<SimulatedLabel>> {
+        let reference = self.reference()?.clone();
+        let temperature = self.config.reward.sample_temperature as f32;
+        let pairs = sample_pairs(&reference, &self.tokenizer, count, temperature, &mut self.pair_rng, &self.device).await?;
+        let tau = self.config.reward.labeler_temperature as f32;
+        let now = crate::clock::now_ms();
+        Ok(labels::simulate(&pairs, &self.tokenizer, tau, &mut self.pair_rng)
+            .into_iter()
+            .map(|(pair, p_first)| SimulatedLabel {
+                label: LabelRecord { time: Some(now), ..pair.record(&self.tokenizer) },
+                p_first,
+                gold_first: pair.first.gold(&self.tokenizer).total,
+                gold_second: pair.second.gold(&self.tokenizer).total,
+            })
+            .collect())
+    }
+
+    /// Validates a label file (JSON lines) without keeping it: the page checks an import with it
+    /// before storing anything. Returns how many labels it holds.
+    pub fn check_labels(&self, jsonl: &str) -> Result<usize> {
+        labels::parse_jsonl(jsonl, &self.tokenizer).map(|l| l.len())
+    }
+
+    /// Begins training a reward model on π_ref's trunk from `jsonl` labels.
+    pub fn reward_begin(&mut self, jsonl: &str) -> Result<RewardPlan> {
+        let pairs: Vec<LabeledPair> = labels::parse_jsonl(jsonl, &self.tokenizer)?;
+        let trainer = RewardTrainer::new(self.reference()?, pairs, &self.config.reward, self.config.seed, &self.tokenizer, &self.device)?;
+        let plan = RewardPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ceiling: trainer.ceiling };
+        self.reward = Some(trainer);
+        self.reward_model = None;
+        Ok(plan)
+    }
+
+    fn reward_trainer(&mut self) -> Result<&mut RewardTrainer> {
+        self.reward.as_mut().ok_or_else(|| LabError::NotReady("the reward model has not begun training".into()))
+    }
+
+    pub async fn reward_step(&mut self) -> Result<Metrics> {
+        self.reward_trainer()?.step().await
+    }
+
+    pub fn reward_poison_step(&mut self, step: usize) -> Result<()> {
+        self.reward_trainer()?.poison_step(step);
+        Ok(())
+    }
+
+    /// Held-out pairs as the reward model sees them now.
+    pub async fn reward_inspect(&mut self, limit: usize) -> Result<Vec<InspectedPair>> {
+        self.reward_trainer()?.inspect(limit).await
+    }
+
+    /// Freezes the reward model, shifted to zero mean; returns the shift.
+    pub async fn reward_finish(&mut self) -> Result<f32> {
+        let (model, mean) = self.reward_trainer()?.finish().await?;
+        self.reward_model = Some(model);
+        Ok(mean)
+    }
+
+    // ---- stage 3: PPO ----
+
+    fn reward_model(&self) -> Result<&ScalarModel> {
+        self.reward_model.as_ref().ok_or_else(|| LabError::NotReady("PPO needs a trained reward model: finish stage 2 first".into()))
+    }
+
+    /// π_θ ← π_ref, V_ψ ← r_φ, with the current PPO settings.
+    pub fn ppo_begin(&mut self) -> Result<()> {
+        let trainer = PpoTrainer::new(self.reference()?, self.reward_model()?, &self.config.ppo, self.config.seed, &self.tokenizer, &self.device)?;
+        self.ppo = Some(trainer);
+        Ok(())
+    }
+
+    fn ppo_trainer(&mut self) -> Result<&mut PpoTrainer> {
+        self.ppo.as_mut().ok_or_else(|| LabError::NotReady("PPO has not begun".into()))
+    }
+
+    /// One rollout or one minibatch update.
+    pub async fn ppo_step(&mut self) -> Result<Metrics> {
+        self.ppo_trainer()?.step().await
+    }
+
+    pub fn ppo_poison_update(&mut self, update: usize) -> Result<()> {
+        self.ppo_trainer()?.poison_update(update);
+        Ok(())
+    }
+
+    /// Completion `index` of the current rollout, token by token.
+    pub fn ppo_record(&mut self, index: usize) -> Result<RolloutRecord> {
+        self.ppo_trainer()?.record(index)
+    }
+
+    /// Evaluates the model in `role` (sft = π_ref, policy = π_θ) on `count` fresh prompts.
+    pub async fn evaluate(&self, role: Role, count: usize, seed: u64) -> Result<PolicyEvaluation> {
+        if count == 0 || count > 4096 {
+            return Err(LabError::InvalidInput(format!("evaluate between 1 and 4096 completions (got {count})")));
+        }
+        let policy = self.language_model(role)?;
+        evaluate_policy(&policy, self.reference()?, self.reward_model()?, &self.tokenizer, count, seed, &self.device).await
+    }
+
     // ---- checkpoints ----
 
     pub async fn save(&self, role: Role) -> Result<Vec<u8>> {
-        let model = self.language_model(role)?;
         let header = CheckpointHeader {
             role: role.name().into(),
-            architecture: "gpt".into(),
+            architecture: role.architecture().into(),
             model: self.model_config(),
             vocab: self.tokenizer.fingerprint(),
             note: serde_json::Value::Null,
         };
-        Ok(checkpoint::encode(&header, &checkpoint::record_bytes(&model).await?))
+        let record = match role {
+            Role::Reward => {
+                let model = self.reward_model.as_ref().ok_or_else(|| LabError::NotReady("there is no trained reward model yet".into()))?;
+                checkpoint::record_bytes(model).await?
+            }
+            Role::Value => {
+                let model = self.ppo.as_ref().map(PpoTrainer::value_model).ok_or_else(|| LabError::NotReady("PPO has not begun".into()))?;
+                checkpoint::record_bytes(&model).await?
+            }
+            _ => checkpoint::record_bytes(&self.language_model(role)?).await?,
+        };
+        Ok(checkpoint::encode(&header, &record))
     }
 
     /// Loads a checkpoint into the role its header names; refuses one made for another model or
@@ -212,16 +446,29 @@ impl Session {
     pub fn load(&mut self, bytes: &[u8]) -> Result<CheckpointHeader> {
         let (header, record) = checkpoint::decode(bytes)?;
         let role = Role::parse(&header.role).map_err(|_| LabError::Checkpoint(format!("unknown role {:?}", header.role)))?;
-        checkpoint::check_header(&header, "gpt", &self.model_config(), &self.tokenizer.fingerprint())?;
+        checkpoint::check_header(&header, role.architecture(), &self.model_config(), &self.tokenizer.fingerprint())?;
         let blank = Gpt::new(&self.model_config(), &mut Rng::new(0), &self.device);
-        let model = checkpoint::load_record(blank, record)?;
         match role {
-            Role::Base => {
-                self.base = Some(model);
-                self.sft = None;
-                self.reference = None;
+            Role::Reward => {
+                let model = checkpoint::load_record(ScalarModel::from_trunk(blank, &self.device), record)?;
+                self.reward_model = Some(model);
             }
-            Role::Sft => self.reference = Some(model),
+            Role::Policy | Role::Value => {
+                return Err(LabError::Checkpoint(format!(
+                    "a {} checkpoint is saved for inspection; PPO restarts from π_ref and r_φ (load those instead)",
+                    role.name()
+                )));
+            }
+            Role::Base | Role::Sft => {
+                let model = checkpoint::load_record(blank, record)?;
+                if role == Role::Base {
+                    self.base = Some(model);
+                    self.sft = None;
+                    self.reference = None;
+                } else {
+                    self.reference = Some(model);
+                }
+            }
         }
         Ok(header)
     }

@@ -12,6 +12,7 @@
 
 pub mod dpo;
 pub mod ppo;
+pub mod ppo_loss;
 pub mod reward;
 pub mod sft;
 
@@ -26,6 +27,13 @@ use crate::error::{LabError, Result};
 /// Adam without weight decay: every stage uses it.
 pub(crate) fn adam() -> ModuleOptimizer {
     AdamWConfig::new().with_weight_decay(0.0).with_epsilon(1e-8).init()
+}
+
+/// The learning rate at `step` (0-based) of `total`, decayed linearly to zero: the default
+/// schedule of Hugging Face's Trainer, which TRL's SFT, reward and DPO trainers inherit. A
+/// constant rate leaves the last steps as noisy as the first.
+pub(crate) fn linear_decay(base: f64, step: usize, total: usize) -> f64 {
+    base * (1.0 - step as f64 / total.max(1) as f64)
 }
 
 /// Token ids, row-major [rows × width], as a device tensor.

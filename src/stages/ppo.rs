@@ -1,1 +1,708 @@
-//! Stage 2 (placeholder until the stage lands).
+//! Stage 3: PPO on the KL-regularized objective.
+//!
+//! The objective (math page, §3): max_θ E_{x, y∼π_θ}[r_φ(x, y)] − β·KL(π_θ ‖ π_ref), optimized with
+//! the per-token effective reward R_t = 1[t = T]·r_φ(x, y) − β·log(π_θ(a_t|s_t)/π_ref(a_t|s_t)),
+//! GAE, and the clipped update L_PPO = −L^CLIP + c1·L^VF − c2·S.
+//!
+//! One iteration, numbered as the page and TRL number it:
+//!  1. sample completions from π_θ for task prompts (KV cache, truncated after `<eos>`);
+//!  2. score them with the frozen r_φ at the last real token (minus a penalty if they never end);
+//!  3. log π_θ, log π_ref and V(s_t) for every real token, by full forward passes;
+//!     — 1 to 3 stay on the device and come back in one readback —
+//!  4. on the host: per-token KL, R_t, GAE backwards over real tokens, returns R̂ = Â + V, then
+//!     whitened Â (`math::gae`, `math::whiten`);
+//!  5. K epochs over shuffled minibatches of L_PPO with the rollout quantities frozen, each
+//!     minibatch one bounded step (`ppo_loss.rs`); optional early stop on approx KL;
+//!  6. the adaptive KL controller updates β (if on).
+//!
+//! The policy π_θ starts as π_ref; the value model V_ψ starts as r_φ (as TRL and the TL;DR
+//! implementation do). Both train with one optimizer on one loss.
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::Transaction;
+use serde::Serialize;
+
+use super::ppo_loss::{ppo_terms, MinibatchTargets};
+use super::reward::score_sequences;
+use super::{adam, first_non_finite, float_tensor, grad_norm, int_tensor, linear_decay, read_scalars, token_logprobs};
+use crate::config::PpoConfig;
+use crate::error::{LabError, Result};
+use crate::labels::prompt_text;
+use crate::math::gae::{shape_batch, td_errors};
+use crate::math::stats::{explained_variance, mean, variance};
+use crate::math::whiten::masked_whiten;
+use crate::metrics::Metrics;
+use crate::model::{with_fresh_ids, Gpt, ScalarModel};
+use crate::rng::Rng;
+use crate::sample::{generate_on_device, SampleOptions};
+use crate::task::{prompt_tokens, Completion, Tokenizer, EOS, MAX_COMPLETION, PAD, PRODUCTS_COUNT, PROMPT_LEN, SEQ_LEN};
+
+/// The two trained models, updated together by one optimizer on one loss.
+#[derive(Module, Debug)]
+pub struct PolicyAndValue {
+    pub policy: Gpt,
+    pub value: ScalarModel,
+}
+
+/// One rollout on the host: every per-token array is row-major [batch × MAX_COMPLETION], zero
+/// at PAD. These are exactly the numbers the rollout inspector, GAE stepper and clipping view show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub completions: Vec<Completion>,
+    pub lengths: Vec<usize>,
+    pub logprobs: Vec<f32>,
+    pub ref_logprobs: Vec<f32>,
+    pub values: Vec<f32>,
+    /// Reward-model score (after the missing-<eos> penalty) and gold utility, per completion.
+    pub scores: Vec<f32>,
+    pub gold: Vec<f32>,
+    pub kl: Vec<f32>,
+    pub non_score: Vec<f32>,
+    pub rewards: Vec<f32>,
+    pub advantages_raw: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+    /// ρ of each token at its latest update (1 before any), and whether the clip was active.
+    pub ratio: Vec<f32>,
+    pub clipped: Vec<bool>,
+    pub kl_coef: f64,
+}
+
+impl Rollout {
+    fn mask(&self) -> Vec<bool> {
+        self.lengths.iter().flat_map(|&len| (0..MAX_COMPLETION).map(move |t| t < len)).collect()
+    }
+}
+
+/// Where the iteration is.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Next: sample and score a rollout (steps 1–4).
+    Rollout,
+    /// Next: minibatch `minibatch` of epoch `epoch` (step 5), in `order`.
+    Update { epoch: usize, minibatch: usize, order: Vec<usize> },
+}
+
+/// Sums of the update's per-minibatch metrics over an iteration, for TRL's `*_avg` figures.
+#[derive(Debug, Clone, Default)]
+struct UpdateTotals {
+    count: f64,
+    sums: std::collections::BTreeMap<&'static str, f64>,
+}
+
+const UPDATE_METRICS: [&str; 9] = [
+    "loss/total",
+    "loss/policy",
+    "loss/value",
+    "policy/entropy",
+    "policy/clipfrac",
+    "val/clipfrac",
+    "policy/approxkl",
+    "val/ratio",
+    "val/ratio_var",
+];
+
+pub struct PpoTrainer {
+    model: PolicyAndValue,
+    optim: ModuleOptimizer,
+    reference: Gpt,
+    reward: ScalarModel,
+    config: PpoConfig,
+    kl_coef: f64,
+    iteration: usize,
+    phase: Phase,
+    rollout: Option<Rollout>,
+    totals: UpdateTotals,
+    updates: usize,
+    rng: Rng,
+    tokenizer: Tokenizer,
+    device: Device,
+    train_device: Device,
+    poisoned_update: Option<usize>,
+}
+
+/// log π(a_t | s_t) at `temperature` for every completion slot, and the logits it came from.
+///
+/// # Shapes
+/// - `inputs`: [rows, SEQ_LEN − 1], `targets`: [rows, MAX_COMPLETION] → ([rows, N], [rows, N, V])
+fn completion_logprobs(model: &Gpt, inputs: Tensor<2, Int>, targets: Tensor<2, Int>, temperature: f32) -> (Tensor<2>, Tensor<3>) {
+    let [rows, _] = inputs.dims();
+    let vocab = model.vocab_size();
+    // Position P − 1 + t predicts completion token t.
+    let logits = model.forward(inputs).slice([0..rows, PROMPT_LEN - 1..SEQ_LEN - 1, 0..vocab]).div_scalar(temperature);
+    (token_logprobs(logits.clone(), targets), logits)
+}
+
+/// V(s_t) for every completion slot: the value head at the position that predicts token t.
+fn completion_values(model: &ScalarModel, inputs: Tensor<2, Int>) -> Tensor<2> {
+    let [rows, _] = inputs.dims();
+    model.forward(inputs).slice([0..rows, PROMPT_LEN - 1..SEQ_LEN - 1])
+}
+
+/// Per-token entropy of softmax(logits): logsumexp(z) − Σ softmax(z)·z.
+fn entropy(logits: Tensor<3>) -> Tensor<2> {
+    let [rows, steps, _] = logits.dims();
+    let logp = log_softmax(logits.clone(), 2);
+    let p = softmax(logits, 2);
+    (p * logp).sum_dim(2).neg().reshape([rows, steps])
+}
+
+impl PpoTrainer {
+    /// π_θ ← π_ref, V_ψ ← r_φ (fresh parameter ids, so the roles never share optimizer state).
+    pub fn new(reference: &Gpt, reward: &ScalarModel, config: &PpoConfig, seed: u64, tokenizer: &Tokenizer, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let model = PolicyAndValue { policy: with_fresh_ids(reference.clone()), value: with_fresh_ids(reward.clone()) }.train();
+        Ok(Self {
+            model,
+            optim: adam(),
+            reference: reference.clone(),
+            reward: reward.clone(),
+            config: config.clone(),
+            kl_coef: config.kl_coef,
+            iteration: 0,
+            phase: Phase::Rollout,
+            rollout: None,
+            totals: UpdateTotals::default(),
+            updates: 0,
+            rng: Rng::derive(seed, "ppo"),
+            tokenizer: tokenizer.clone(),
+            device: device.clone(),
+            train_device: device.clone().autodiff(),
+            poisoned_update: None,
+        })
+    }
+
+    pub fn iteration(&self) -> usize {
+        self.iteration
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.iteration >= self.config.iterations
+    }
+
+    pub fn policy(&self) -> Gpt {
+        self.model.policy.valid()
+    }
+
+    pub fn value_model(&self) -> ScalarModel {
+        self.model.value.valid()
+    }
+
+    pub fn rollout(&self) -> Option<&Rollout> {
+        self.rollout.as_ref()
+    }
+
+    /// Fault injection for tests: update step `update` (1-based, counted over the whole run)
+    /// computes a NaN loss.
+    pub fn poison_update(&mut self, update: usize) {
+        self.poisoned_update = Some(update);
+    }
+
+    fn total_updates(&self) -> usize {
+        self.config.iterations * self.config.epochs * self.config.mini_batches
+    }
+
+    /// One bounded step: a rollout (steps 1–4) or one minibatch update (step 5).
+    pub async fn step(&mut self) -> Result<Metrics> {
+        if self.is_done() {
+            return Err(LabError::NotReady(format!("all {} PPO iterations are done", self.config.iterations)));
+        }
+        match self.phase {
+            Phase::Rollout => self.collect().await,
+            Phase::Update { .. } => self.update().await,
+        }
+    }
+
+    /// Steps 1–4: sample, score, evaluate (one readback), then shape rewards, GAE and whitening
+    /// on the host.
+    async fn collect(&mut self) -> Result<Metrics> {
+        let batch = self.config.batch_size;
+        let n = MAX_COMPLETION;
+        let temperature = self.config.temperature as f32;
+        let products: Vec<usize> = (0..batch).map(|_| self.rng.below(PRODUCTS_COUNT)).collect();
+        let prompts: Vec<u32> = products.iter().flat_map(|&p| prompt_tokens(&self.tokenizer, p)).collect();
+        let policy = self.model.policy.valid();
+        let value = self.model.value.valid();
+        let device = self.device.clone();
+
+        // 1. Sample from π_θ.
+        let options = SampleOptions { temperature, top_k: 0, max_new_tokens: n };
+        let (generated, _) = generate_on_device(&policy, &prompts, batch, options, &mut self.rng, &device)?; // [B, N]
+        let sequences = Tensor::cat(vec![int_tensor(&prompts, batch, PROMPT_LEN, &device), generated.clone()], 1); // [B, SEQ_LEN]
+        let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
+        let is_pad = generated.clone().equal_elem(PAD as i32);
+        // Gather at EOS where PAD sits, so every log-prob is an ordinary number; PAD is masked later.
+        let targets = generated.clone().mask_fill(is_pad.clone(), EOS as i32);
+        let real = is_pad.bool_not().float(); // [B, N]
+        // 2. The last real token of row b sits at P + length_b − 1: a one-hot row made on the device.
+        let last = real.clone().sum_dim(1).add_scalar((PROMPT_LEN - 1) as f32); // [B, 1]
+        let positions = float_tensor((0..SEQ_LEN).map(|i| i as f32).collect(), [1, SEQ_LEN], &device);
+        let pick = positions.equal(last).float(); // [B, SEQ_LEN]
+        let scores = score_sequences(&self.reward, sequences, pick);
+        // 3. Log-probs under π_θ and π_ref, and values.
+        let (logprobs, _) = completion_logprobs(&policy, inputs.clone(), targets.clone(), temperature);
+        let (ref_logprobs, _) = completion_logprobs(&self.reference, inputs.clone(), targets, temperature);
+        let values = completion_values(&value, inputs);
+        // The rollout's one readback.
+        let data = Transaction::default()
+            .register(generated)
+            .register(logprobs)
+            .register(ref_logprobs)
+            .register(values)
+            .register(scores)
+            .execute_async()
+            .await
+            .map_err(|e| LabError::Device(format!("reading the rollout: {e:?}")))?;
+        let tokens: Vec<u32> = data[0].iter::<i64>().map(|t| t as u32).collect();
+        let floats = |i: usize| -> Vec<f32> { data[i].iter::<f32>().collect() };
+        let (mut logprobs, mut ref_logprobs, mut values, raw_scores) = (floats(1), floats(2), floats(3), floats(4));
+
+        // 4. Host post-processing.
+        let completions: Vec<Completion> = (0..batch).map(|b| Completion::from_generated(products[b], &tokens[b * n..(b + 1) * n])).collect();
+        let lengths: Vec<usize> = completions.iter().map(|c| c.tokens.len()).collect();
+        for (b, &len) in lengths.iter().enumerate() {
+            for t in len..n {
+                logprobs[b * n + t] = 0.0;
+                ref_logprobs[b * n + t] = 0.0;
+                values[b * n + t] = 0.0;
+            }
+        }
+        let scores: Vec<f32> = raw_scores
+            .iter()
+            .zip(&completions)
+            .map(|(&s, c)| if c.ends() { s } else { s - self.config.missing_eos_penalty as f32 })
+            .collect();
+        let gold: Vec<f32> = completions.iter().map(|c| c.gold(&self.tokenizer).total).collect();
+        let shaped = shape_batch(&scores, &logprobs, &ref_logprobs, &values, &lengths, n, self.kl_coef as f32, self.config.kl_estimator, self.config.gamma as f32, self.config.lam as f32);
+        let mut rollout = Rollout {
+            completions,
+            lengths,
+            logprobs,
+            ref_logprobs,
+            values,
+            scores,
+            gold,
+            kl: shaped.kl,
+            non_score: shaped.non_score,
+            rewards: shaped.rewards,
+            advantages: Vec::new(),
+            advantages_raw: shaped.advantages,
+            returns: shaped.returns,
+            ratio: vec![1.0; batch * n],
+            clipped: vec![false; batch * n],
+            kl_coef: self.kl_coef,
+        };
+        let mask = rollout.mask();
+        rollout.advantages = masked_whiten(&rollout.advantages_raw, &mask, true);
+        for (name, values) in [("reward score", &rollout.scores), ("value", &rollout.values), ("advantage", &rollout.advantages)] {
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(LabError::NumericalFault { stage: "ppo".into(), step: self.iteration + 1, quantity: name.into() });
+            }
+        }
+        let metrics = self.rollout_metrics(&rollout, &mask);
+        self.rollout = Some(rollout);
+        self.phase = Phase::Update { epoch: 0, minibatch: 0, order: self.shuffled(batch) };
+        self.totals = UpdateTotals::default();
+        Ok(metrics)
+    }
+
+    fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        self.rng.shuffle(&mut order);
+        order
+    }
+
+    fn rollout_metrics(&self, r: &Rollout, mask: &[bool]) -> Metrics {
+        let n = MAX_COMPLETION;
+        let per_sequence = |v: &[f32]| -> Vec<f32> { (0..r.lengths.len()).map(|b| v[b * n..(b + 1) * n].iter().sum()).collect() };
+        let kl = mean(&per_sequence(&r.kl));
+        let non_score = mean(&per_sequence(&r.non_score));
+        let neg_logprobs: Vec<f32> = r.logprobs.iter().map(|l| -l).collect();
+        let (values, returns): (Vec<f32>, Vec<f32>) = r.values.iter().zip(&r.returns).zip(mask).filter(|(_, m)| **m).map(|((v, ret), _)| (*v, *ret)).unzip();
+        let scores = mean(&r.scores);
+        let mut m = crate::metrics::metrics([
+            ("iteration", (self.iteration + 1) as f64),
+            ("phase", 0.0),
+            ("objective/scores", f64::from(scores)),
+            ("objective/gold", f64::from(mean(&r.gold))),
+            ("objective/kl", f64::from(kl)),
+            ("objective/non_score_reward", f64::from(non_score)),
+            ("objective/rlhf_reward", f64::from(scores + non_score)),
+            ("objective/entropy", f64::from(mean(&per_sequence(&neg_logprobs)))),
+            ("objective/kl_coef", self.kl_coef),
+            ("val/mean_length", r.lengths.iter().sum::<usize>() as f64 / r.lengths.len() as f64),
+            ("val/eos_fraction", r.completions.iter().filter(|c| c.ends()).count() as f64 / r.lengths.len() as f64),
+        ]);
+        let ev = explained_variance(&values, &returns);
+        if ev.is_finite() {
+            m.insert("val/explained_variance".into(), f64::from(ev));
+        }
+        m
+    }
+
+    /// Step 5: one minibatch of the clipped update.
+    async fn update(&mut self) -> Result<Metrics> {
+        let Phase::Update { epoch, minibatch, ref order } = self.phase else { unreachable!("update runs in the update phase") };
+        let rollout = self.rollout.as_ref().expect("a rollout precedes its update");
+        let size = self.config.minibatch_size();
+        let rows: Vec<usize> = order[minibatch * size..((minibatch + 1) * size).min(order.len())].to_vec();
+        let b = rows.len();
+        let n = MAX_COMPLETION;
+        let device = self.train_device.clone();
+        let pick = |v: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&r| v[r * n..(r + 1) * n].iter().copied()).collect() };
+        let sequences: Vec<u32> = rows.iter().flat_map(|&r| rollout.completions[r].sequence(&self.tokenizer)).collect();
+        let targets: Vec<u32> = rows
+            .iter()
+            .flat_map(|&r| {
+                let c = &rollout.completions[r];
+                (0..n).map(move |t| c.tokens.get(t).copied().unwrap_or(EOS))
+            })
+            .collect();
+        let mask: Vec<f32> = rows.iter().flat_map(|&r| (0..n).map(move |t| if t < rollout.lengths[r] { 1.0 } else { 0.0 })).collect();
+        let tokens: f32 = mask.iter().sum();
+        let inputs = int_tensor(&sequences, b, SEQ_LEN, &device).slice([0..b, 0..SEQ_LEN - 1]);
+        let minibatch_targets = MinibatchTargets {
+            old_logprobs: float_tensor(pick(&rollout.logprobs), [b, n], &device),
+            advantages: float_tensor(pick(&rollout.advantages), [b, n], &device),
+            returns: float_tensor(pick(&rollout.returns), [b, n], &device),
+            old_values: float_tensor(pick(&rollout.values), [b, n], &device),
+            mask: float_tensor(mask, [b, n], &device),
+            tokens,
+        };
+        let temperature = self.config.temperature as f32;
+        let (new_logprobs, logits) = completion_logprobs(&self.model.policy, inputs.clone(), int_tensor(&targets, b, n, &device), temperature);
+        let values = completion_values(&self.model.value, inputs);
+        let mut terms = ppo_terms(
+            new_logprobs,
+            values,
+            entropy(logits),
+            &minibatch_targets,
+            self.config.cliprange as f32,
+            self.config.cliprange_value as f32,
+            self.config.vf_coef as f32,
+            self.config.ent_coef as f32,
+        );
+        if self.poisoned_update == Some(self.updates + 1) {
+            terms.loss = terms.loss.mul_scalar(f32::NAN);
+        }
+        let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
+        let norm = grad_norm(&self.model, &grads);
+        let before = (self.model.clone(), self.optim.clone());
+        let lr = linear_decay(self.config.learning_rate, self.updates, self.total_updates());
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+
+        let ratio = terms.ratio.detach().inner().reshape([b * n]);
+        let scalars = vec![
+            terms.loss.detach().inner(),
+            terms.pg_loss.detach().inner(),
+            terms.vf_loss.detach().inner(),
+            terms.entropy.detach().inner(),
+            terms.pg_clipfrac.inner(),
+            terms.vf_clipfrac.inner(),
+            terms.approx_kl.detach().inner(),
+            terms.ratio_mean.detach().inner(),
+            terms.ratio_var.detach().inner(),
+            norm.inner(),
+            ratio,
+        ];
+        let values = read_scalars(scalars).await?;
+        if let Some(quantity) = first_non_finite(&["loss", "policy loss", "value loss", "entropy", "clip fraction", "value clip fraction", "approx KL", "ratio", "ratio variance", "gradient norm"], &values[..10]) {
+            (self.model, self.optim) = before;
+            return Err(LabError::NumericalFault { stage: "ppo".into(), step: self.updates + 1, quantity: quantity.into() });
+        }
+        self.updates += 1;
+        // Record each token's ratio and whether its clip was active, for the views.
+        let epsilon = self.config.cliprange as f32;
+        let rollout = self.rollout.as_mut().expect("a rollout precedes its update");
+        for (i, &r) in rows.iter().enumerate() {
+            for t in 0..rollout.lengths[r] {
+                let rho = values[10 + i * n + t];
+                let adv = rollout.advantages[r * n + t];
+                rollout.ratio[r * n + t] = rho;
+                rollout.clipped[r * n + t] = crate::math::ppo::surrogate_slope(rho, adv, epsilon) == 0.0;
+            }
+        }
+        let mut m = crate::metrics::metrics([
+            ("iteration", (self.iteration + 1) as f64),
+            ("phase", 1.0),
+            ("epoch", (epoch + 1) as f64),
+            ("minibatch", (minibatch + 1) as f64),
+            ("update", self.updates as f64),
+            ("grad_norm", f64::from(values[9])),
+            ("lr", lr),
+        ]);
+        self.totals.count += 1.0;
+        for (name, value) in UPDATE_METRICS.iter().zip(&values[..9]) {
+            m.insert((*name).to_string(), f64::from(*value));
+            *self.totals.sums.entry(name).or_default() += f64::from(*value);
+        }
+
+        // Advance; stop the epochs early if the policy moved too far (cleanrl's target_kl).
+        let early_stop = self.config.early_stop_kl > 0.0 && f64::from(values[6]) > self.config.early_stop_kl;
+        let (mut epoch, mut minibatch) = (epoch, minibatch + 1);
+        if minibatch == self.config.mini_batches {
+            minibatch = 0;
+            epoch += 1;
+        }
+        if epoch == self.config.epochs || early_stop {
+            self.finish_iteration(&mut m, early_stop);
+        } else {
+            let order = if minibatch == 0 { self.shuffled(self.config.batch_size) } else { order.clone() };
+            self.phase = Phase::Update { epoch, minibatch, order };
+        }
+        Ok(m)
+    }
+
+    /// Step 6 and the iteration's averages.
+    fn finish_iteration(&mut self, m: &mut Metrics, early_stop: bool) {
+        for (name, sum) in &self.totals.sums {
+            m.insert(format!("{name}_avg"), sum / self.totals.count);
+        }
+        m.insert("iteration_done".into(), 1.0);
+        m.insert("early_stop".into(), f64::from(u8::from(early_stop)));
+        if self.config.adaptive_kl {
+            // Ziegler et al. (2019): β ← β·(1 + clip(KL/target − 1, −0.2, 0.2)·n/horizon).
+            let rollout = self.rollout.as_ref().expect("a rollout precedes its update");
+            let kl = mean(&(0..rollout.lengths.len()).map(|b| rollout.kl[b * MAX_COMPLETION..(b + 1) * MAX_COMPLETION].iter().sum()).collect::<Vec<f32>>());
+            let error = (f64::from(kl) / self.config.target_kl - 1.0).clamp(-0.2, 0.2);
+            self.kl_coef *= 1.0 + error * self.config.batch_size as f64 / self.config.kl_horizon;
+        }
+        self.iteration += 1;
+        self.phase = Phase::Rollout;
+    }
+
+    /// One completion of the current rollout, token by token, for the inspector and the GAE
+    /// stepper; and the batch's (ρ, Â) points for the clipping view.
+    pub fn record(&self, index: usize) -> Result<RolloutRecord> {
+        let r = self.rollout.as_ref().ok_or_else(|| LabError::NotReady("no rollout yet: run a PPO step first".into()))?;
+        if index >= r.completions.len() {
+            return Err(LabError::InvalidInput(format!("rollout has {} completions (asked for {index})", r.completions.len())));
+        }
+        let n = MAX_COMPLETION;
+        let len = r.lengths[index];
+        let row = |v: &[f32]| v[index * n..index * n + len].to_vec();
+        let c = &r.completions[index];
+        let values = row(&r.values);
+        let rewards = row(&r.rewards);
+        let mask = r.mask();
+        let points: Vec<ClipPoint> = (0..r.ratio.len())
+            .filter(|&i| mask[i])
+            .map(|i| ClipPoint { ratio: r.ratio[i], advantage: r.advantages[i], clipped: r.clipped[i] })
+            .collect();
+        Ok(RolloutRecord {
+            index,
+            prompt: prompt_text(&self.tokenizer, c.product),
+            tokens: c.tokens.iter().map(|&t| self.tokenizer.word(t).to_string()).collect(),
+            score: r.scores[index],
+            gold: r.gold[index],
+            logprobs: row(&r.logprobs),
+            ref_logprobs: row(&r.ref_logprobs),
+            kl: row(&r.kl),
+            non_score: row(&r.non_score),
+            deltas: td_errors(&rewards, &values, self.config.gamma as f32),
+            rewards,
+            values,
+            advantages_raw: row(&r.advantages_raw),
+            advantages: row(&r.advantages),
+            returns: row(&r.returns),
+            ratio: row(&r.ratio),
+            clipped: r.clipped[index * n..index * n + len].to_vec(),
+            gamma: self.config.gamma as f32,
+            lam: self.config.lam as f32,
+            kl_coef: r.kl_coef as f32,
+            cliprange: self.config.cliprange as f32,
+            batch: r.completions.len(),
+            points,
+        })
+    }
+}
+
+/// A (ρ, Â) point of the clipping view.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClipPoint {
+    pub ratio: f32,
+    pub advantage: f32,
+    pub clipped: bool,
+}
+
+/// One completion of a rollout, every per-token quantity of the page's §3–§6 in a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutRecord {
+    pub index: usize,
+    pub prompt: String,
+    pub tokens: Vec<String>,
+    pub score: f32,
+    pub gold: f32,
+    pub logprobs: Vec<f32>,
+    pub ref_logprobs: Vec<f32>,
+    pub kl: Vec<f32>,
+    pub non_score: Vec<f32>,
+    pub rewards: Vec<f32>,
+    pub values: Vec<f32>,
+    pub deltas: Vec<f32>,
+    pub advantages_raw: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+    pub ratio: Vec<f32>,
+    pub clipped: Vec<bool>,
+    pub gamma: f32,
+    pub lam: f32,
+    pub kl_coef: f32,
+    pub cliprange: f32,
+    pub batch: usize,
+    pub points: Vec<ClipPoint>,
+}
+
+/// Summary statistics of a set of completions, as the frontier and the comparison table use them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyEvaluation {
+    pub score: f32,
+    pub gold: f32,
+    /// Mean over completions of the summed per-token log π/π_ref (k1): an estimate of KL(π‖π_ref).
+    pub kl: f32,
+    pub kl_std_error: f32,
+    pub mean_length: f32,
+    pub eos_fraction: f32,
+    pub completions: usize,
+}
+
+/// Evaluates a policy on `count` fresh prompts: RM score, gold utility, and the sequence KL to
+/// π_ref measured the same way for every method (k1 summed over the sampled tokens, sampled at
+/// temperature 1). One readback per batch of 64.
+pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: &ScalarModel, tokenizer: &Tokenizer, count: usize, seed: u64, device: &Device) -> Result<PolicyEvaluation> {
+    let mut rng = Rng::derive(seed, "evaluate");
+    let (mut scores, mut golds, mut kls, mut lengths, mut ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0usize);
+    let n = MAX_COMPLETION;
+    let mut left = count;
+    while left > 0 {
+        let batch = left.min(64);
+        left -= batch;
+        let products: Vec<usize> = (0..batch).map(|_| rng.below(PRODUCTS_COUNT)).collect();
+        let prompts: Vec<u32> = products.iter().flat_map(|&p| prompt_tokens(tokenizer, p)).collect();
+        let options = SampleOptions { temperature: 1.0, top_k: 0, max_new_tokens: n };
+        let (generated, _) = generate_on_device(policy, &prompts, batch, options, &mut rng, device)?;
+        let sequences = Tensor::cat(vec![int_tensor(&prompts, batch, PROMPT_LEN, device), generated.clone()], 1);
+        let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
+        let is_pad = generated.clone().equal_elem(PAD as i32);
+        let targets = generated.clone().mask_fill(is_pad.clone(), EOS as i32);
+        let real = is_pad.bool_not().float();
+        let last = real.clone().sum_dim(1).add_scalar((PROMPT_LEN - 1) as f32);
+        let positions = float_tensor((0..SEQ_LEN).map(|i| i as f32).collect(), [1, SEQ_LEN], device);
+        let score = score_sequences(reward, sequences, positions.equal(last).float());
+        let (lp, _) = completion_logprobs(policy, inputs.clone(), targets.clone(), 1.0);
+        let (ref_lp, _) = completion_logprobs(reference, inputs, targets, 1.0);
+        let kl = ((lp - ref_lp) * real).sum_dim(1).reshape([batch]);
+        let data = Transaction::default()
+            .register(generated)
+            .register(score)
+            .register(kl)
+            .execute_async()
+            .await
+            .map_err(|e| LabError::Device(format!("reading an evaluation: {e:?}")))?;
+        let tokens: Vec<u32> = data[0].iter::<i64>().map(|t| t as u32).collect();
+        scores.extend(data[1].iter::<f32>());
+        kls.extend(data[2].iter::<f32>());
+        for (b, &p) in products.iter().enumerate() {
+            let c = Completion::from_generated(p, &tokens[b * n..(b + 1) * n]);
+            golds.push(c.gold(tokenizer).total);
+            lengths.push(c.tokens.len() as f32);
+            ends += usize::from(c.ends());
+        }
+    }
+    Ok(PolicyEvaluation {
+        score: mean(&scores),
+        gold: mean(&golds),
+        kl: mean(&kls),
+        kl_std_error: (variance(&kls) / kls.len().max(1) as f32).sqrt(),
+        mean_length: mean(&lengths),
+        eos_fraction: ends as f32 / count.max(1) as f32,
+        completions: count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    fn trainer(config: PpoConfig) -> PpoTrainer {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let model_config = Preset::Micro.model(tok.vocab_size());
+        let reference = Gpt::new(&model_config, &mut Rng::new(1), &device);
+        let reward = ScalarModel::from_trunk(Gpt::new(&model_config, &mut Rng::new(2), &device), &device).shift_scores(0.3);
+        PpoTrainer::new(&reference, &reward, &config, 3, &tok, &device).unwrap()
+    }
+
+    fn small() -> PpoConfig {
+        PpoConfig { iterations: 2, batch_size: 8, mini_batches: 2, epochs: 2, learning_rate: 1e-3, ..PpoConfig::default() }
+    }
+
+    #[test]
+    fn the_first_minibatch_has_ratio_one_no_clipping_and_no_kl() {
+        let mut t = trainer(small());
+        let rollout = pollster::block_on(t.step()).unwrap();
+        assert_eq!(rollout["phase"], 0.0);
+        // π_θ = π_ref at the start: the KL estimate is 0 on every token.
+        assert!(rollout["objective/kl"].abs() < 1e-5, "{rollout:?}");
+        let first = pollster::block_on(t.step()).unwrap();
+        assert!((first["val/ratio"] - 1.0).abs() < 1e-5, "{first:?}");
+        assert_eq!(first["policy/clipfrac"], 0.0);
+        assert!(first["policy/approxkl"].abs() < 1e-9);
+        // Later minibatches see a moved policy.
+        let second = pollster::block_on(t.step()).unwrap();
+        assert!(second["policy/approxkl"] > 0.0);
+    }
+
+    #[test]
+    fn an_iteration_is_a_rollout_then_epochs_times_minibatches_updates() {
+        let mut t = trainer(small());
+        let mut phases = Vec::new();
+        while !t.is_done() {
+            let m = pollster::block_on(t.step()).unwrap();
+            phases.push((m["phase"] as u8, m.get("iteration_done").is_some()));
+        }
+        // 2 iterations × (1 rollout + 2 epochs × 2 minibatches).
+        assert_eq!(phases.len(), 10);
+        assert_eq!(phases.iter().filter(|(p, _)| *p == 0).count(), 2);
+        assert_eq!(phases.iter().filter(|(_, done)| *done).count(), 2);
+        let record = t.record(0).unwrap();
+        assert_eq!(record.tokens.len(), record.advantages.len());
+        assert_eq!(record.tokens.last().map(String::as_str) == Some("<eos>"), t.rollout().unwrap().completions[0].ends());
+    }
+
+    #[test]
+    fn the_record_holds_the_page_s_quantities_consistently() {
+        let mut t = trainer(small());
+        pollster::block_on(t.step()).unwrap();
+        let r = t.record(1).unwrap();
+        let len = r.tokens.len();
+        // R_t = −β·kl_t, plus the score at the last token.
+        for i in 0..len {
+            let expected = -r.kl_coef * r.kl[i] + if i + 1 == len { r.score } else { 0.0 };
+            assert!((r.rewards[i] - expected).abs() < 1e-5);
+            assert!((r.returns[i] - (r.advantages_raw[i] + r.values[i])).abs() < 1e-5);
+        }
+        let (adv, _) = crate::math::gae::gae(&r.rewards, &r.values, r.gamma, r.lam);
+        assert_eq!(adv, r.advantages_raw);
+    }
+
+    #[test]
+    fn a_non_finite_update_rolls_back() {
+        let mut t = trainer(small());
+        t.poison_update(2);
+        pollster::block_on(t.step()).unwrap(); // rollout
+        pollster::block_on(t.step()).unwrap(); // update 1
+        let before = t.policy();
+        let err = pollster::block_on(t.step()).unwrap_err();
+        assert!(matches!(err, LabError::NumericalFault { ref quantity, step: 2, .. } if quantity == "loss"), "{err}");
+        let read = |m: &Gpt| -> Vec<f32> {
+            m.forward(int_tensor(&[1, 5, 7], 1, 3, &Device::flex())).into_data().iter::<f32>().collect()
+        };
+        assert_eq!(read(&before), read(&t.policy()));
+        t.poisoned_update = None;
+        assert!(pollster::block_on(t.step()).is_ok());
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 use rlhf_lab::config::{LabConfig, Preset};
 use rlhf_lab::device::{select, BackendChoice};
 use rlhf_lab::metrics::Metrics;
-use rlhf_lab::session::{Role, Session};
+use rlhf_lab::session::{Role, Session, Stage};
 use rlhf_lab::{LabError, Result};
 use serde_json::{json, Value};
 
@@ -17,12 +17,16 @@ struct Args {
     command: String,
     config: LabConfig,
     base: Option<String>,
+    sft: Option<String>,
+    reward: Option<String>,
+    labels: Option<String>,
+    labels_out: Option<String>,
     out: Option<String>,
     every: usize,
     backend: BackendChoice,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--out file] [--every N] [--backend cpu|auto]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|all> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -46,7 +50,8 @@ fn parse_args() -> Result<Args> {
     let mut argv = std::env::args().skip(1);
     let command = argv.next().ok_or_else(|| LabError::InvalidInput(USAGE.into()))?;
     let mut config = serde_json::to_value(LabConfig::default()).expect("configs serialize");
-    let (mut base, mut out, mut every, mut backend) = (None, None, 1, BackendChoice::Cpu);
+    let (mut base, mut sft, mut reward, mut labels, mut labels_out, mut out) = (None, None, None, None, None, None);
+    let (mut every, mut backend) = (1, BackendChoice::Cpu);
     let mut sets = Vec::new();
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or_else(|| LabError::InvalidInput(format!("{flag} needs a value\n{USAGE}")));
@@ -64,6 +69,10 @@ fn parse_args() -> Result<Args> {
                 config = serde_json::to_value(LabConfig::from_json(&text)?).expect("configs serialize");
             }
             "--base" => base = Some(value()?),
+            "--sft" => sft = Some(value()?),
+            "--reward" => reward = Some(value()?),
+            "--labels" => labels = Some(value()?),
+            "--labels-out" => labels_out = Some(value()?),
             "--out" => out = Some(value()?),
             "--every" => every = value()?.parse().map_err(|_| LabError::InvalidInput("--every wants a number".into()))?,
             "--backend" => backend = BackendChoice::parse(&value()?)?,
@@ -75,7 +84,7 @@ fn parse_args() -> Result<Args> {
     }
     let config: LabConfig = serde_json::from_value(config).map_err(|e| LabError::InvalidInput(format!("settings: {e}")))?;
     config.validate()?;
-    Ok(Args { command, config, base, out, every: every.max(1), backend })
+    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend })
 }
 
 fn emit(stage: &str, metrics: &Metrics) {
@@ -93,6 +102,124 @@ fn write_checkpoint(path: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+fn read_file(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| LabError::InvalidInput(format!("{path}: {e}")))
+}
+
+/// Runs `steps` of a stage, printing every `every`-th step and every evaluation.
+async fn run_steps(session: &mut Session, stage: Stage, name: &str, steps: usize, every: usize) -> Result<(Metrics, f64)> {
+    let started = Instant::now();
+    let mut last = Metrics::new();
+    for i in 1..=steps {
+        last = session.step(stage).await?;
+        if i % every == 0 || i == steps || last.keys().any(|k| k.contains("held_out")) {
+            emit(name, &last);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("{name}: {steps} steps in {seconds:.1} s");
+    Ok((last, seconds))
+}
+
+async fn stage_sft(session: &mut Session, args: &Args) -> Result<()> {
+    match &args.base {
+        Some(path) => {
+            session.load(&read_file(path)?)?;
+        }
+        None => session.base_from_scratch(),
+    }
+    let before = session.samples(Role::Base, SAMPLE_TEMPERATURE, 1).await?;
+    session.sft_begin()?;
+    let steps = args.config.sft.steps;
+    let (_, seconds) = run_steps(session, Stage::Sft, "sft", steps, args.every).await?;
+    session.sft_finish()?;
+    let after = session.samples(Role::Sft, SAMPLE_TEMPERATURE, 1).await?;
+    let pairs: Vec<Value> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| json!({"prompt": b.prompt, "before": b.completion, "after": a.completion, "gold_before": b.gold, "gold_after": a.gold}))
+        .collect();
+    println!("{}", json!({"stage": "sft", "summary": true, "seconds": seconds, "samples": pairs}));
+    Ok(())
+}
+
+async fn stage_reward(session: &mut Session, args: &Args) -> Result<()> {
+    let jsonl = match &args.labels {
+        Some(path) => String::from_utf8(read_file(path)?).map_err(|_| LabError::InvalidInput(format!("{path} is not UTF-8 text")))?,
+        None => {
+            let started = Instant::now();
+            let wanted = args.config.reward.simulated_labels;
+            let mut records = Vec::new();
+            while records.len() < wanted {
+                let batch = session.simulate_labels((wanted - records.len()).min(64)).await?;
+                records.extend(batch.into_iter().map(|l| l.label));
+            }
+            eprintln!("labels: {} simulated in {:.1} s", records.len(), started.elapsed().as_secs_f64());
+            rlhf_lab::labels::to_jsonl(&records)
+        }
+    };
+    if let Some(path) = &args.labels_out {
+        std::fs::write(path, &jsonl).map_err(|e| LabError::InvalidInput(format!("{path}: {e}")))?;
+    }
+    let plan = session.reward_begin(&jsonl)?;
+    eprintln!("reward: {} train / {} held-out labels, {} steps, ceiling {:?}", plan.train, plan.held_out, plan.steps, plan.ceiling);
+    let (last, seconds) = run_steps(session, Stage::Reward, "reward", plan.steps, args.every).await?;
+    if std::env::var_os("RLHF_INSPECT").is_some() {
+        for pair in session.reward_inspect(10_000).await? {
+            println!("{}", json!({"stage": "reward", "inspect": pair}));
+        }
+    }
+    let shift = session.reward_finish().await?;
+    println!(
+        "{}",
+        json!({"stage": "reward", "summary": true, "seconds": seconds, "labels": plan.train + plan.held_out,
+               "held_out_accuracy": last.get("rm/held_out_accuracy"), "agreement_ceiling": plan.ceiling,
+               "gold_correlation": last.get("rm/gold_correlation"), "score_shift": shift})
+    );
+    Ok(())
+}
+
+async fn stage_ppo(session: &mut Session, args: &Args) -> Result<()> {
+    let eval_count = 256;
+    let before = session.evaluate(Role::Sft, eval_count, 99).await?;
+    println!("{}", json!({"stage": "ppo", "evaluation": "reference", "result": before}));
+    session.ppo_begin()?;
+    let started = Instant::now();
+    let config = &args.config.ppo;
+    let steps_per_iteration = 1 + config.epochs * config.mini_batches;
+    let mut iteration = Metrics::new();
+    loop {
+        let status = session.status();
+        if status.ppo.as_ref().is_some_and(|p| p.done) {
+            break;
+        }
+        let m = session.ppo_step().await?;
+        if m["phase"] == 0.0 {
+            iteration = m;
+        } else if m.contains_key("iteration_done") {
+            iteration.extend(m.into_iter().filter(|(k, _)| k.ends_with("_avg")));
+            if (iteration["iteration"] as usize) % args.every == 0 || iteration["iteration"] as usize == config.iterations {
+                emit("ppo", &iteration);
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("ppo: {} iterations ({} steps each) in {seconds:.1} s", config.iterations, steps_per_iteration);
+    let after = session.evaluate(Role::Policy, eval_count, 99).await?;
+    let reference = session.samples(Role::Sft, SAMPLE_TEMPERATURE, 2).await?;
+    let policy = session.samples(Role::Policy, SAMPLE_TEMPERATURE, 2).await?;
+    let samples: Vec<Value> = reference.iter().zip(&policy).map(|(r, p)| json!({"prompt": r.prompt, "reference": r.completion, "policy": p.completion, "gold_reference": r.gold, "gold_policy": p.gold})).collect();
+    println!("{}", json!({"stage": "ppo", "summary": true, "seconds": seconds, "reference": before, "policy": after, "samples": samples}));
+    Ok(())
+}
+
+async fn save(session: &Session, role: Role, path: &Option<String>) -> Result<()> {
+    if let Some(path) = path {
+        write_checkpoint(path, &session.save(role).await?)?;
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<()> {
     let (device, info) = select(args.backend);
     eprintln!("backend: {} ({}) — {}", info.backend, info.adapter, info.reason);
@@ -101,49 +228,31 @@ async fn run(args: Args) -> Result<()> {
         "pretrain" => {
             session.base_from_scratch();
             session.pretrain_begin()?;
-            let started = Instant::now();
-            let total = args.config.pretrain.steps;
-            for step in 1..=total {
-                let metrics = session.pretrain_step().await?;
-                if step % args.every == 0 || metrics.contains_key("loss/held_out") {
-                    emit("pretrain", &metrics);
-                }
-            }
-            eprintln!("pretrain: {total} steps in {:.1} s", started.elapsed().as_secs_f64());
-            if let Some(out) = &args.out {
-                write_checkpoint(out, &session.save(Role::Base).await?)?;
-            }
+            run_steps(&mut session, Stage::Pretrain, "pretrain", args.config.pretrain.steps, args.every).await?;
+            save(&session, Role::Base, &args.out).await?;
         }
         "sft" => {
-            match &args.base {
-                Some(path) => {
-                    let bytes = std::fs::read(path).map_err(|e| LabError::InvalidInput(format!("{path}: {e}")))?;
-                    session.load(&bytes)?;
-                }
-                None => session.base_from_scratch(),
-            }
-            let before = session.samples(Role::Base, SAMPLE_TEMPERATURE, 1).await?;
-            session.sft_begin()?;
-            let started = Instant::now();
-            let total = args.config.sft.steps;
-            for step in 1..=total {
-                let metrics = session.sft_step().await?;
-                if step % args.every == 0 || metrics.contains_key("loss/held_out") {
-                    emit("sft", &metrics);
-                }
-            }
-            session.sft_finish()?;
-            let seconds = started.elapsed().as_secs_f64();
-            let after = session.samples(Role::Sft, SAMPLE_TEMPERATURE, 1).await?;
-            let pairs: Vec<Value> = before
-                .iter()
-                .zip(&after)
-                .map(|(b, a)| json!({"prompt": b.prompt, "before": b.completion, "after": a.completion, "gold_before": b.gold, "gold_after": a.gold}))
-                .collect();
-            println!("{}", json!({"stage": "sft", "summary": true, "seconds": seconds, "samples": pairs}));
-            if let Some(out) = &args.out {
-                write_checkpoint(out, &session.save(Role::Sft).await?)?;
-            }
+            stage_sft(&mut session, &args).await?;
+            save(&session, Role::Sft, &args.out).await?;
+        }
+        "reward" => {
+            let path = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput("reward needs --sft <π_ref checkpoint>".into()))?;
+            session.load(&read_file(path)?)?;
+            stage_reward(&mut session, &args).await?;
+            save(&session, Role::Reward, &args.out).await?;
+        }
+        "ppo" => {
+            let sft = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput("ppo needs --sft <π_ref checkpoint>".into()))?;
+            let rm = args.reward.as_ref().ok_or_else(|| LabError::InvalidInput("ppo needs --reward <r_φ checkpoint>".into()))?;
+            session.load(&read_file(sft)?)?;
+            session.load(&read_file(rm)?)?;
+            stage_ppo(&mut session, &args).await?;
+            save(&session, Role::Policy, &args.out).await?;
+        }
+        "all" => {
+            stage_sft(&mut session, &args).await?;
+            stage_reward(&mut session, &args).await?;
+            stage_ppo(&mut session, &args).await?;
         }
         other => return Err(LabError::InvalidInput(format!("unknown command {other}\n{USAGE}"))),
     }

@@ -3,6 +3,9 @@
 //! ```text
 //! rlhf pretrain [options] --out base.rlhf       train the base model on the task's free text
 //! rlhf sft      [options] [--base base.rlhf] [--out sft.rlhf]
+//! rlhf reward   [options] --sft sft.rlhf [--labels labels.jsonl] [--labels-out labels.jsonl] [--out rm.rlhf]
+//! rlhf ppo      [options] --sft sft.rlhf --reward rm.rlhf [--out policy.rlhf]
+//! rlhf all      [options] [--base base.rlhf]    every stage, simulated labels
 //! options: --preset micro|tiny|small  --seed N  --set section.field=value (repeatable)
 //!          --config file.json  --every N (print every Nth step; evaluations always print)
 //! ```

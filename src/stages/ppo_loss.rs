@@ -1,0 +1,154 @@
+//! The PPO loss on tensors — the twin of `math::ppo`, which the tests hold it to.
+//!
+//! L_PPO = E_t[ −L^CLIP_t + c1·L^VF_t − c2·S[π_θ](s_t) ] over the real tokens of a minibatch,
+//! with TRL's clipped value loss L^VF = ½·max((V − R̂)², (V_clip − R̂)²).
+
+use burn::prelude::*;
+
+/// Rollout quantities of a minibatch, frozen during the update. All [rows, steps], zeros at PAD.
+pub struct MinibatchTargets {
+    pub old_logprobs: Tensor<2>,
+    pub advantages: Tensor<2>,
+    pub returns: Tensor<2>,
+    pub old_values: Tensor<2>,
+    /// 1 at real tokens, 0 at PAD.
+    pub mask: Tensor<2>,
+    /// Number of real tokens (the mask's sum, known on the host).
+    pub tokens: f32,
+}
+
+/// Each term of the loss (scalars as [1]-tensors) and the per-token ratio ρ for the views.
+pub struct PpoTerms {
+    pub loss: Tensor<1>,
+    pub pg_loss: Tensor<1>,
+    pub vf_loss: Tensor<1>,
+    pub entropy: Tensor<1>,
+    pub pg_clipfrac: Tensor<1>,
+    pub vf_clipfrac: Tensor<1>,
+    pub approx_kl: Tensor<1>,
+    pub ratio_mean: Tensor<1>,
+    pub ratio_var: Tensor<1>,
+    pub ratio: Tensor<2>,
+}
+
+fn masked_mean(x: Tensor<2>, mask: &Tensor<2>, n: f32) -> Tensor<1> {
+    (x * mask.clone()).sum().div_scalar(n)
+}
+
+/// The loss of one minibatch.
+///
+/// # Shapes
+/// - `new_logprobs`, `values`, `entropy`: [rows, steps] under the current π_θ and V_ψ
+pub fn ppo_terms(
+    new_logprobs: Tensor<2>,
+    values: Tensor<2>,
+    entropy: Tensor<2>,
+    targets: &MinibatchTargets,
+    cliprange: f32,
+    cliprange_value: f32,
+    vf_coef: f32,
+    ent_coef: f32,
+) -> PpoTerms {
+    let mask = &targets.mask;
+    let n = targets.tokens.max(1.0);
+    // ρ_t = π_θ/π_θold, from log-probs; PAD cells are 0 − 0 → ρ = 1 and masked anyway.
+    let log_ratio = (new_logprobs - targets.old_logprobs.clone()) * mask.clone();
+    let ratio = log_ratio.clone().exp();
+    // −L^CLIP, as TRL writes it: pg_losses = −Â·ρ, pg_losses2 = −Â·clip(ρ, 1 − ε, 1 + ε).
+    let pg_losses = targets.advantages.clone().neg() * ratio.clone();
+    let pg_losses2 = targets.advantages.clone().neg() * ratio.clone().clamp(1.0 - cliprange, 1.0 + cliprange);
+    let pg_loss = masked_mean(pg_losses.clone().max_pair(pg_losses2.clone()), mask, n);
+    let pg_clipfrac = masked_mean(pg_losses2.greater(pg_losses).float(), mask, n);
+    // Value loss, clipped around the rollout's values.
+    let v_clipped = targets.old_values.clone() + (values.clone() - targets.old_values.clone()).clamp(-cliprange_value, cliprange_value);
+    let vf_losses1 = (values - targets.returns.clone()).square();
+    let vf_losses2 = (v_clipped - targets.returns.clone()).square();
+    let vf_loss = masked_mean(vf_losses1.clone().max_pair(vf_losses2.clone()), mask, n).mul_scalar(0.5);
+    let vf_clipfrac = masked_mean(vf_losses2.greater(vf_losses1).float(), mask, n);
+    let entropy = masked_mean(entropy, mask, n);
+    let loss = pg_loss.clone() + vf_loss.clone().mul_scalar(vf_coef) - entropy.clone().mul_scalar(ent_coef);
+    let approx_kl = masked_mean(log_ratio.square(), mask, n).mul_scalar(0.5);
+    let ratio_mean = masked_mean(ratio.clone(), mask, n);
+    let ratio_var = masked_mean((ratio.clone() - ratio_mean.clone().reshape([1, 1])).square(), mask, n);
+    PpoTerms { loss, pg_loss, vf_loss, entropy, pg_clipfrac, vf_clipfrac, approx_kl, ratio_mean, ratio_var, ratio }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::ppo::{policy_loss, surrogate_slope, value_loss};
+
+    fn t2(values: &[f32], rows: usize, device: &Device) -> Tensor<2> {
+        Tensor::from_data(burn::tensor::TensorData::new(values.to_vec(), [rows, values.len() / rows]), device)
+    }
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_data().iter::<f32>().next().unwrap()
+    }
+
+    #[test]
+    fn the_tensor_loss_equals_its_host_twin() {
+        let device = Device::flex();
+        let old = [-1.0, -2.0, -0.5, -3.0, -1.5, 0.0];
+        let new = [-0.6, -2.5, -0.5, -2.0, -1.4, 0.0];
+        let adv = [1.0, -1.0, 0.3, 2.0, -0.7, 0.0];
+        let ret = [0.5, 0.2, -0.1, 1.0, 0.0, 0.0];
+        let old_v = [0.1, 0.0, 0.2, 0.4, -0.3, 0.0];
+        let v = [0.5, 0.1, 0.1, 0.9, -0.2, 0.0];
+        let mask = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+        let targets = MinibatchTargets {
+            old_logprobs: t2(&old, 2, &device),
+            advantages: t2(&adv, 2, &device),
+            returns: t2(&ret, 2, &device),
+            old_values: t2(&old_v, 2, &device),
+            mask: t2(&mask, 2, &device),
+            tokens: 5.0,
+        };
+        let terms = ppo_terms(t2(&new, 2, &device), t2(&v, 2, &device), t2(&[0.0; 6], 2, &device), &targets, 0.2, 0.2, 0.1, 0.0);
+        let (mut pg, mut clip, mut vf, mut vclip) = (0.0, 0.0, 0.0, 0.0);
+        for i in 0..5 {
+            let (l, c) = policy_loss(new[i] - old[i], adv[i], 0.2);
+            pg += l / 5.0;
+            clip += f32::from(c) / 5.0;
+            let (l, c) = value_loss(v[i], old_v[i], ret[i], 0.2);
+            vf += l / 5.0;
+            vclip += f32::from(c) / 5.0;
+        }
+        assert!((scalar(terms.pg_loss) - pg).abs() < 1e-5);
+        assert!((scalar(terms.pg_clipfrac) - clip).abs() < 1e-6);
+        assert!((scalar(terms.vf_loss) - vf).abs() < 1e-5);
+        assert!((scalar(terms.vf_clipfrac) - vclip).abs() < 1e-6);
+        assert!((scalar(terms.loss) - (pg + 0.1 * vf)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_surrogate_gradient_is_zero_exactly_where_the_page_says_it_flattens() {
+        let device = Device::flex().autodiff();
+        let epsilon = 0.2f32;
+        // Ratios on both sides of the clip range, with positive and negative advantages.
+        let ratios = [0.5f32, 0.79, 0.81, 1.0, 1.19, 1.21, 1.6];
+        for &adv in &[1.5f32, -1.5] {
+            let n = ratios.len();
+            let log_ratio: Vec<f32> = ratios.iter().map(|r| r.ln()).collect();
+            let new = Tensor::<2>::from_data(burn::tensor::TensorData::new(log_ratio, [1, n]), &device).require_grad();
+            let targets = MinibatchTargets {
+                old_logprobs: Tensor::zeros([1, n], &device),
+                advantages: Tensor::full([1, n], adv, &device),
+                returns: Tensor::zeros([1, n], &device),
+                old_values: Tensor::zeros([1, n], &device),
+                mask: Tensor::ones([1, n], &device),
+                tokens: n as f32,
+            };
+            let terms = ppo_terms(new.clone(), Tensor::zeros([1, n], &device), Tensor::zeros([1, n], &device), &targets, epsilon, 0.2, 0.0, 0.0);
+            let grads = terms.pg_loss.backward();
+            let grad: Vec<f32> = new.grad(&grads).unwrap().into_data().iter::<f32>().collect();
+            for (i, &r) in ratios.iter().enumerate() {
+                // d(−L^CLIP/n)/d log ρ = −slope·ρ/n.
+                let expected = -surrogate_slope(r, adv, epsilon) * r / n as f32;
+                assert!((grad[i] - expected).abs() < 1e-6, "ρ={r} Â={adv}: {} vs {expected}", grad[i]);
+                let flat = (adv > 0.0 && r > 1.0 + epsilon) || (adv < 0.0 && r < 1.0 - epsilon);
+                assert_eq!(grad[i] == 0.0, flat, "ρ={r} Â={adv}");
+            }
+        }
+    }
+}
