@@ -153,6 +153,15 @@ pub fn parse_jsonl(text: &str, tokenizer: &Tokenizer) -> Result<Vec<LabeledPair>
     Ok(pairs)
 }
 
+/// Splits labels into (train, held-out) the same way for every stage that trains on them — the
+/// reward model and DPO are compared on the same held-out pairs.
+pub fn split(mut labels: Vec<LabeledPair>, seed: u64, held_out_fraction: f64) -> (Vec<LabeledPair>, Vec<LabeledPair>) {
+    Rng::derive(seed, "labels/split").shuffle(&mut labels);
+    let held = ((labels.len() as f64 * held_out_fraction).round() as usize).min(labels.len().saturating_sub(1));
+    let held_out: Vec<LabeledPair> = labels.drain(..held).collect();
+    (labels, held_out)
+}
+
 /// Writes labels as JSON lines.
 pub fn to_jsonl(records: &[LabelRecord]) -> String {
     records.iter().map(|r| serde_json::to_string(r).expect("labels serialize") + "\n").collect()

@@ -19,6 +19,7 @@ use crate::labels::{self, LabelRecord, LabeledPair, PairToJudge};
 use crate::metrics::Metrics;
 use crate::model::{Gpt, ScalarModel};
 use crate::rng::Rng;
+use crate::stages::dpo::{DpoInspection, DpoTrainer};
 use crate::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
 use crate::stages::sft::{prompt_samples, PromptSample, SftTrainer};
@@ -38,6 +39,8 @@ pub enum Role {
     Policy,
     /// V_ψ: the value model PPO trains beside it.
     Value,
+    /// π_dpo: the policy DPO trains.
+    Dpo,
 }
 
 impl Role {
@@ -48,7 +51,8 @@ impl Role {
             "reward" => Ok(Self::Reward),
             "policy" => Ok(Self::Policy),
             "value" => Ok(Self::Value),
-            other => Err(LabError::InvalidInput(format!("unknown model role {other:?} (expected base, sft, reward, policy or value)"))),
+            "dpo" => Ok(Self::Dpo),
+            other => Err(LabError::InvalidInput(format!("unknown model role {other:?} (expected base, sft, reward, policy, value or dpo)"))),
         }
     }
 
@@ -59,13 +63,14 @@ impl Role {
             Self::Reward => "reward",
             Self::Policy => "policy",
             Self::Value => "value",
+            Self::Dpo => "dpo",
         }
     }
 
     /// `gpt` for language models, `scalar` for a trunk with a scalar head.
     pub fn architecture(self) -> &'static str {
         match self {
-            Self::Base | Self::Sft | Self::Policy => "gpt",
+            Self::Base | Self::Sft | Self::Policy | Self::Dpo => "gpt",
             Self::Reward | Self::Value => "scalar",
         }
     }
@@ -79,6 +84,7 @@ pub enum Stage {
     Sft,
     Reward,
     Ppo,
+    Dpo,
 }
 
 impl Stage {
@@ -88,6 +94,7 @@ impl Stage {
             "sft" => Ok(Self::Sft),
             "reward" => Ok(Self::Reward),
             "ppo" => Ok(Self::Ppo),
+            "dpo" => Ok(Self::Dpo),
             other => Err(LabError::InvalidInput(format!("unknown stage {other:?}"))),
         }
     }
@@ -105,6 +112,7 @@ pub struct Status {
     pub reward: Option<Progress>,
     pub has_reward_model: bool,
     pub ppo: Option<Progress>,
+    pub dpo: Option<Progress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +135,16 @@ pub struct Session {
     reward: Option<RewardTrainer>,
     reward_model: Option<ScalarModel>,
     ppo: Option<PpoTrainer>,
+    dpo: Option<DpoTrainer>,
+}
+
+/// What DPO trains on, once labels are loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct DpoPlan {
+    pub train: usize,
+    pub held_out: usize,
+    pub steps: usize,
+    pub ties_skipped: usize,
 }
 
 /// A simulated label with the labeler's probability of preferring the first completion.
@@ -163,6 +181,7 @@ impl Session {
             reward: None,
             reward_model: None,
             ppo: None,
+            dpo: None,
         })
     }
 
@@ -194,6 +213,7 @@ impl Session {
             self.reward = None;
             self.reward_model = None;
             self.ppo = None;
+            self.dpo = None;
             self.pair_rng = Rng::derive(config.seed, "pairs");
         }
         self.config = config;
@@ -213,6 +233,7 @@ impl Session {
             reward: self.reward.as_ref().map(|t| Progress { step: t.step_count(), total: t.total_steps(), done: t.is_done() }),
             has_reward_model: self.reward_model.is_some(),
             ppo: self.ppo.as_ref().map(|t| Progress { step: t.iteration(), total: self.config.ppo.iterations.max(t.iteration()), done: t.is_done() }),
+            dpo: self.dpo.as_ref().map(|t| Progress { step: t.step_count(), total: t.total_steps(), done: t.is_done() }),
         }
     }
 
@@ -231,6 +252,7 @@ impl Session {
             Stage::Sft => self.sft_step().await,
             Stage::Reward => self.reward_step().await,
             Stage::Ppo => self.ppo_step().await,
+            Stage::Dpo => self.dpo_step().await,
         }
     }
 
@@ -286,6 +308,7 @@ impl Session {
                 .or_else(|| self.sft.as_ref().map(SftTrainer::model))
                 .ok_or_else(|| LabError::NotReady("SFT has not begun".into())),
             Role::Policy => self.ppo.as_ref().map(PpoTrainer::policy).ok_or_else(|| LabError::NotReady("PPO has not begun".into())),
+            Role::Dpo => self.dpo.as_ref().map(DpoTrainer::policy).ok_or_else(|| LabError::NotReady("DPO has not begun".into())),
             Role::Reward | Role::Value => Err(LabError::InvalidInput(format!("the {} model is not a language model: it scores, it does not write", role.name()))),
         }
     }
@@ -417,6 +440,36 @@ impl Session {
         evaluate_policy(&policy, self.reference()?, self.reward_model()?, &self.tokenizer, count, seed, &self.device).await
     }
 
+    // ---- DPO ----
+
+    /// Begins DPO from π_ref on `jsonl` labels (π_ref's log-probs of every pair are computed
+    /// now, in one readback).
+    pub async fn dpo_begin(&mut self, jsonl: &str) -> Result<DpoPlan> {
+        let pairs = labels::parse_jsonl(jsonl, &self.tokenizer)?;
+        let reference = self.reference()?.clone();
+        let trainer = DpoTrainer::new(&reference, pairs, &self.config.dpo, self.config.reward.held_out_fraction, self.config.seed, &self.tokenizer, &self.device).await?;
+        let plan = DpoPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ties_skipped: trainer.ties_skipped };
+        self.dpo = Some(trainer);
+        Ok(plan)
+    }
+
+    fn dpo_trainer(&mut self) -> Result<&mut DpoTrainer> {
+        self.dpo.as_mut().ok_or_else(|| LabError::NotReady("DPO has not begun".into()))
+    }
+
+    pub async fn dpo_step(&mut self) -> Result<Metrics> {
+        self.dpo_trainer()?.step().await
+    }
+
+    pub fn dpo_poison_step(&mut self, step: usize) -> Result<()> {
+        self.dpo_trainer()?.poison_step(step);
+        Ok(())
+    }
+
+    pub async fn dpo_inspect(&mut self, index: usize) -> Result<DpoInspection> {
+        self.dpo_trainer()?.inspect(index).await
+    }
+
     // ---- checkpoints ----
 
     pub async fn save(&self, role: Role) -> Result<Vec<u8>> {
@@ -453,9 +506,9 @@ impl Session {
                 let model = checkpoint::load_record(ScalarModel::from_trunk(blank, &self.device), record)?;
                 self.reward_model = Some(model);
             }
-            Role::Policy | Role::Value => {
+            Role::Policy | Role::Value | Role::Dpo => {
                 return Err(LabError::Checkpoint(format!(
-                    "a {} checkpoint is saved for inspection; PPO restarts from π_ref and r_φ (load those instead)",
+                    "a {} checkpoint is saved for inspection; PPO and DPO restart from π_ref and r_φ (load those instead)",
                     role.name()
                 )));
             }

@@ -14,7 +14,7 @@ use crate::config::LabConfig;
 use crate::device::{self, BackendChoice, BackendInfo};
 use crate::error::LabError;
 use crate::metrics::CATALOG;
-use crate::session::{Role, Session};
+use crate::session::{Role, Session, Stage};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -116,15 +116,29 @@ impl Lab {
         self.session.base_from_scratch();
     }
 
+    /// One bounded step of `stage` (`pretrain`, `sft`, `reward`, `ppo`, `dpo`) → its metrics.
+    pub async fn step(&mut self, stage: String) -> Result<JsValue, JsValue> {
+        let stage = Stage::parse(&stage).map_err(js_error)?;
+        let metrics = self.session.step(stage).await.map_err(js_error)?;
+        to_js(&metrics)
+    }
+
+    /// Fault injection for tests: step `step` of `stage` (a PPO update, for `ppo`) computes a
+    /// NaN loss, as a diverging run would.
+    pub fn poison(&mut self, stage: String, step: usize) -> Result<(), JsValue> {
+        let result = match Stage::parse(&stage).map_err(js_error)? {
+            Stage::Sft => self.session.sft_poison_step(step),
+            Stage::Reward => self.session.reward_poison_step(step),
+            Stage::Ppo => self.session.ppo_poison_update(step),
+            Stage::Dpo => self.session.dpo_poison_step(step),
+            Stage::Pretrain => Err(LabError::InvalidInput("pretraining has no fault injection".into())),
+        };
+        result.map_err(js_error)
+    }
+
     #[wasm_bindgen(js_name = pretrainBegin)]
     pub fn pretrain_begin(&mut self) -> Result<(), JsValue> {
         self.session.pretrain_begin().map_err(js_error)
-    }
-
-    #[wasm_bindgen(js_name = pretrainStep)]
-    pub async fn pretrain_step(&mut self) -> Result<JsValue, JsValue> {
-        let metrics = self.session.pretrain_step().await.map_err(js_error)?;
-        to_js(&metrics)
     }
 
     #[wasm_bindgen(js_name = sftBegin)]
@@ -132,25 +146,90 @@ impl Lab {
         self.session.sft_begin().map_err(js_error)
     }
 
-    /// One SFT step: `{step, "loss/train", …}` (held-out metrics every `eval_every` steps).
-    #[wasm_bindgen(js_name = sftStep)]
-    pub async fn sft_step(&mut self) -> Result<JsValue, JsValue> {
-        let metrics = self.session.sft_step().await.map_err(js_error)?;
-        to_js(&metrics)
-    }
-
+    /// Ends SFT: a frozen copy becomes π_ref.
     #[wasm_bindgen(js_name = sftFinish)]
     pub fn sft_finish(&mut self) -> Result<(), JsValue> {
         self.session.sft_finish().map_err(js_error)
     }
 
-    /// Fault injection for tests: SFT step `step` computes a NaN loss.
-    #[wasm_bindgen(js_name = sftPoisonStep)]
-    pub fn sft_poison_step(&mut self, step: usize) -> Result<(), JsValue> {
-        self.session.sft_poison_step(step).map_err(js_error)
+    /// `count` (1–128) new pairs from π_ref to judge: `[{prompt, first, second}]`.
+    #[wasm_bindgen(js_name = samplePairs)]
+    pub async fn sample_pairs(&mut self, count: usize) -> Result<JsValue, JsValue> {
+        let pairs = self.session.sample_pairs(count).await.map_err(js_error)?;
+        to_js(&pairs)
     }
 
-    /// One completion per product prompt from the model in `role` (`base` or `sft`):
+    /// `count` (1–128) pairs from π_ref labeled by the simulated labeler:
+    /// `[{label, p_first, gold_first, gold_second}]`.
+    #[wasm_bindgen(js_name = simulateLabels)]
+    pub async fn simulate_labels(&mut self, count: usize) -> Result<JsValue, JsValue> {
+        let labels = self.session.simulate_labels(count).await.map_err(js_error)?;
+        to_js(&labels)
+    }
+
+    /// Validates a label file (JSON lines) without keeping anything; returns the label count or
+    /// throws with the first bad line and why.
+    #[wasm_bindgen(js_name = checkLabels)]
+    pub fn check_labels(&self, jsonl: String) -> Result<usize, JsValue> {
+        self.session.check_labels(&jsonl).map_err(js_error)
+    }
+
+    /// Begins training the reward model on `jsonl` labels: `{train, held_out, steps, ceiling}`.
+    #[wasm_bindgen(js_name = rewardBegin)]
+    pub fn reward_begin(&mut self, jsonl: String) -> Result<JsValue, JsValue> {
+        let plan = self.session.reward_begin(&jsonl).map_err(js_error)?;
+        to_js(&plan)
+    }
+
+    /// Held-out pairs as the reward model sees them now (for the scatter and pair inspector).
+    #[wasm_bindgen(js_name = rewardInspect)]
+    pub async fn reward_inspect(&mut self, limit: usize) -> Result<JsValue, JsValue> {
+        let pairs = self.session.reward_inspect(limit).await.map_err(js_error)?;
+        to_js(&pairs)
+    }
+
+    /// Freezes the reward model (scores shifted to zero mean); returns the shift.
+    #[wasm_bindgen(js_name = rewardFinish)]
+    pub async fn reward_finish(&mut self) -> Result<f32, JsValue> {
+        self.session.reward_finish().await.map_err(js_error)
+    }
+
+    /// π_θ ← π_ref, V_ψ ← r_φ with the current PPO settings.
+    #[wasm_bindgen(js_name = ppoBegin)]
+    pub fn ppo_begin(&mut self) -> Result<(), JsValue> {
+        self.session.ppo_begin().map_err(js_error)
+    }
+
+    /// Completion `index` of the current rollout, token by token, with the batch's (ρ, Â) points.
+    #[wasm_bindgen(js_name = ppoRecord)]
+    pub fn ppo_record(&mut self, index: usize) -> Result<JsValue, JsValue> {
+        let record = self.session.ppo_record(index).map_err(js_error)?;
+        to_js(&record)
+    }
+
+    /// Begins DPO from π_ref on `jsonl` labels: `{train, held_out, steps, ties_skipped}`.
+    #[wasm_bindgen(js_name = dpoBegin)]
+    pub async fn dpo_begin(&mut self, jsonl: String) -> Result<JsValue, JsValue> {
+        let plan = self.session.dpo_begin(&jsonl).await.map_err(js_error)?;
+        to_js(&plan)
+    }
+
+    /// A held-out pair token by token with the implicit reward β·(log π_θ − log π_ref).
+    #[wasm_bindgen(js_name = dpoInspect)]
+    pub async fn dpo_inspect(&mut self, index: usize) -> Result<JsValue, JsValue> {
+        let inspection = self.session.dpo_inspect(index).await.map_err(js_error)?;
+        to_js(&inspection)
+    }
+
+    /// Evaluates the model in `role` (`sft`, `policy`, `dpo`) on `count` fresh prompts, the same
+    /// way for every method: `{score, gold, kl, kl_std_error, mean_length, eos_fraction}`.
+    pub async fn evaluate(&self, role: String, count: usize, seed: u32) -> Result<JsValue, JsValue> {
+        let role = Role::parse(&role).map_err(js_error)?;
+        let evaluation = self.session.evaluate(role, count, u64::from(seed)).await.map_err(js_error)?;
+        to_js(&evaluation)
+    }
+
+    /// One completion per product prompt from the model in `role` (`base`, `sft`, `policy`, `dpo`):
     /// `[{prompt, completion, gold}]`. Temperature 0 is greedy.
     pub async fn samples(&self, role: String, temperature: f32, seed: u32) -> Result<JsValue, JsValue> {
         let role = Role::parse(&role).map_err(js_error)?;

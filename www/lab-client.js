@@ -32,5 +32,7 @@ export class LabClient {
   call(method, ...params) { return this.send('call', { method, params }); }
   run(stage, steps = null) { return this.send('run', { stage, steps }); }
   pause() { this.worker.postMessage({ cmd: 'pause' }); }
+  /** Slow motion: milliseconds to wait between steps (0 = full speed). */
+  speed(delayMs) { this.worker.postMessage({ cmd: 'speed', args: { delayMs } }); }
   on(listener) { this.listeners.add(listener); return () => this.listeners.delete(listener); }
 }

@@ -1,18 +1,32 @@
 // Wires the store, the worker and the views; nothing else.
 import './style.css';
 import { LabClient } from './lab-client.js';
+import { Events } from './events.js';
+import * as storage from './storage.js';
 import { readUrl, writeUrl, validated } from './state.js';
+import { mountPipeline } from './views/pipeline.js';
 import { mountSft } from './views/sft.js';
+import { mountLabeling } from './views/labeling.js';
+import { mountReward } from './views/reward.js';
+import { mountPpo } from './views/ppo.js';
+import { mountDpo } from './views/dpo.js';
+import { mountEquations } from './equations.js';
 
 const client = new LabClient();
 const backendBadge = document.getElementById('backend');
 const notices = document.getElementById('notices');
 const app = document.getElementById('app');
 
-export function notify(message, kind = 'info') {
+function notify(message, kind = 'info') {
   const div = document.createElement('div');
   div.className = `notice ${kind}`;
+  div.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   div.textContent = message; // text, never HTML
+  const close = document.createElement('button');
+  close.textContent = '×';
+  close.setAttribute('aria-label', 'dismiss');
+  close.addEventListener('click', () => div.remove());
+  div.append(' ', close);
   notices.append(div);
   return div;
 }
@@ -35,14 +49,30 @@ async function start() {
     config,
     defaults: ready.defaults,
     catalog: ready.catalog,
+    vocabulary: ready.vocabulary,
     backend,
+    backendInfo: info,
+    events: new Events(),
+    storage,
+    stages: new Map(),
     notify,
     saveUrl() { writeUrl(store.config, store.defaults, store.backend); },
   };
   store.saveUrl();
-  await mountSft(app, store);
+  const pipelineHost = document.createElement('div');
+  app.append(pipelineHost);
+  for (const mount of [mountSft, mountLabeling, mountReward, mountPpo, mountDpo]) {
+    const controller = await mount(app, store);
+    store.stages.set(controller.name, controller);
+  }
+  mountEquations(app);
+  mountPipeline(pipelineHost, store);
   document.body.dataset.ready = 'true';
 }
+
+client.on((event) => {
+  if (event.event === 'crashed') notify(`The training worker stopped: ${event.message}. Your labels and checkpoints are stored; reload the page to continue.`, 'error');
+});
 
 start().catch((e) => {
   backendBadge.textContent = 'The lab could not start';

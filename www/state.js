@@ -11,11 +11,44 @@
 export const SETTINGS = [
   { key: 'preset', label: 'Model size', kind: 'select', options: ['micro', 'tiny', 'small'], help: 'micro: 1 layer, d=32 · tiny: 2 layers, d=64 (~110k parameters) · small: 4 layers, d=128.' },
   { key: 'seed', label: 'Seed', kind: 'int', help: 'Seeds the weights, the data, the minibatch order and the sampling noise: the same seed gives the same run.' },
-  { key: 'sft.learning_rate', label: 'Learning rate', kind: 'number', help: 'Adam step size for supervised fine-tuning.', equation: 'sft' },
+  // Stage 1
+  { key: 'sft.learning_rate', label: 'Learning rate', kind: 'number', help: 'Adam step size for supervised fine-tuning (decays linearly to 0).', equation: 'sft' },
   { key: 'sft.batch_size', label: 'Batch', kind: 'int', help: 'Demonstrations per step.', equation: 'sft' },
   { key: 'sft.steps', label: 'Steps', kind: 'int', help: 'Optimizer steps; when they are done, a frozen copy becomes π_ref.', equation: 'sft' },
   { key: 'sft.completion_only', label: 'Completion-only loss', kind: 'bool', help: 'Count only the completion tokens (the prompt is given, not demonstrated); off: every token.', equation: 'sft' },
   { key: 'sft.eval_every', label: 'Evaluate every', kind: 'int', help: 'Steps between held-out evaluations.', equation: 'sft' },
+  // Stage 2
+  { key: 'reward.simulated_labels', label: 'Simulated labels', kind: 'int', help: 'How many pairs the simulated labeler judges when asked.', equation: 'bt-model' },
+  { key: 'reward.labeler_temperature', label: 'Labeler noise τ', kind: 'number', help: 'The simulated labeler prefers a over b with probability σ((u_a − u_b)/τ): larger τ, noisier labels.', equation: 'bt-model' },
+  { key: 'reward.sample_temperature', label: 'Pair sampling temperature', kind: 'number', help: 'Temperature for sampling the two completions of a pair from π_ref (above 0, so they differ).', equation: 'bt-model' },
+  { key: 'reward.learning_rate', label: 'Learning rate', kind: 'number', help: 'Adam step size for the reward model (decays linearly to 0).', equation: 'bt-loss' },
+  { key: 'reward.batch_size', label: 'Batch', kind: 'int', help: 'Labeled pairs per step.', equation: 'bt-loss' },
+  { key: 'reward.epochs', label: 'Epochs', kind: 'int', help: 'Passes over the training labels.', equation: 'bt-loss' },
+  { key: 'reward.held_out_fraction', label: 'Held-out share', kind: 'number', help: 'Share of labels kept out of training to measure accuracy (the same pairs for DPO).', equation: 'bt-loss' },
+  // Stage 3
+  { key: 'ppo.iterations', label: 'Iterations', kind: 'int', help: 'PPO iterations: each is one rollout and its update.', equation: 'ppo-loss' },
+  { key: 'ppo.batch_size', label: 'Rollout batch', kind: 'int', help: 'Completions sampled per iteration.', equation: 'objective' },
+  { key: 'ppo.mini_batches', label: 'Minibatches', kind: 'int', help: 'Minibatches each epoch splits the rollout into.', equation: 'ppo-loss' },
+  { key: 'ppo.epochs', label: 'Epochs (K)', kind: 'int', help: 'Passes over each rollout with its quantities frozen.', equation: 'ppo-loss' },
+  { key: 'ppo.learning_rate', label: 'Learning rate', kind: 'number', help: 'Adam step size for policy and value model.', equation: 'ppo-loss' },
+  { key: 'ppo.kl_coef', label: 'KL coefficient β', kind: 'number', help: 'Weight of the KL leash in the per-token reward. Near 0, watch the reward model get hacked.', equation: 'effective-reward' },
+  { key: 'ppo.adaptive_kl', label: 'Adaptive β', kind: 'bool', help: 'Adjust β toward the target KL after each iteration (Ziegler et al. 2019).', equation: 'objective' },
+  { key: 'ppo.target_kl', label: 'Target KL', kind: 'number', help: 'KL per completion the adaptive controller aims for.', equation: 'kl' },
+  { key: 'ppo.kl_estimator', label: 'KL estimator', kind: 'select', options: ['k1', 'k3'], help: 'k1: the log-ratio, as on the page; k3: (r − 1) − log r, never negative.', equation: 'kl' },
+  { key: 'ppo.early_stop_kl', label: 'Early-stop KL', kind: 'number', help: 'Stop an iteration\'s epochs when approx KL passes this (0 = never).', equation: 'ratio' },
+  { key: 'ppo.gamma', label: 'γ (discount)', kind: 'number', help: 'How much later rewards count; 1 for short completions.', equation: 'gae' },
+  { key: 'ppo.lam', label: 'λ (GAE)', kind: 'number', help: '0: one-step TD (biased, low variance); 1: Monte Carlo (unbiased, high variance).', equation: 'gae' },
+  { key: 'ppo.cliprange', label: 'Clip ε', kind: 'number', help: 'How far ρ may move before the surrogate goes flat.', equation: 'clip' },
+  { key: 'ppo.cliprange_value', label: 'Value clip', kind: 'number', help: 'How far V may move from the rollout\'s value before its loss is clipped.', equation: 'value-loss' },
+  { key: 'ppo.vf_coef', label: 'c₁ (value loss)', kind: 'number', help: 'Weight of the value loss in the PPO loss.', equation: 'ppo-loss' },
+  { key: 'ppo.ent_coef', label: 'c₂ (entropy bonus)', kind: 'number', help: 'Weight of the entropy bonus; TRL uses none (0).', equation: 'entropy' },
+  { key: 'ppo.temperature', label: 'Rollout temperature', kind: 'number', help: 'Sampling temperature of rollouts; log-probs are taken at the same temperature.', equation: 'ratio' },
+  { key: 'ppo.missing_eos_penalty', label: 'Missing-<eos> penalty', kind: 'number', help: 'Subtracted from the score of a completion that never ends (0 = none).', equation: 'effective-reward' },
+  // DPO
+  { key: 'dpo.beta', label: 'β', kind: 'number', help: 'Scale of the implicit reward β·log(π_θ/π_ref): how tightly DPO stays near π_ref.', equation: 'dpo' },
+  { key: 'dpo.learning_rate', label: 'Learning rate', kind: 'number', help: 'Adam step size for DPO (decays linearly to 0).', equation: 'dpo' },
+  { key: 'dpo.epochs', label: 'Epochs', kind: 'int', help: 'Passes over the labeled pairs.', equation: 'dpo' },
+  { key: 'dpo.batch_size', label: 'Batch', kind: 'int', help: 'Labeled pairs per step.', equation: 'dpo' },
 ];
 
 export const BACKENDS = ['auto', 'webgpu', 'cpu'];

@@ -3,8 +3,9 @@
 //
 // Protocol (page → worker):  {id, cmd: 'init', args: {backend, config}}
 //                            {id, cmd: 'call', args: {method, params}}   any Lab method
-//                            {id, cmd: 'run',  args: {stage, steps}}     loop a stage's step
+//                            {id, cmd: 'run',  args: {stage, steps, delayMs}} loop a stage's step
 //                            {cmd: 'pause'}
+//                            {cmd: 'speed', args: {delayMs}}              slow motion between steps
 // Protocol (worker → page):  {id, ok: true, result} | {id, ok: false, error: {name, message}}
 //                            {event: 'step', stage, metrics, status}
 //                            {event: 'stopped', stage, reason, error?}
@@ -20,25 +21,20 @@ const serial = (work) => {
   return next;
 };
 
-// The stages the worker can loop, and the Lab method of one bounded step of each.
-const STEP_METHODS = {
-  pretrain: 'pretrainStep',
-  sft: 'sftStep',
-  reward: 'rewardStep',
-  ppo: 'ppoStep',
-  dpo: 'dpoStep',
-};
+// The stages the worker can loop: each `lab.step(stage)` is one bounded step.
+const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'dpo'];
 
 let running = null; // {stage, paused}
+// Slow motion: a pause between steps, set by the page's speed control.
+let delayMs = 0;
 
 const errorOf = (e) => ({ name: e?.name || 'Error', message: e?.message || String(e) });
 
 // Yields to the worker's message queue so a 'pause' sent during a step is seen before the next.
-const yieldToQueue = () => new Promise((resolve) => setTimeout(resolve, 0));
+const yieldToQueue = () => new Promise((resolve) => setTimeout(resolve, delayMs));
 
 async function runStage(stage, steps) {
-  const method = STEP_METHODS[stage];
-  if (!method) throw new Error(`unknown stage ${stage}`);
+  if (!STAGES.includes(stage)) throw new Error(`unknown stage ${stage}`);
   if (running) throw new Error(`${running.stage} is already running`);
   const run = { stage, paused: false };
   running = run;
@@ -48,7 +44,7 @@ async function runStage(stage, steps) {
   try {
     while (!run.paused) {
       if (steps != null && taken >= steps) { reason = 'steps'; break; }
-      const metrics = await serial(() => lab[method]());
+      const metrics = await serial(() => lab.step(stage));
       const status = await serial(() => lab.status());
       taken += 1;
       postMessage({ event: 'step', stage, metrics, status });
@@ -68,6 +64,10 @@ self.onmessage = async ({ data }) => {
   const { id, cmd, args } = data;
   if (cmd === 'pause') {
     if (running) running.paused = true;
+    return;
+  }
+  if (cmd === 'speed') {
+    delayMs = Math.max(0, Math.min(5000, Number(args?.delayMs) || 0));
     return;
   }
   try {

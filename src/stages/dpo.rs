@@ -1,1 +1,356 @@
-//! Stage 2 (placeholder until the stage lands).
+//! DPO: the math page's closing contrast, on the same labels as the reward model.
+//!
+//! The same KL-regularized objective as PPO, solved in closed form: the reward is implicit,
+//! r(x, y) = β·log(π_θ(y|x)/π_ref(y|x)) (up to a term in x alone), and training is one supervised
+//! loss on the labeled pairs — no reward model, no value model, no sampling:
+//!
+//! ```text
+//! L_DPO = −log σ(β·[(log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x))])
+//! ```
+//!
+//! Sequence log-probabilities are sums over completion tokens only (prompt and PAD add nothing);
+//! π_ref's are computed once, when training begins, and frozen. Ties carry no preference and are
+//! left out. The held-out pairs are the reward model's (`labels::split`), so the two are compared
+//! on the same pairs.
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_sigmoid;
+use serde::Serialize;
+
+use super::{adam, completion_logprobs, first_non_finite, float_tensor, grad_norm, int_tensor, linear_decay, read_floats, read_scalars, Batches};
+use crate::config::DpoConfig;
+use crate::error::{LabError, Result};
+use crate::labels::{prompt_text, LabeledPair};
+use crate::metrics::{metrics, Metrics};
+use crate::model::{with_fresh_ids, Gpt};
+use crate::rng::Rng;
+use crate::task::{Completion, Tokenizer, EOS, MAX_COMPLETION, SEQ_LEN};
+
+/// Token ids, targets (PAD → EOS) and the real-token mask of completions, for a forward pass.
+fn batch_inputs(completions: &[&Completion], tokenizer: &Tokenizer, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+    let rows = completions.len();
+    let n = MAX_COMPLETION;
+    let sequences: Vec<u32> = completions.iter().flat_map(|c| c.sequence(tokenizer)).collect();
+    let targets: Vec<u32> = completions.iter().flat_map(|c| (0..n).map(move |t| c.tokens.get(t).copied().unwrap_or(EOS))).collect();
+    let mask: Vec<f32> = completions.iter().flat_map(|c| (0..n).map(move |t| if t < c.tokens.len() { 1.0 } else { 0.0 })).collect();
+    let inputs = int_tensor(&sequences, rows, SEQ_LEN, device).slice([0..rows, 0..SEQ_LEN - 1]);
+    (inputs, int_tensor(&targets, rows, n, device), float_tensor(mask, [rows, n], device))
+}
+
+/// Σ_t log π(y_t | x, y_<t) over each completion's real tokens.
+///
+/// # Shapes
+/// returns [completions]
+pub fn sequence_logprobs(model: &Gpt, completions: &[&Completion], tokenizer: &Tokenizer, device: &Device) -> Tensor<1> {
+    let (inputs, targets, mask) = batch_inputs(completions, tokenizer, device);
+    let (logprobs, _) = completion_logprobs(model, inputs, targets, 1.0);
+    (logprobs * mask).sum_dim(1).reshape([completions.len()])
+}
+
+/// The DPO loss per pair and the implicit rewards, from sequence log-probs.
+///
+/// # Shapes
+/// all [pairs] → (loss [pairs], reward_chosen [pairs], reward_rejected [pairs])
+pub fn dpo_loss(policy_chosen: Tensor<1>, policy_rejected: Tensor<1>, ref_chosen: Tensor<1>, ref_rejected: Tensor<1>, beta: f32) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let chosen = (policy_chosen - ref_chosen).mul_scalar(beta);
+    let rejected = (policy_rejected - ref_rejected).mul_scalar(beta);
+    let loss = log_sigmoid(chosen.clone() - rejected.clone()).neg();
+    (loss, chosen, rejected)
+}
+
+/// A held-out pair token by token: the implicit reward β·(log π_θ − log π_ref) of each token.
+#[derive(Debug, Clone, Serialize)]
+pub struct DpoInspection {
+    pub prompt: String,
+    pub chosen: Vec<String>,
+    pub rejected: Vec<String>,
+    pub chosen_rewards: Vec<f32>,
+    pub rejected_rewards: Vec<f32>,
+    pub reward_chosen: f32,
+    pub reward_rejected: f32,
+    pub beta: f32,
+}
+
+pub struct DpoTrainer {
+    model: Gpt,
+    optim: ModuleOptimizer,
+    reference: Gpt,
+    /// Strict preferences only, as (chosen, rejected).
+    train: Vec<(Completion, Completion)>,
+    held_out: Vec<(Completion, Completion)>,
+    /// π_ref's sequence log-probs of each (chosen, rejected), computed once.
+    ref_train: Vec<(f32, f32)>,
+    ref_held_out: Vec<(f32, f32)>,
+    batches: Batches,
+    config: DpoConfig,
+    step: usize,
+    total_steps: usize,
+    pub ties_skipped: usize,
+    tokenizer: Tokenizer,
+    device: Device,
+    train_device: Device,
+    poisoned_step: Option<usize>,
+}
+
+fn strict(pairs: Vec<LabeledPair>) -> (Vec<(Completion, Completion)>, usize) {
+    let total = pairs.len();
+    let strict: Vec<(Completion, Completion)> = pairs.iter().filter_map(|p| p.chosen_rejected().map(|(c, r)| (c.clone(), r.clone()))).collect();
+    let ties = total - strict.len();
+    (strict, ties)
+}
+
+impl DpoTrainer {
+    /// π_θ ← π_ref; π_ref's log-probs of every pair computed now (one readback) and frozen.
+    pub async fn new(reference: &Gpt, labels: Vec<LabeledPair>, config: &DpoConfig, held_out_fraction: f64, seed: u64, tokenizer: &Tokenizer, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let (train, held_out) = crate::labels::split(labels, seed, held_out_fraction);
+        let (train, ties_train) = strict(train);
+        let (held_out, ties_held) = strict(held_out);
+        if train.is_empty() {
+            return Err(LabError::NotReady("DPO needs labels with a preference (ties carry none)".into()));
+        }
+        let reference = reference.clone();
+        let all: Vec<&Completion> = train.iter().chain(&held_out).flat_map(|(c, r)| [c, r]).collect();
+        let mut parts = Vec::new();
+        for chunk in all.chunks(256) {
+            parts.push(sequence_logprobs(&reference, chunk, tokenizer, device));
+        }
+        let logps = read_scalars(parts).await?;
+        let pairs: Vec<(f32, f32)> = logps.chunks(2).map(|p| (p[0], p[1])).collect();
+        let (ref_train, ref_held_out) = pairs.split_at(train.len());
+        let total_steps = config.epochs * Batches::steps_per_epoch(train.len(), config.batch_size);
+        Ok(Self {
+            model: with_fresh_ids(reference.clone()).train(),
+            optim: adam(),
+            reference,
+            batches: Batches::new(train.len(), Rng::derive(seed, "dpo/order")),
+            ref_train: ref_train.to_vec(),
+            ref_held_out: ref_held_out.to_vec(),
+            train,
+            held_out,
+            config: config.clone(),
+            step: 0,
+            total_steps,
+            ties_skipped: ties_train + ties_held,
+            tokenizer: tokenizer.clone(),
+            device: device.clone(),
+            train_device: device.clone().autodiff(),
+            poisoned_step: None,
+        })
+    }
+
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step >= self.total_steps
+    }
+
+    pub fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    pub fn held_out_len(&self) -> usize {
+        self.held_out.len()
+    }
+
+    pub fn policy(&self) -> Gpt {
+        self.model.valid()
+    }
+
+    pub fn poison_step(&mut self, step: usize) {
+        self.poisoned_step = Some(step);
+    }
+
+    /// Loss, accuracy and means over `pairs`, as [1]-tensors:
+    /// (loss, correct, reward chosen sum, reward rejected sum, logp chosen sum, logp rejected sum).
+    fn terms(&self, model: &Gpt, pairs: &[&(Completion, Completion)], refs: &[(f32, f32)], device: &Device) -> [Tensor<1>; 6] {
+        let n = pairs.len();
+        let completions: Vec<&Completion> = pairs.iter().map(|(c, _)| c).chain(pairs.iter().map(|(_, r)| r)).collect();
+        let logps = sequence_logprobs(model, &completions, &self.tokenizer, device);
+        let chosen = logps.clone().slice([0..n]);
+        let rejected = logps.slice([n..2 * n]);
+        let ref_chosen = float_tensor(refs.iter().map(|r| r.0).collect(), [n], device);
+        let ref_rejected = float_tensor(refs.iter().map(|r| r.1).collect(), [n], device);
+        let (loss, reward_chosen, reward_rejected) = dpo_loss(chosen.clone(), rejected.clone(), ref_chosen, ref_rejected, self.config.beta as f32);
+        let correct = (reward_chosen.clone() - reward_rejected.clone()).greater_elem(0.0).float().sum();
+        [loss.mean(), correct, reward_chosen.sum(), reward_rejected.sum(), chosen.sum(), rejected.sum()]
+    }
+
+    /// One optimizer step; every tenth of the run, the implicit reward's held-out accuracy too.
+    pub async fn step(&mut self) -> Result<Metrics> {
+        if self.is_done() {
+            return Err(LabError::NotReady(format!("all {} DPO steps are done", self.total_steps)));
+        }
+        let indices = self.batches.next(self.config.batch_size);
+        let batch: Vec<&(Completion, Completion)> = indices.iter().map(|&i| &self.train[i]).collect();
+        let refs: Vec<(f32, f32)> = indices.iter().map(|&i| self.ref_train[i]).collect();
+        let [mut loss, correct, chosen, rejected, logp_chosen, logp_rejected] = self.terms(&self.model, &batch, &refs, &self.train_device);
+        if self.poisoned_step == Some(self.step + 1) {
+            loss = loss.mul_scalar(f32::NAN);
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let norm = grad_norm(&self.model, &grads);
+        let before = (self.model.clone(), self.optim.clone());
+        let lr = linear_decay(self.config.learning_rate, self.step, self.total_steps);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        let evaluate = !self.held_out.is_empty() && (self.step == 1 || self.step % (self.total_steps / 10).max(1) == 0 || self.is_done());
+        let mut scalars = vec![loss.detach().inner(), correct.inner(), chosen.detach().inner(), rejected.detach().inner(), logp_chosen.detach().inner(), logp_rejected.detach().inner(), norm.inner()];
+        if evaluate {
+            let model = self.model.valid();
+            let pairs: Vec<&(Completion, Completion)> = self.held_out.iter().collect();
+            let [held_loss, held_correct, ..] = self.terms(&model, &pairs, &self.ref_held_out, &self.device);
+            scalars.extend([held_loss, held_correct]);
+        }
+        let values = read_scalars(scalars).await?;
+        if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "log-prob of chosen", "log-prob of rejected", "gradient norm"], &values[..7]) {
+            (self.model, self.optim) = before;
+            self.step -= 1;
+            return Err(LabError::NumericalFault { stage: "dpo".into(), step: self.step + 1, quantity: quantity.into() });
+        }
+        let n = batch.len() as f32;
+        let mut out = metrics([
+            ("step", self.step as f64),
+            ("dpo/loss", f64::from(values[0])),
+            ("rewards/accuracies", f64::from(values[1] / n)),
+            ("rewards/chosen", f64::from(values[2] / n)),
+            ("rewards/rejected", f64::from(values[3] / n)),
+            ("rewards/margins", f64::from((values[2] - values[3]) / n)),
+            ("logps/chosen", f64::from(values[4] / n)),
+            ("logps/rejected", f64::from(values[5] / n)),
+            ("grad_norm", f64::from(values[6])),
+            ("lr", lr),
+        ]);
+        if evaluate {
+            out.insert("dpo/held_out_loss".into(), f64::from(values[7]));
+            out.insert("dpo/held_out_accuracy".into(), f64::from(values[8] / self.held_out.len() as f32));
+        }
+        Ok(out)
+    }
+
+    /// Held-out pair `index`, token by token (one readback).
+    pub async fn inspect(&self, index: usize) -> Result<DpoInspection> {
+        let (chosen, rejected) = self.held_out.get(index).or_else(|| self.train.get(index)).ok_or_else(|| LabError::InvalidInput(format!("no pair {index}")))?;
+        let completions = [chosen, rejected];
+        let (inputs, targets, mask) = batch_inputs(&completions, &self.tokenizer, &self.device);
+        let (policy, _) = completion_logprobs(&self.model.valid(), inputs.clone(), targets.clone(), 1.0);
+        let (reference, _) = completion_logprobs(&self.reference, inputs, targets, 1.0);
+        let beta = self.config.beta as f32;
+        let per_token = read_floats(((policy - reference) * mask).mul_scalar(beta)).await?;
+        let n = MAX_COMPLETION;
+        let words = |c: &Completion| c.tokens.iter().map(|&t| self.tokenizer.word(t).to_string()).collect::<Vec<_>>();
+        let chosen_rewards = per_token[..chosen.tokens.len()].to_vec();
+        let rejected_rewards = per_token[n..n + rejected.tokens.len()].to_vec();
+        Ok(DpoInspection {
+            prompt: prompt_text(&self.tokenizer, chosen.product),
+            chosen: words(chosen),
+            rejected: words(rejected),
+            reward_chosen: chosen_rewards.iter().sum(),
+            reward_rejected: rejected_rewards.iter().sum(),
+            chosen_rewards,
+            rejected_rewards,
+            beta,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+    use crate::labels::{grammar_pairs, simulate};
+    use crate::math::dpo::dpo_terms;
+
+    fn read(t: Tensor<1>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn loss_and_gradient_match_hand_computed_values() {
+        let device = Device::flex().autodiff();
+        let pc = Tensor::<1>::from_floats([-8.0, -5.0], &device).require_grad();
+        let pr = Tensor::<1>::from_floats([-6.0, -4.0], &device).require_grad();
+        let rc = Tensor::<1>::from_floats([-7.0, -5.0], &device);
+        let rr = Tensor::<1>::from_floats([-3.0, -4.0], &device);
+        let (loss, chosen, rejected) = dpo_loss(pc.clone(), pr.clone(), rc, rr, 0.5);
+        let l = read(loss.clone().inner());
+        let expected = [dpo_terms(-8.0, -7.0, -6.0, -3.0, 0.5), dpo_terms(-5.0, -5.0, -4.0, -4.0, 0.5)];
+        for i in 0..2 {
+            assert!((l[i] - expected[i].loss).abs() < 1e-6);
+        }
+        assert_eq!(read(chosen.inner()), vec![-0.5, 0.0]);
+        assert_eq!(read(rejected.inner()), vec![-1.5, 0.0]);
+        // ∂L/∂ log π_θ(y_w) = −β·σ(−β·margin); ∂L/∂ log π_θ(y_l) = +β·σ(−β·margin).
+        let grads = loss.sum().backward();
+        let gc = read(pc.grad(&grads).unwrap());
+        let gr = read(pr.grad(&grads).unwrap());
+        for (i, margin) in [1.0f32, 0.0].into_iter().enumerate() {
+            let s = crate::math::stats::sigmoid(-margin);
+            assert!((gc[i] + 0.5 * s).abs() < 1e-6 && (gr[i] - 0.5 * s).abs() < 1e-6, "pair {i}");
+        }
+    }
+
+    fn setup() -> (Gpt, Vec<LabeledPair>, Tokenizer, Device) {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let reference = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
+        let mut rng = Rng::new(2);
+        let pairs = grammar_pairs(&tok, 200, &mut rng);
+        let labels = simulate(&pairs, &tok, 0.3, &mut rng).into_iter().map(|(l, _)| l).collect();
+        (reference, labels, tok, device)
+    }
+
+    #[test]
+    fn at_initialization_the_loss_is_log_two_and_every_implicit_reward_is_zero() {
+        let (reference, labels, tok, device) = setup();
+        let mut trainer = pollster::block_on(DpoTrainer::new(&reference, labels, &DpoConfig::default(), 0.1, 3, &tok, &device)).unwrap();
+        let inspection = pollster::block_on(trainer.inspect(0)).unwrap();
+        assert!(inspection.chosen_rewards.iter().chain(&inspection.rejected_rewards).all(|r| r.abs() < 1e-5));
+        let first = pollster::block_on(trainer.step()).unwrap();
+        // The first step's loss is computed before its update: π_θ = π_ref.
+        assert!((first["dpo/loss"] - 2f64.ln()).abs() < 1e-5, "{first:?}");
+        assert!(first["rewards/chosen"].abs() < 1e-5 && first["rewards/rejected"].abs() < 1e-5);
+    }
+
+    #[test]
+    fn prompt_and_pad_tokens_change_nothing() {
+        let (reference, _, tok, device) = setup();
+        // The same completion in a sequence whose tail after <eos> differs: PAD never counts, and
+        // the prompt's own tokens are never targets.
+        let c = Completion { product: 0, tokens: tok.encode("is great . <eos>") };
+        let a = read(sequence_logprobs(&reference, &[&c], &tok, &device))[0];
+        let mut by_hand = 0.0;
+        let seq = c.sequence(&tok);
+        let input: Vec<u32> = seq[..SEQ_LEN - 1].to_vec();
+        let logits = reference.forward(int_tensor(&input, 1, SEQ_LEN - 1, &device));
+        let lp: Vec<f32> = burn::tensor::activation::log_softmax(logits, 2).into_data().iter::<f32>().collect();
+        let v = tok.vocab_size();
+        for t in 0..c.tokens.len() {
+            let position = crate::task::PROMPT_LEN - 1 + t;
+            by_hand += lp[position * v + c.tokens[t] as usize];
+        }
+        assert!((a - by_hand).abs() < 1e-4, "{a} vs {by_hand}");
+    }
+
+    #[test]
+    fn a_short_run_raises_the_margin_and_held_out_accuracy() {
+        let (reference, labels, tok, device) = setup();
+        let config = DpoConfig { epochs: 4, batch_size: 16, learning_rate: 1e-3, beta: 0.5 };
+        let mut trainer = pollster::block_on(DpoTrainer::new(&reference, labels, &config, 0.2, 3, &tok, &device)).unwrap();
+        let mut first = None;
+        let mut last = Metrics::new();
+        while !trainer.is_done() {
+            last = pollster::block_on(trainer.step()).unwrap();
+            first.get_or_insert_with(|| last.clone());
+        }
+        assert!(last["rewards/margins"] > 0.5, "{last:?}");
+        assert!(last["dpo/held_out_accuracy"] > first.unwrap()["dpo/held_out_accuracy"], "{last:?}");
+    }
+}

@@ -23,6 +23,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::TensorData;
 
 use crate::error::{LabError, Result};
+use crate::model::Gpt;
+use crate::task::{PROMPT_LEN, SEQ_LEN};
 
 /// Adam without weight decay: every stage uses it.
 pub(crate) fn adam() -> ModuleOptimizer {
@@ -52,6 +54,18 @@ pub(crate) fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], 
 pub(crate) fn token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [batch, seq, _] = logits.dims();
     log_softmax(logits, 2).gather(2, targets.reshape([batch, seq, 1])).reshape([batch, seq])
+}
+
+/// log π(a_t | s_t) at `temperature` for every completion slot, and the logits it came from.
+///
+/// # Shapes
+/// - `inputs`: [rows, SEQ_LEN − 1], `targets`: [rows, MAX_COMPLETION] → ([rows, N], [rows, N, V])
+pub(crate) fn completion_logprobs(model: &Gpt, inputs: Tensor<2, Int>, targets: Tensor<2, Int>, temperature: f32) -> (Tensor<2>, Tensor<3>) {
+    let [rows, _] = inputs.dims();
+    let vocab = model.vocab_size();
+    // Position P − 1 + t predicts completion token t.
+    let logits = model.forward(inputs).slice([0..rows, PROMPT_LEN - 1..SEQ_LEN - 1, 0..vocab]).div_scalar(temperature);
+    (token_logprobs(logits.clone(), targets), logits)
 }
 
 /// Reads many scalars in one transfer: they are concatenated on the device first.

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::ppo_loss::{ppo_terms, MinibatchTargets};
 use super::reward::score_sequences;
-use super::{adam, first_non_finite, float_tensor, grad_norm, int_tensor, linear_decay, read_scalars, token_logprobs};
+use super::{adam, completion_logprobs, first_non_finite, float_tensor, grad_norm, int_tensor, linear_decay, read_scalars};
 use crate::config::PpoConfig;
 use crate::error::{LabError, Result};
 use crate::labels::prompt_text;
@@ -121,18 +121,6 @@ pub struct PpoTrainer {
     device: Device,
     train_device: Device,
     poisoned_update: Option<usize>,
-}
-
-/// log π(a_t | s_t) at `temperature` for every completion slot, and the logits it came from.
-///
-/// # Shapes
-/// - `inputs`: [rows, SEQ_LEN − 1], `targets`: [rows, MAX_COMPLETION] → ([rows, N], [rows, N, V])
-fn completion_logprobs(model: &Gpt, inputs: Tensor<2, Int>, targets: Tensor<2, Int>, temperature: f32) -> (Tensor<2>, Tensor<3>) {
-    let [rows, _] = inputs.dims();
-    let vocab = model.vocab_size();
-    // Position P − 1 + t predicts completion token t.
-    let logits = model.forward(inputs).slice([0..rows, PROMPT_LEN - 1..SEQ_LEN - 1, 0..vocab]).div_scalar(temperature);
-    (token_logprobs(logits.clone(), targets), logits)
 }
 
 /// V(s_t) for every completion slot: the value head at the position that predicts token t.

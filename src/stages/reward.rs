@@ -128,15 +128,12 @@ pub struct RewardTrainer {
 impl RewardTrainer {
     /// A reward model on π_ref's trunk, to be trained on `labels` (split into train and held-out
     /// by `seed`).
-    pub fn new(reference: &Gpt, mut labels: Vec<LabeledPair>, config: &RewardConfig, seed: u64, tokenizer: &Tokenizer, device: &Device) -> Result<Self> {
+    pub fn new(reference: &Gpt, labels: Vec<LabeledPair>, config: &RewardConfig, seed: u64, tokenizer: &Tokenizer, device: &Device) -> Result<Self> {
         config.validate()?;
         if labels.len() < 2 {
             return Err(LabError::NotReady(format!("the reward model needs at least 2 labels (have {})", labels.len())));
         }
-        Rng::derive(seed, "reward/split").shuffle(&mut labels);
-        let held = ((labels.len() as f64 * config.held_out_fraction).round() as usize).min(labels.len() - 1);
-        let held_out: Vec<LabeledPair> = labels.drain(..held).collect();
-        let train = labels;
+        let (train, held_out) = crate::labels::split(labels, seed, config.held_out_fraction);
         let all_simulated = held_out.iter().all(|p| p.source == crate::labels::LabelSource::Simulated);
         let ceiling = (all_simulated && !held_out.is_empty()).then(|| crate::labels::ceiling(&held_out, tokenizer, config.labeler_temperature as f32));
         let total_steps = config.epochs * Batches::steps_per_epoch(train.len(), config.batch_size);

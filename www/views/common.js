@@ -1,5 +1,6 @@
 // Small DOM helpers shared by the stage panels: elements, a settings form, a progress bar.
 import { SETTINGS, getPath, setPath, coerce } from '../state.js';
+import { equationLink } from '../equations.js';
 
 /** Creates an element; `text` is set as text, never parsed as HTML. */
 export function el(tag, attrs = {}, ...children) {
@@ -59,10 +60,26 @@ export function settingsForm(store, prefix, onApplied = () => {}) {
       }
     });
     inputs.push(input);
+    if (setting.equation) help.append(' ', equationLink(setting.equation));
     form.append(el('div', { class: 'setting' }, el('label', { for: id, text: setting.label }), input, help, error));
   }
   form.setDisabled = (disabled) => inputs.forEach((i) => { i.disabled = disabled; });
   return form;
+}
+
+/**
+ * A chart's frame: the host the chart draws into, a one-line explanation and a link to its
+ * equation (`metric` names a catalog entry whose explanation is used when `text` is absent).
+ */
+export function chartBox(store, { metric, text, equation }) {
+  const info = metric ? store.catalog.find((m) => m.name === metric) : null;
+  const host = el('div', { class: 'chart-host' });
+  const caption = el('p', { class: 'caption', text: text ?? info?.explanation ?? '' });
+  const anchor = equation ?? info?.equation;
+  if (anchor) caption.append(' ', equationLink(anchor));
+  const box = el('div', { class: 'chart' }, host, caption);
+  box.host = host;
+  return box;
 }
 
 /** A progress bar with steps done, rate and time left. */

@@ -1,21 +1,21 @@
 // Stage 1 panel: supervised fine-tuning, with its settings, controls, progress, loss curves and
 // samples for fixed prompts that show how completions change.
-import { el, settingsForm, progressBar } from './common.js';
+import { el, settingsForm, progressBar, chartBox } from './common.js';
 import { LineChart } from '../charts.js';
 
 const SAMPLE_TEMPERATURE = 0.7;
 const SAMPLE_EVERY = 50;
 
 export async function mountSft(root, store) {
-  const { client } = store;
+  const { client, events } = store;
   const start = el('button', { class: 'primary', text: 'Start SFT' });
   const pause = el('button', { text: 'Pause', disabled: true });
   const step = el('button', { text: 'Step' });
   const reset = el('button', { text: 'Reset' });
   const progress = progressBar('SFT');
   const form = settingsForm(store, 'sft.');
-  const lossHost = el('div', { class: 'chart' });
-  const accHost = el('div', { class: 'chart' });
+  const lossBox = chartBox(store, { metric: 'loss/held_out', text: 'Next-token cross-entropy (nats) on the completion tokens. Held out: demonstrations never trained on.', equation: 'sft' });
+  const accBox = chartBox(store, { metric: 'accuracy/held_out' });
   const samplesBody = el('tbody');
   const samplesNote = el('p', { class: 'muted', text: 'Samples appear when SFT begins.' });
   const source = el('p', { class: 'muted' });
@@ -27,19 +27,29 @@ export async function mountSft(root, store) {
     form,
     el('div', { class: 'controls' }, start, pause, step, reset),
     progress,
-    el('div', { class: 'charts' }, lossHost, accHost),
+    el('div', { class: 'charts' }, lossBox, accBox),
     el('h3', { text: 'Samples for fixed prompts' }),
     samplesNote,
     el('table', { class: 'samples' }, el('thead', {}, el('tr', {}, el('th', { text: 'prompt' }), el('th', { text: 'before SFT' }), el('th', { text: 'now' }), el('th', { text: 'gold' }))), samplesBody),
   ));
 
-  const lossChart = new LineChart(lossHost, { title: 'SFT loss', series: [{ key: 'loss/train', label: 'train' }, { key: 'loss/held_out', label: 'held out', points: true }] });
-  const accChart = new LineChart(accHost, { title: 'Token accuracy', series: [{ key: 'accuracy/train', label: 'train' }, { key: 'accuracy/held_out', label: 'held out', points: true }] });
-  lossHost.append(el('p', { class: 'caption', text: 'Next-token cross-entropy (nats). Held-out: demonstrations never trained on.' }));
+  const lossChart = new LineChart(lossBox.host, { title: 'SFT loss', series: [{ key: 'loss/train', label: 'train' }, { key: 'loss/held_out', label: 'held out', points: true }] });
+  const accChart = new LineChart(accBox.host, { title: 'Token accuracy', series: [{ key: 'accuracy/train', label: 'train' }, { key: 'accuracy/held_out', label: 'held out', points: true }] });
 
   let before = [];
   let begun = false;
-  let running = false;
+  let state = 'ready';
+  let finished = null; // resolves when a run stops
+  const setState = (value) => {
+    state = value;
+    start.disabled = value === 'running' || value === 'done';
+    step.disabled = value === 'running' || value === 'done';
+    reset.disabled = value === 'running';
+    pause.disabled = value !== 'running';
+    start.textContent = value === 'done' ? 'Done' : begun ? 'Resume' : 'Start SFT';
+    form.setDisabled(begun);
+    events.emit('stage-state', { stage: 'sft', state: value, produced: value === 'done' ? 'π_ref' : null });
+  };
 
   async function loadBase() {
     if (store.config.preset === 'tiny') {
@@ -48,7 +58,7 @@ export async function mountSft(root, store) {
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const bytes = new Uint8Array(await response.arrayBuffer());
         await client.call('load', bytes);
-        source.textContent = 'Starting from the shipped base model: the tiny preset pretrained on the task\'s free text (see README for the command that made it).';
+        source.textContent = 'Starting from the shipped base model: the tiny preset pretrained on the task\'s free text (the README gives the command and seed that made it).';
         return;
       } catch (e) {
         store.notify(`The shipped base model could not be loaded (${e.message}); starting from random weights.`);
@@ -73,19 +83,11 @@ export async function mountSft(root, store) {
     await loadBase();
     before = await client.call('samples', 'base', SAMPLE_TEMPERATURE, 1);
     await client.call('sftBegin');
+    await store.storage.clearMetrics('sft');
     begun = true;
-    form.setDisabled(true);
     lossChart.clear();
     accChart.clear();
     await showSamples();
-  }
-
-  function setRunning(value) {
-    running = value;
-    start.disabled = value;
-    step.disabled = value;
-    reset.disabled = value;
-    pause.disabled = !value;
   }
 
   client.on(async (event) => {
@@ -95,54 +97,58 @@ export async function mountSft(root, store) {
       lossChart.push(m.step, m);
       accChart.push(m.step, m);
       progress.update(event.status.sft.step, event.status.sft.total);
+      store.storage.appendMetrics('sft', m).catch(() => {});
       if (m.step % SAMPLE_EVERY === 0) showSamples().catch(() => {});
     } else if (event.event === 'stopped') {
-      setRunning(false);
       progress.pause();
       if (event.reason === 'error') store.notify(`SFT stopped: ${event.error.message}`, 'error');
       if (event.reason === 'done') {
         await client.call('sftFinish');
-        start.textContent = 'Done';
-        start.disabled = true;
-        step.disabled = true;
+        const bytes = await client.call('save', 'sft');
+        await store.storage.putCheckpoint('sft', bytes, { stage: 'sft' });
         await showSamples();
-        root.dispatchEvent(new CustomEvent('stage-done', { detail: 'sft' }));
+        setState('done');
+      } else {
+        setState('paused');
       }
+      finished?.();
     }
   });
 
-  start.addEventListener('click', async () => {
-    setRunning(true);
+  async function run(steps) {
+    setState('running');
     try {
       await begin();
-      start.textContent = 'Resume';
-      await client.run('sft');
+      const stopped = new Promise((resolve) => { finished = resolve; });
+      await client.run('sft', steps);
+      await stopped;
     } catch (e) {
-      setRunning(false);
+      setState(begun ? 'paused' : 'ready');
       store.notify(`SFT could not start: ${e.message}`, 'error');
     }
-  });
+  }
+
+  start.addEventListener('click', () => run(null));
+  step.addEventListener('click', () => run(1));
   pause.addEventListener('click', () => client.pause());
-  step.addEventListener('click', async () => {
-    setRunning(true);
-    try {
-      await begin();
-      await client.run('sft', 1);
-    } catch (e) {
-      setRunning(false);
-      store.notify(e.message, 'error');
-    }
-  });
   reset.addEventListener('click', async () => {
     begun = false;
-    form.setDisabled(false);
-    start.textContent = 'Start SFT';
-    start.disabled = false;
-    step.disabled = false;
     lossChart.clear();
     accChart.clear();
     samplesBody.replaceChildren();
     progress.update(0, store.config.sft.steps);
+    setState('ready');
   });
   progress.update(0, store.config.sft.steps);
+  setState('ready');
+
+  return {
+    name: 'sft',
+    title: 'Supervised fine-tuning',
+    state: () => state,
+    start: () => (state === 'done' ? Promise.resolve() : run(null)),
+    pause: () => client.pause(),
+    step: () => run(1),
+    reset: () => reset.click(),
+  };
 }

@@ -26,7 +26,7 @@ struct Args {
     backend: BackendChoice,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|all> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|dpo|sweep|all> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -213,6 +213,72 @@ async fn stage_ppo(session: &mut Session, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The labels the reward stage wrote (`--labels-out`) or were given (`--labels`), or fresh
+/// simulated ones.
+async fn labels_jsonl(session: &mut Session, args: &Args) -> Result<String> {
+    if let Some(path) = args.labels.as_ref().or(args.labels_out.as_ref()).filter(|p| std::path::Path::new(p).exists()) {
+        return String::from_utf8(read_file(path)?).map_err(|_| LabError::InvalidInput(format!("{path} is not UTF-8 text")));
+    }
+    let wanted = args.config.reward.simulated_labels;
+    let mut records = Vec::new();
+    while records.len() < wanted {
+        let batch = session.simulate_labels((wanted - records.len()).min(64)).await?;
+        records.extend(batch.into_iter().map(|l| l.label));
+    }
+    Ok(rlhf_lab::labels::to_jsonl(&records))
+}
+
+async fn stage_dpo(session: &mut Session, args: &Args) -> Result<()> {
+    let jsonl = labels_jsonl(session, args).await?;
+    let started = Instant::now();
+    let plan = session.dpo_begin(&jsonl).await?;
+    eprintln!("dpo: {} train / {} held-out pairs ({} ties skipped), {} steps", plan.train, plan.held_out, plan.ties_skipped, plan.steps);
+    let (last, _) = run_steps(session, Stage::Dpo, "dpo", plan.steps, args.every).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let evaluation = if session.status().has_reward_model { Some(session.evaluate(Role::Dpo, 256, 99).await?) } else { None };
+    println!(
+        "{}",
+        json!({"stage": "dpo", "summary": true, "seconds": seconds, "steps": plan.steps,
+               "held_out_accuracy": last.get("dpo/held_out_accuracy"), "policy": evaluation})
+    );
+    Ok(())
+}
+
+/// PPO and DPO at several β, each point evaluated the same way: the reward–KL frontier.
+async fn sweep(session: &mut Session, args: &Args) -> Result<()> {
+    let jsonl = labels_jsonl(session, args).await?;
+    let reference = session.evaluate(Role::Sft, 256, 99).await?;
+    println!("{}", json!({"stage": "frontier", "method": "reference", "beta": null, "result": reference}));
+    let mut config = session.config().clone();
+    for beta in [0.0, 0.02, 0.05, 0.2] {
+        config.ppo.kl_coef = beta;
+        session.set_config(config.clone())?;
+        session.ppo_begin()?;
+        let started = Instant::now();
+        let mut updates = 0usize;
+        while !session.status().ppo.as_ref().is_some_and(|p| p.done) {
+            let m = session.ppo_step().await?;
+            updates += usize::from(m["phase"] == 1.0);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let result = session.evaluate(Role::Policy, 256, 99).await?;
+        println!("{}", json!({"stage": "frontier", "method": "ppo", "beta": beta, "gradient_steps": updates, "seconds": seconds, "result": result}));
+    }
+    for beta in [0.05, 0.1, 0.5] {
+        config.dpo.beta = beta;
+        session.set_config(config.clone())?;
+        let started = Instant::now();
+        let plan = session.dpo_begin(&jsonl).await?;
+        for _ in 0..plan.steps {
+            session.dpo_step().await?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let result = session.evaluate(Role::Dpo, 256, 99).await?;
+        println!("{}", json!({"stage": "frontier", "method": "dpo", "beta": beta, "gradient_steps": plan.steps, "seconds": seconds, "result": result}));
+    }
+    Ok(())
+}
+
 async fn save(session: &Session, role: Role, path: &Option<String>) -> Result<()> {
     if let Some(path) = path {
         write_checkpoint(path, &session.save(role).await?)?;
@@ -249,10 +315,27 @@ async fn run(args: Args) -> Result<()> {
             stage_ppo(&mut session, &args).await?;
             save(&session, Role::Policy, &args.out).await?;
         }
+        "dpo" | "sweep" => {
+            let sft = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput(format!("{} needs --sft <π_ref checkpoint>", args.command)))?;
+            session.load(&read_file(sft)?)?;
+            if let Some(rm) = &args.reward {
+                session.load(&read_file(rm)?)?;
+            }
+            if args.command == "dpo" {
+                stage_dpo(&mut session, &args).await?;
+                save(&session, Role::Dpo, &args.out).await?;
+            } else {
+                if args.reward.is_none() {
+                    return Err(LabError::InvalidInput("sweep needs --reward <r_φ checkpoint> too (PPO trains against it)".into()));
+                }
+                sweep(&mut session, &args).await?;
+            }
+        }
         "all" => {
             stage_sft(&mut session, &args).await?;
             stage_reward(&mut session, &args).await?;
             stage_ppo(&mut session, &args).await?;
+            stage_dpo(&mut session, &args).await?;
         }
         other => return Err(LabError::InvalidInput(format!("unknown command {other}\n{USAGE}"))),
     }

@@ -5,6 +5,8 @@
 //! rlhf sft      [options] [--base base.rlhf] [--out sft.rlhf]
 //! rlhf reward   [options] --sft sft.rlhf [--labels labels.jsonl] [--labels-out labels.jsonl] [--out rm.rlhf]
 //! rlhf ppo      [options] --sft sft.rlhf --reward rm.rlhf [--out policy.rlhf]
+//! rlhf dpo      [options] --sft sft.rlhf [--reward rm.rlhf] [--labels labels.jsonl] [--out dpo.rlhf]
+//! rlhf sweep    [options] --sft sft.rlhf --reward rm.rlhf [--labels labels.jsonl]   PPO and DPO at several β
 //! rlhf all      [options] [--base base.rlhf]    every stage, simulated labels
 //! options: --preset micro|tiny|small  --seed N  --set section.field=value (repeatable)
 //!          --config file.json  --every N (print every Nth step; evaluations always print)
