@@ -107,3 +107,87 @@ export class LineChart {
     this.element.dataset.points = String(this.points);
   }
 }
+
+/**
+ * An x–y chart of point clouds and curves (uPlot's faceted mode): each series is its own list
+ * of (x, y) pairs, so x need not be shared or sorted. For scatters (r(y_w) against r(y_l)), the
+ * clipping view (L^CLIP against ρ) and the reward–KL frontier.
+ */
+export class XYChart {
+  /**
+   * @param {HTMLElement} host
+   * @param {{title: string, xLabel: string, yLabel: string, height?: number,
+   *          series: {label: string, line?: boolean, points?: boolean, color?: string, dash?: boolean}[],
+   *          guides?: {x1: number, y1: number, x2: number, y2: number, label?: string}[]}} spec
+   */
+  constructor(host, spec) {
+    this.spec = spec;
+    this.element = host;
+    this.data = spec.series.map(() => [[], []]);
+    this.segments = spec.guides ?? [];
+    const width = Math.max(280, host.clientWidth || 420);
+    const segmentPlugin = {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          for (const g of this.segments) {
+            ctx.save();
+            ctx.strokeStyle = g.color ?? '#9ca3af';
+            ctx.setLineDash([5, 4]);
+            ctx.beginPath();
+            ctx.moveTo(u.valToPos(g.x1, 'x', true), u.valToPos(g.y1, 'y', true));
+            ctx.lineTo(u.valToPos(g.x2, 'x', true), u.valToPos(g.y2, 'y', true));
+            ctx.stroke();
+            if (g.label) {
+              ctx.fillStyle = g.color ?? '#6b7280';
+              ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+              ctx.fillText(g.label, u.valToPos(g.x2, 'x', true) - 60 * devicePixelRatio, u.valToPos(g.y2, 'y', true) + 14 * devicePixelRatio);
+            }
+            ctx.restore();
+          }
+        }],
+      },
+    };
+    this.plot = new uPlot({
+      mode: 2,
+      title: spec.title,
+      width,
+      height: spec.height ?? 240,
+      plugins: [segmentPlugin],
+      scales: { x: { time: false, auto: true }, y: { auto: true } },
+      axes: [{ label: spec.xLabel }, { label: spec.yLabel }],
+      legend: { live: false },
+      series: [
+        {},
+        ...spec.series.map((s, i) => ({
+          label: s.label,
+          stroke: s.color ?? COLORS[i % COLORS.length],
+          fill: s.points !== false && !s.line ? `${s.color ?? COLORS[i % COLORS.length]}55` : undefined,
+          width: s.line ? 2 : 1,
+          dash: s.dash ? [6, 4] : undefined,
+          paths: s.line ? undefined : () => null,
+          points: { show: s.points ?? !s.line, size: 6 },
+        })),
+      ],
+    }, [null, ...this.data], host);
+    new ResizeObserver(() => {
+      const w = Math.max(280, host.clientWidth);
+      if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: this.plot.height });
+    }).observe(host);
+  }
+
+  /** Replaces series `i`'s points. */
+  set(i, xs, ys) {
+    this.data[i] = [Array.from(xs), Array.from(ys)];
+    this.draw();
+  }
+
+  setGuides(segments) { this.segments = segments; this.draw(); }
+
+  get points() { return this.data.reduce((n, [xs]) => n + xs.length, 0); }
+
+  draw() {
+    this.plot.setData([null, ...this.data]);
+    this.element.dataset.points = String(this.points);
+  }
+}

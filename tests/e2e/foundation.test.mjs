@@ -13,7 +13,7 @@ test('the page trains through its controls and draws the loss', { timeout: 600_0
     await assert.doesNotReject(page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor());
     await page.getByRole('button', { name: 'Start SFT' }).click();
     await page.getByRole('button', { name: 'Done' }).waitFor({ timeout: 300_000 });
-    const points = Number(await page.locator('#sft .chart').first().getAttribute('data-points'));
+    const points = Number(await page.locator('#sft .chart-host').first().getAttribute('data-points'));
     assert.ok(points >= 60, `the loss chart has ${points} points`);
     const rows = await page.locator('#sft table.samples tbody tr').count();
     assert.equal(rows, 10);
