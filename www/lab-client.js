@@ -30,7 +30,8 @@ export class LabClient {
 
   init(backend, config) { return this.send('init', { backend, config }); }
   call(method, ...params) { return this.send('call', { method, params }); }
-  run(stage, steps = null) { return this.send('run', { stage, steps }); }
+  /** Loops `lab.step(stage)` `steps` times (null: to the end); events carry `tag`. */
+  run(stage, steps = null, tag = null) { return this.send('run', { stage, steps, tag }); }
   pause() { this.worker.postMessage({ cmd: 'pause' }); }
   /** Slow motion: milliseconds to wait between steps (0 = full speed). */
   speed(delayMs) { this.worker.postMessage({ cmd: 'speed', args: { delayMs } }); }

@@ -3,12 +3,14 @@
 //
 // Protocol (page → worker):  {id, cmd: 'init', args: {backend, config}}
 //                            {id, cmd: 'call', args: {method, params}}   any Lab method
-//                            {id, cmd: 'run',  args: {stage, steps, delayMs}} loop a stage's step
+//                            {id, cmd: 'run',  args: {stage, steps, tag}} loop a stage's step
 //                            {cmd: 'pause'}
 //                            {cmd: 'speed', args: {delayMs}}              slow motion between steps
 // Protocol (worker → page):  {id, ok: true, result} | {id, ok: false, error: {name, message}}
-//                            {event: 'step', stage, metrics, status}
-//                            {event: 'stopped', stage, reason, error?}
+//                            {event: 'step', stage, tag, metrics, status}
+//                            {event: 'stopped', stage, tag, reason, error?}
+// A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
+// events that are not theirs.
 import init, { Lab } from './pkg/rlhf_lab.js';
 
 let lab = null;
@@ -33,7 +35,7 @@ const errorOf = (e) => ({ name: e?.name || 'Error', message: e?.message || Strin
 // Yields to the worker's message queue so a 'pause' sent during a step is seen before the next.
 const yieldToQueue = () => new Promise((resolve) => setTimeout(resolve, delayMs));
 
-async function runStage(stage, steps) {
+async function runStage(stage, steps, tag) {
   if (!STAGES.includes(stage)) throw new Error(`unknown stage ${stage}`);
   if (running) throw new Error(`${running.stage} is already running`);
   const run = { stage, paused: false };
@@ -47,7 +49,7 @@ async function runStage(stage, steps) {
       const metrics = await serial(() => lab.step(stage));
       const status = await serial(() => lab.status());
       taken += 1;
-      postMessage({ event: 'step', stage, metrics, status });
+      postMessage({ event: 'step', stage, tag, metrics, status });
       if (status[stage]?.done) { reason = 'done'; break; }
       await yieldToQueue();
     }
@@ -56,7 +58,7 @@ async function runStage(stage, steps) {
     error = errorOf(e);
   } finally {
     running = null;
-    postMessage({ event: 'stopped', stage, reason, error });
+    postMessage({ event: 'stopped', stage, tag, reason, error });
   }
 }
 
@@ -95,7 +97,7 @@ self.onmessage = async ({ data }) => {
       }
     } else if (cmd === 'run') {
       // Answer at once; progress arrives as events.
-      runStage(args.stage, args.steps).catch(() => {});
+      runStage(args.stage, args.steps, args.tag ?? null).catch(() => {});
       result = true;
     } else {
       throw new Error(`unknown command ${cmd}`);

@@ -91,7 +91,7 @@ export async function mountSft(root, store) {
   }
 
   client.on(async (event) => {
-    if (event.stage !== 'sft') return;
+    if (event.stage !== 'sft' || event.tag) return;
     if (event.event === 'step') {
       const m = event.metrics;
       lossChart.push(m.step, m);
