@@ -99,3 +99,79 @@ async fn webgpu_trains_and_matches_the_cpu_backend() {
     let bytes = session.save(Role::Base).await.unwrap();
     session.load(&bytes).unwrap();
 }
+
+/// Labels made on the host (grammar pairs, simulated labeler), so both backends train on the
+/// same data.
+fn host_labels(n: usize) -> String {
+    use rlhf_lab::labels::{grammar_pairs, simulate, to_jsonl};
+    let tok = rlhf_lab::task::Tokenizer::new();
+    let mut rng = rlhf_lab::rng::Rng::new(17);
+    let pairs = grammar_pairs(&tok, n, &mut rng);
+    let records: Vec<_> = simulate(&pairs, &tok, 0.5, &mut rng).into_iter().map(|(l, _)| l.record(&tok)).collect();
+    to_jsonl(&records)
+}
+
+/// Every stage, a few steps each, on one device; returns the numbers to compare.
+async fn pipeline_numbers(device: Device) -> Vec<(String, f64)> {
+    use rlhf_lab::config::{DpoConfig, PpoConfig, RewardConfig};
+    let config = LabConfig {
+        reward: RewardConfig { batch_size: 4, epochs: 1, held_out_fraction: 0.25, ..RewardConfig::default() },
+        ppo: PpoConfig { iterations: 1, batch_size: 4, mini_batches: 2, epochs: 1, ..PpoConfig::default() },
+        dpo: DpoConfig { batch_size: 4, epochs: 1, ..DpoConfig::default() },
+        ..micro_config(2)
+    };
+    let mut session = Session::new(device, config).unwrap();
+    let mut out = Vec::new();
+    let mut keep = |stage: &str, m: &rlhf_lab::metrics::Metrics, keys: &[&str]| {
+        for k in keys {
+            if let Some(v) = m.get(*k) {
+                out.push((format!("{stage} {k}"), *v));
+            }
+        }
+    };
+    session.base_from_scratch();
+    session.sft_begin().unwrap();
+    for _ in 0..2 {
+        let m = session.sft_step().await.unwrap();
+        keep("sft", &m, &["loss/train"]);
+    }
+    session.sft_finish().unwrap();
+    let labels = host_labels(16);
+    session.reward_begin(&labels).unwrap();
+    for _ in 0..2 {
+        let m = session.reward_step().await.unwrap();
+        keep("reward", &m, &["rm/loss", "rewards/chosen", "rewards/rejected"]);
+    }
+    session.reward_finish().await.unwrap();
+    session.ppo_begin().unwrap();
+    for _ in 0..3 {
+        let m = session.ppo_step().await.unwrap();
+        keep("ppo", &m, &["objective/scores", "objective/kl", "objective/gold", "val/mean_length", "loss/policy", "loss/value", "val/ratio", "policy/approxkl"]);
+    }
+    session.dpo_begin(&labels).await.unwrap();
+    for _ in 0..2 {
+        let m = session.dpo_step().await.unwrap();
+        keep("dpo", &m, &["dpo/loss", "rewards/chosen", "logps/chosen"]);
+    }
+    out
+}
+
+#[wasm_bindgen_test]
+async fn every_stage_on_webgpu_matches_the_cpu_backend() {
+    if !has_webgpu() {
+        web_sys::console::log_1(&"no navigator.gpu in this browser: the WebGPU comparison does not apply".into());
+        return;
+    }
+    let (device, info) = auto_device().await;
+    assert_eq!(info.backend, "webgpu", "{info:?}");
+    let started = js_sys::Date::now();
+    let gpu = pipeline_numbers(device).await;
+    let gpu_ms = js_sys::Date::now() - started;
+    let cpu = pipeline_numbers(Device::flex()).await;
+    web_sys::console::log_1(&format!("WebGPU pipeline took {gpu_ms:.0} ms").into());
+    assert_eq!(gpu.len(), cpu.len());
+    for ((name, g), (_, c)) in gpu.iter().zip(&cpu) {
+        web_sys::console::log_1(&format!("{name}: webgpu {g:.6} flex {c:.6}").into());
+        assert!((g - c).abs() <= 2e-3 * c.abs().max(1.0), "{name}: WebGPU {g} vs CPU {c}");
+    }
+}

@@ -67,6 +67,8 @@ async function start() {
   }
   mountEquations(app);
   mountPipeline(pipelineHost, store);
+  // For the end-to-end tests and the curious: the page's store (same origin only).
+  window.__lab = store;
   document.body.dataset.ready = 'true';
 }
 

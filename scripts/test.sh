@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Command 2: set up whatever is missing, then run every test — native, in real browsers
+# (Chromium with WebGPU, Firefox ESR on the CPU backend), and end to end through the page.
+# Prints each step's wall time; fails on the first failing step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+started=$(date +%s)
+step() {
+  local name=$1; shift
+  printf '\n\033[1m[test] %s\033[0m\n' "$name" >&2
+  local t0; t0=$(date +%s)
+  "$@"
+  printf '\033[1m[test] %s: %ss\033[0m\n' "$name" "$(( $(date +%s) - t0 ))" >&2
+}
+
+step "set-up" scripts/setup.sh
+step "native tests (cargo test --release)" cargo test --release
+# WebGPU in headless Chromium is SwiftShader (a GPU emulated on the CPU): the browser tests
+# prove correctness on a few steps there and compare with the CPU backend.
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1200}
+step "browser tests in Chromium (wasm-pack test --headless --chrome)" \
+  env CHROMEDRIVER=/usr/bin/chromedriver wasm-pack test --headless --chrome --release --test web
+step "browser tests in Firefox ESR (wasm-pack test --headless --firefox)" \
+  env GECKODRIVER="$(command -v geckodriver)" wasm-pack test --headless --firefox --release --test web
+step "build the page" scripts/build.sh
+step "end-to-end tests (Playwright, Chromium)" node --test --test-concurrency=1 tests/e2e/
+printf '\n\033[1m[test] all passed in %ss\033[0m\n' "$(( $(date +%s) - started ))" >&2
