@@ -21,6 +21,7 @@ export default defineConfig({
   publicDir: 'www/public',
   build: {
     outDir: 'dist',
+    rollupOptions: { input: { main: 'index.html', bench: 'bench.html' } },
     emptyOutDir: true,
     // The wasm module is ~28 MB; it is fetched by the worker, not inlined.
     assetsInlineLimit: 0,

@@ -124,7 +124,10 @@ pub async fn record_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
     module.visit(&mut gather);
     let data = match gather.transaction {
         // One round trip for every parameter: a CPU–GPU sync point.
-        Some(transaction) => transaction.execute_async().await.map_err(|e| LabError::Device(format!("reading weights: {e:?}")))?,
+        Some(transaction) => {
+            crate::bench::count_readback();
+            transaction.execute_async().await.map_err(|e| LabError::Device(format!("reading weights: {e:?}")))?
+        }
         None => Vec::new(),
     };
     let copy = module.clone().map(&mut Place { data: data.into_iter(), device: Device::flex() });

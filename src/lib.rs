@@ -10,6 +10,7 @@
 //! `math` (the math page as pure functions), `stages` (one file per stage), `web` (the only file
 //! that talks to JavaScript).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;

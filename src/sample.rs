@@ -72,6 +72,7 @@ impl Generated {
 pub async fn generate(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<Generated> {
     let (tokens, logprobs) = generate_on_device(model, prompts, batch, options, rng, device)?;
     // The one readback of the whole generation.
+    crate::bench::count_readback();
     let data = Transaction::default()
         .register(tokens)
         .register(logprobs)

@@ -250,3 +250,27 @@ impl Lab {
         to_js(&header)
     }
 }
+
+/// The benchmark in the page: each preset on the backend chosen by `backend` (`webgpu` or `cpu`),
+/// measured with `plan` (`full`, or `quick` for a GPU emulated on the CPU). Returns
+/// `{backend: {...}, rows: [...]}`; see `bench.rs`.
+#[wasm_bindgen]
+pub async fn benchmark(backend: String, presets: String, plan: String) -> Result<JsValue, JsValue> {
+    let choice = BackendChoice::parse(&backend).map_err(js_error)?;
+    let (device, info) = device::select(choice).await;
+    let plan = if plan == "quick" { crate::bench::BenchPlan::quick() } else { crate::bench::BenchPlan::full() };
+    let name = if info.backend == "webgpu" { "browser-webgpu" } else { "browser-cpu" };
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).map_err(|_| js_error(LabError::Device("no performance clock".into())))?;
+    let performance: web_sys::Performance = performance.unchecked_into();
+    let mut rows = Vec::new();
+    for name_of_preset in presets.split(',') {
+        let preset = crate::config::Preset::from_name(name_of_preset).map_err(js_error)?;
+        // The page's worker counts GPUQueue.submit calls in `self.__submissions`.
+        let submissions = || {
+            js_sys::Reflect::get(&js_sys::global(), &"__submissions".into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as usize
+        };
+        let row = crate::bench::measure(preset, name, &device, plan, || performance.now(), submissions).await.map_err(js_error)?;
+        rows.push(row);
+    }
+    to_js(&serde_json::json!({"backend": info, "rows": rows}))
+}

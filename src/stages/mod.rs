@@ -72,12 +72,14 @@ pub(crate) fn completion_logprobs(model: &Gpt, inputs: Tensor<2, Int>, targets: 
 /// This is a CPU–GPU sync point: the step's one readback.
 pub(crate) async fn read_scalars(values: Vec<Tensor<1>>) -> Result<Vec<f32>> {
     let all = Tensor::cat(values, 0);
+    crate::bench::count_readback();
     let data = all.into_data_async().await.map_err(|e| LabError::Device(format!("reading metrics: {e:?}")))?;
     Ok(data.iter::<f32>().collect())
 }
 
 /// Reads one float tensor of any rank (flattened). A CPU–GPU sync point.
 pub(crate) async fn read_floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    crate::bench::count_readback();
     let data = tensor.into_data_async().await.map_err(|e| LabError::Device(format!("reading results: {e:?}")))?;
     Ok(data.iter::<f32>().collect())
 }

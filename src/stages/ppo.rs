@@ -234,6 +234,7 @@ impl PpoTrainer {
         let (ref_logprobs, _) = completion_logprobs(&self.reference, inputs.clone(), targets, temperature);
         let values = completion_values(&value, inputs);
         // The rollout's one readback.
+        crate::bench::count_readback();
         let data = Transaction::default()
             .register(generated)
             .register(logprobs)
@@ -582,6 +583,7 @@ pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: &ScalarModel
         let (lp, _) = completion_logprobs(policy, inputs.clone(), targets.clone(), 1.0);
         let (ref_lp, _) = completion_logprobs(reference, inputs, targets, 1.0);
         let kl = ((lp - ref_lp) * real).sum_dim(1).reshape([batch]);
+        crate::bench::count_readback();
         let data = Transaction::default()
             .register(generated)
             .register(score)

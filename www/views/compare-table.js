@@ -17,7 +17,6 @@ export function comparisonTable(store) {
   const note = el('p', { class: 'caption' });
   const node = el('div', { class: 'compare' }, el('table', { class: 'samples compare-table' }, el('thead', {}, head), body), note);
   let rmAccuracy = null;
-  let rmPairs = null;
   let last = [];
 
   const cell = (claim, measured) => el('td', {}, el('span', { class: 'claim', text: claim }), measured ? el('span', { class: 'measured', text: measured }) : null);
@@ -33,8 +32,8 @@ export function comparisonTable(store) {
     const kl = (p) => (p ? `measured KL(π‖π_ref) = ${num(p.kl)} ± ${num(p.kl_std_error)} nats` : null);
     const delta = (p, key) => (p && ref ? ` (π_ref ${num(ref[key])}, ${p[key] >= ref[key] ? '+' : '−'}${num(Math.abs(p[key] - ref[key]))})` : '');
     const rows = [
-      ['Reward model', cell('Explicit network r_φ', Number.isFinite(rmAccuracy) ? `held-out accuracy ${pct(rmAccuracy)}${rmPairs ? ` on ${rmPairs} pairs` : ''}` : 'held-out accuracy: train the reward model'),
-        cell('Implicit: β·log(π_θ/π_ref)', dpo && Number.isFinite(dpo.held_out_accuracy) ? `held-out accuracy ${pct(dpo.held_out_accuracy)} on the same pairs` : null)],
+      ['Reward model', cell('Explicit network r_φ', Number.isFinite(rmAccuracy) ? `held-out accuracy ${pct(rmAccuracy)}` : 'held-out accuracy: train the reward model'),
+        cell('Implicit: β·log(π_θ/π_ref)', dpo && Number.isFinite(dpo.held_out_accuracy) ? `held-out accuracy ${pct(dpo.held_out_accuracy)} on the same ${dpo.held_out ?? ''} held-out pairs` : null)],
       ['Optimization', cell('Online RL, sampling rollouts', ppo?.samples ? `${ppo.samples} completions sampled and scored while training` : null),
         cell('Offline supervised loss on pairs', dpo?.pairs ? `${dpo.pairs} labeled pairs, no sampling` : null)],
       ['Models in memory', cell('4: policy, value (critic), reference, reward model'), cell('2: policy, reference')],
@@ -56,7 +55,6 @@ export function comparisonTable(store) {
     const rows = await store.storage.metricsOf('reward').catch(() => []);
     const lastEval = rows.filter((m) => Number.isFinite(m['rm/held_out_accuracy'])).at(-1);
     rmAccuracy = lastEval?.['rm/held_out_accuracy'] ?? null;
-    rmPairs = lastEval?.held_out ?? null;
     update(last);
     return rmAccuracy;
   };

@@ -24,9 +24,10 @@ struct Args {
     out: Option<String>,
     every: usize,
     backend: BackendChoice,
+    presets: Option<String>,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|dpo|sweep|all> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|dpo|sweep|all|bench> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -51,7 +52,7 @@ fn parse_args() -> Result<Args> {
     let command = argv.next().ok_or_else(|| LabError::InvalidInput(USAGE.into()))?;
     let mut config = serde_json::to_value(LabConfig::default()).expect("configs serialize");
     let (mut base, mut sft, mut reward, mut labels, mut labels_out, mut out) = (None, None, None, None, None, None);
-    let (mut every, mut backend) = (1, BackendChoice::Cpu);
+    let (mut every, mut backend, mut presets) = (1, BackendChoice::Cpu, None);
     let mut sets = Vec::new();
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or_else(|| LabError::InvalidInput(format!("{flag} needs a value\n{USAGE}")));
@@ -76,6 +77,7 @@ fn parse_args() -> Result<Args> {
             "--out" => out = Some(value()?),
             "--every" => every = value()?.parse().map_err(|_| LabError::InvalidInput("--every wants a number".into()))?,
             "--backend" => backend = BackendChoice::parse(&value()?)?,
+            "--presets" => presets = Some(value()?),
             other => return Err(LabError::InvalidInput(format!("unknown option {other}\n{USAGE}"))),
         }
     }
@@ -84,7 +86,7 @@ fn parse_args() -> Result<Args> {
     }
     let config: LabConfig = serde_json::from_value(config).map_err(|e| LabError::InvalidInput(format!("settings: {e}")))?;
     config.validate()?;
-    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend })
+    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend, presets })
 }
 
 fn emit(stage: &str, metrics: &Metrics) {
@@ -279,6 +281,32 @@ async fn sweep(session: &mut Session, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// `rlhf bench`: each preset on the native backend(s), as JSON lines (see `scripts/bench.sh`).
+async fn bench(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let now_ms = move || started.elapsed().as_secs_f64() * 1e3;
+    let presets: Vec<Preset> = match &args.presets {
+        Some(list) => list.split(',').map(Preset::from_name).collect::<Result<_>>()?,
+        None => Preset::ALL.to_vec(),
+    };
+    let mut backends = vec![("native-cpu", BackendChoice::Cpu)];
+    if cfg!(feature = "gpu") {
+        backends.push(("native-wgpu", BackendChoice::WebGpu));
+    }
+    for (name, choice) in backends {
+        let (device, info) = select(choice);
+        if name == "native-wgpu" && info.backend != "wgpu" {
+            eprintln!("bench: no native GPU ({})", info.reason);
+            continue;
+        }
+        for &preset in &presets {
+            let row = rlhf_lab::bench::measure(preset, name, &device, rlhf_lab::bench::BenchPlan::full(), now_ms, || 0).await?;
+            println!("{}", serde_json::to_string(&row).expect("rows serialize"));
+        }
+    }
+    Ok(())
+}
+
 async fn save(session: &Session, role: Role, path: &Option<String>) -> Result<()> {
     if let Some(path) = path {
         write_checkpoint(path, &session.save(role).await?)?;
@@ -287,10 +315,14 @@ async fn save(session: &Session, role: Role, path: &Option<String>) -> Result<()
 }
 
 async fn run(args: Args) -> Result<()> {
+    if args.command == "bench" {
+        return bench(&args).await;
+    }
     let (device, info) = select(args.backend);
     eprintln!("backend: {} ({}) — {}", info.backend, info.adapter, info.reason);
     let mut session = Session::new(device, args.config.clone())?;
     match args.command.as_str() {
+        "bench" => bench(&args).await?,
         "pretrain" => {
             session.base_from_scratch();
             session.pretrain_begin()?;

@@ -1,0 +1,26 @@
+// Prints the benchmark's rows as a table, each timing also as a ratio to PyTorch CPU for the
+// same preset, and writes them all to a JSON file.
+import { readFileSync, writeFileSync } from 'node:fs';
+
+const [input, output] = process.argv.slice(2);
+const rows = readFileSync(input, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+const reference = Object.fromEntries(rows.filter((r) => r.backend === 'pytorch-cpu').map((r) => [r.preset, r]));
+const fmt = (v, digits = 1) => (v == null || !Number.isFinite(v) ? '—' : v.toFixed(digits));
+const ratio = (v, ref) => (ref && v ? `${(v / ref).toFixed(1)}x` : '—');
+const header = ['preset', 'backend', 'ms/step', '×torch', 'ms/token', '×torch', 'ms/PPO iter', '×torch', 'disp/step', 'disp/token', 'subm/step', 'reads/step', 'reads/rollout'];
+const lines = [header];
+for (const r of rows) {
+  const ref = reference[r.preset];
+  lines.push([
+    r.preset, r.backend,
+    fmt(r.train_step_ms), ratio(r.train_step_ms, ref?.train_step_ms),
+    fmt(r.token_ms, 2), ratio(r.token_ms, ref?.token_ms),
+    fmt(r.ppo_iteration_ms, 0), ratio(r.ppo_iteration_ms, ref?.ppo_iteration_ms),
+    fmt(r.dispatches_per_step, 0), fmt(r.dispatches_per_token, 0), fmt(r.submissions_per_step, 0),
+    fmt(r.readbacks_per_step, 0), fmt(r.readbacks_per_rollout, 0),
+  ]);
+}
+const widths = header.map((_, i) => Math.max(...lines.map((l) => String(l[i]).length)));
+for (const l of lines) console.log(l.map((c, i) => String(c).padStart(widths[i])).join('  '));
+writeFileSync(output, JSON.stringify({ measured: new Date().toISOString(), rows }, null, 2));
+console.error(`wrote ${output}`);

@@ -1,0 +1,33 @@
+// The browser half of the benchmark: serves dist/ and opens bench.html in headless Chromium,
+// once on the CPU backend and once on WebGPU; prints each result row as a JSON line.
+//   node scripts/bench.mjs [--cpu-presets micro,tiny,small] [--webgpu-presets micro,tiny]
+import { serve, launch } from '../tests/e2e/harness.mjs';
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const runs = [
+  { backend: 'cpu', presets: arg('--cpu-presets', 'micro,tiny,small'), plan: 'full' },
+  // WebGPU here is SwiftShader (a GPU emulated on the CPU): a few repetitions only.
+  { backend: 'webgpu', presets: arg('--webgpu-presets', 'micro,tiny'), plan: 'quick' },
+].filter((r) => r.presets);
+
+const server = await serve();
+const browser = await launch();
+try {
+  for (const run of runs) {
+    const page = await browser.newPage();
+    const started = Date.now();
+    await page.goto(`${server.url}bench.html?backend=${run.backend}&presets=${run.presets}&plan=${run.plan}`);
+    await page.waitForFunction(() => window.__bench, null, { timeout: 60 * 60 * 1000, polling: 1000 });
+    const result = await page.evaluate(() => window.__bench);
+    if (!result.ok) throw new Error(`${run.backend}: ${result.error}`);
+    process.stderr.write(`bench: ${run.backend} (${result.backend.adapter}) took ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+    for (const row of result.rows) console.log(JSON.stringify({ ...row, adapter: result.backend.adapter }));
+    await page.close();
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}

@@ -1,0 +1,202 @@
+//! The benchmark's measurements, shared by the native command (`rlhf bench`) and the page
+//! (`bench.html`): milliseconds per training step, per generated token and per PPO iteration,
+//! and — on cubecl backends (WebGPU, native wgpu) — kernel dispatches per step and per token,
+//! counted with cubecl's launch observer. Readbacks are counted by the crate itself
+//! (`readbacks()`), at every place it reads the device.
+//!
+//! Timings on shared machines are noisy: compare ratios measured in one run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::prelude::*;
+use serde::Serialize;
+
+use crate::config::{PpoConfig, Preset, SftConfig};
+use crate::error::Result;
+use crate::model::{Gpt, ScalarModel};
+use crate::rng::Rng;
+use crate::sample::{generate, SampleOptions};
+use crate::stages::ppo::PpoTrainer;
+use crate::stages::sft::SftTrainer;
+use crate::task::{prompt_tokens, Tokenizer, MAX_COMPLETION};
+
+static READBACKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one device-to-host transfer. Every readback site of the crate calls this.
+pub(crate) fn count_readback() {
+    READBACKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Readbacks since the process (or page) started.
+pub fn readbacks() -> usize {
+    READBACKS.load(Ordering::Relaxed)
+}
+
+/// Counts kernel launches while alive (cubecl backends only; zero elsewhere).
+#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+mod dispatches {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use burn::cubecl::logging::{LaunchObservation, LaunchObserver};
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl LaunchObserver for Count {
+        fn launched(&self, _kernel: &'static str) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub struct Counter {
+        count: Arc<Count>,
+        _guard: LaunchObservation,
+    }
+
+    impl Counter {
+        pub fn start() -> Self {
+            let count = Arc::new(Count::default());
+            let guard = LaunchObservation::new(count.clone());
+            Self { count, _guard: guard }
+        }
+
+        pub fn count(&self) -> usize {
+            self.count.0.load(Ordering::Relaxed)
+        }
+    }
+}
+
+#[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+mod dispatches {
+    /// The CPU backend launches no kernels: nothing to count.
+    pub struct Counter;
+
+    impl Counter {
+        pub fn start() -> Self {
+            Self
+        }
+
+        pub fn count(&self) -> usize {
+            0
+        }
+    }
+}
+
+/// One preset on one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub preset: String,
+    pub backend: String,
+    pub parameters: usize,
+    pub train_step_ms: f64,
+    pub token_ms: f64,
+    pub ppo_iteration_ms: f64,
+    /// Kernel dispatches per training step and per generated token (0 on the CPU backend).
+    pub dispatches_per_step: f64,
+    pub dispatches_per_token: f64,
+    pub readbacks_per_step: f64,
+    pub readbacks_per_rollout: f64,
+    /// GPU queue submissions per training step and per generated token (WebGPU in the page).
+    pub submissions_per_step: f64,
+    pub submissions_per_token: f64,
+    pub train_steps: usize,
+    pub generated_tokens: usize,
+    pub ppo_iterations: usize,
+}
+
+/// How much to measure: a GPU emulated on the CPU needs far fewer repetitions.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchPlan {
+    pub warmup_steps: usize,
+    pub train_steps: usize,
+    pub generations: usize,
+    pub ppo_iterations: usize,
+}
+
+impl BenchPlan {
+    pub fn full() -> Self {
+        Self { warmup_steps: 3, train_steps: 20, generations: 5, ppo_iterations: 2 }
+    }
+
+    pub fn quick() -> Self {
+        Self { warmup_steps: 1, train_steps: 3, generations: 1, ppo_iterations: 1 }
+    }
+}
+
+/// Measures `preset` on `device`. Batch 16 for training and generation (the table);
+/// the PPO iteration is the default one (32 completions, 4 epochs × 2 minibatches).
+/// `submissions` reads a count of GPU queue submissions (the page counts them in JS; natively 0).
+pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: BenchPlan, now_ms: impl Fn() -> f64, submissions: impl Fn() -> usize) -> Result<BenchRow> {
+    let tokenizer = Tokenizer::new();
+    let model_config = preset.model(tokenizer.vocab_size());
+    let base = Gpt::new(&model_config, &mut Rng::new(1), device);
+
+    // Training steps (SFT: forward, backward, Adam, the step's one readback).
+    let sft = SftConfig { batch_size: 16, steps: plan.warmup_steps + plan.train_steps, eval_every: 100_000, train_examples: 512, held_out_examples: 16, ..SftConfig::default() };
+    let mut trainer = SftTrainer::sft(base.clone(), &sft, &tokenizer, 1, device)?;
+    for _ in 0..plan.warmup_steps {
+        trainer.step().await?;
+    }
+    let (readbacks_before, submissions_before, counter) = (readbacks(), submissions(), dispatches::Counter::start());
+    let started = now_ms();
+    for _ in 0..plan.train_steps {
+        trainer.step().await?;
+    }
+    let train_step_ms = (now_ms() - started) / plan.train_steps as f64;
+    let submissions_per_step = (submissions() - submissions_before) as f64 / plan.train_steps as f64;
+    let dispatches_per_step = counter.count() as f64 / plan.train_steps as f64;
+    drop(counter);
+    let readbacks_per_step = (readbacks() - readbacks_before) as f64 / plan.train_steps as f64;
+
+    // Generation: 16 rows, 20 new tokens each, KV cache, one readback per call.
+    let prompts: Vec<u32> = (0..16).flat_map(|i| prompt_tokens(&tokenizer, i % 10)).collect();
+    let options = SampleOptions { temperature: 1.0, top_k: 0, max_new_tokens: MAX_COMPLETION };
+    let mut rng = Rng::new(2);
+    generate(&base, &prompts, 16, options, &mut rng, device).await?;
+    let (counter, submissions_before) = (dispatches::Counter::start(), submissions());
+    let started = now_ms();
+    for _ in 0..plan.generations {
+        generate(&base, &prompts, 16, options, &mut rng, device).await?;
+    }
+    let tokens = plan.generations * MAX_COMPLETION;
+    let token_ms = (now_ms() - started) / tokens as f64;
+    let dispatches_per_token = counter.count() as f64 / tokens as f64;
+    let submissions_per_token = (submissions() - submissions_before) as f64 / tokens as f64;
+    drop(counter);
+
+    // PPO iterations with the default settings (value model and reward model on the same trunk).
+    let reward = ScalarModel::from_trunk(base.clone(), device);
+    let ppo = PpoConfig { iterations: plan.ppo_iterations + 1, ..PpoConfig::default() };
+    let steps_per_iteration = 1 + ppo.epochs * ppo.mini_batches;
+    let mut trainer = PpoTrainer::new(&base, &reward, &ppo, 1, &tokenizer, device)?;
+    for _ in 0..steps_per_iteration {
+        trainer.step().await?;
+    }
+    let before = readbacks();
+    let started = now_ms();
+    trainer.step().await?; // a rollout
+    let readbacks_per_rollout = (readbacks() - before) as f64;
+    for _ in 1..plan.ppo_iterations * steps_per_iteration {
+        trainer.step().await?;
+    }
+    let ppo_iteration_ms = (now_ms() - started) / plan.ppo_iterations as f64;
+
+    Ok(BenchRow {
+        preset: preset.name().into(),
+        backend: backend.into(),
+        parameters: model_config.num_params(),
+        train_step_ms,
+        token_ms,
+        ppo_iteration_ms,
+        dispatches_per_step,
+        dispatches_per_token,
+        readbacks_per_step,
+        readbacks_per_rollout,
+        submissions_per_step,
+        submissions_per_token,
+        train_steps: plan.train_steps,
+        generated_tokens: tokens,
+        ppo_iterations: plan.ppo_iterations,
+    })
+}

@@ -1,0 +1,14 @@
+// The benchmark page: one worker, one backend, the presets asked for; the result lands in
+// `window.__bench` for `scripts/bench.mjs` to collect.
+const params = new URLSearchParams(location.search);
+const worker = new Worker(new URL('./bench-worker.js', import.meta.url), { type: 'module' });
+const out = document.getElementById('out');
+worker.onmessage = ({ data }) => {
+  window.__bench = data;
+  out.textContent = JSON.stringify(data, null, 2);
+};
+worker.postMessage({
+  backend: params.get('backend') ?? 'cpu',
+  presets: params.get('presets') ?? 'tiny',
+  plan: params.get('plan') ?? 'full',
+});
