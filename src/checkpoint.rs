@@ -38,10 +38,27 @@ pub struct CheckpointHeader {
     /// Anything the role needs besides weights (e.g. the stage's final metrics).
     #[serde(default)]
     pub note: serde_json::Value,
+    /// Length and FNV-1a checksum of the weights that follow, so a truncated or corrupted file is
+    /// refused here, before burn parses it. Filled in by `encode`.
+    #[serde(default)]
+    pub record_len: usize,
+    #[serde(default)]
+    pub record_checksum: String,
+}
+
+/// FNV-1a over the bytes: not cryptographic, only a guard against damage.
+fn checksum(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    format!("{hash:016x}")
 }
 
 pub fn encode(header: &CheckpointHeader, record: &[u8]) -> Vec<u8> {
-    let json = serde_json::to_vec(header).expect("headers serialize");
+    let header = CheckpointHeader { record_len: record.len(), record_checksum: checksum(record), ..header.clone() };
+    let json = serde_json::to_vec(&header).expect("headers serialize");
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + json.len() + record.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -68,6 +85,12 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8])> {
     let record = &bytes[12 + len..];
     if record.is_empty() {
         return refuse("the file holds a header but no weights");
+    }
+    if record.len() != header.record_len {
+        return refuse(&format!("the weights are {} bytes, the header says {}: the file is truncated or padded", record.len(), header.record_len));
+    }
+    if checksum(record) != header.record_checksum {
+        return refuse("the weights do not match their checksum: the file is corrupted");
     }
     Ok((header, record))
 }
@@ -159,10 +182,11 @@ mod tests {
         let device = Device::flex();
         let config = Preset::Micro.model(20);
         let model = Gpt::new(&config, &mut Rng::new(1), &device);
-        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::json!({"step": 3}) };
+        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::json!({"step": 3}), record_len: 0, record_checksum: String::new() };
         let bytes = encode(&header, &pollster::block_on(record_bytes(&model)).unwrap());
         let (read_header, record) = decode(&bytes).unwrap();
-        assert_eq!(read_header, header);
+        assert_eq!((read_header.role.as_str(), &read_header.model, &read_header.note), ("sft", &header.model, &header.note));
+        assert_eq!(read_header.record_len, record.len());
         let other = Gpt::new(&config, &mut Rng::new(2), &device);
         assert_ne!(logits(&other), logits(&model));
         let loaded = load_record(other, record).unwrap();
@@ -174,10 +198,15 @@ mod tests {
         let device = Device::flex();
         let config = Preset::Micro.model(20);
         let model = Gpt::new(&config, &mut Rng::new(1), &device);
-        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::Value::Null };
+        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::Value::Null, record_len: 0, record_checksum: String::new() };
         let bytes = encode(&header, &pollster::block_on(record_bytes(&model)).unwrap());
         assert!(decode(b"hello").unwrap_err().to_string().contains("not an rlhf-lab checkpoint"));
         assert!(decode(&bytes[..20]).unwrap_err().to_string().contains("truncated"));
+        assert!(decode(&bytes[..bytes.len() - 1]).unwrap_err().to_string().contains("truncated"));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 100;
+        flipped[last] ^= 0x40;
+        assert!(decode(&flipped).unwrap_err().to_string().contains("corrupted"));
         let (h, record) = decode(&bytes).unwrap();
         let tiny = Preset::Tiny.model(20);
         assert!(check_header(&h, "gpt", &tiny, "v").unwrap_err().to_string().contains("d_model=32"));

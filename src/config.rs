@@ -408,8 +408,22 @@ impl LabConfig {
         self.dpo.validate()
     }
 
-    /// Parses a JSON config (missing fields take their defaults) and validates it.
+    /// Parses a JSON config (missing fields take their defaults) and validates it. The document
+    /// and each section must be JSON objects (serde would otherwise read `[]` as "all defaults").
     pub fn from_json(json: &str) -> Result<Self> {
+        fn no_arrays(value: &serde_json::Value, path: &str) -> Result<()> {
+            match value {
+                serde_json::Value::Array(_) => Err(LabError::setting(if path.is_empty() { "settings" } else { path }, "must be an object of settings, not a list")),
+                serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| no_arrays(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })),
+                _ => Ok(()),
+            }
+        }
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(json) {
+            if !value.is_object() {
+                return Err(LabError::InvalidInput("settings must be a JSON object".into()));
+            }
+            no_arrays(&value, "")?;
+        }
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let config: Self = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();

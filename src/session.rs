@@ -23,6 +23,7 @@ use crate::stages::dpo::{DpoInspection, DpoTrainer};
 use crate::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
 use crate::stages::sft::{prompt_samples, PromptSample, SftTrainer};
+use crate::stages::sweep::{FrontierPoint, Sweep, SweepRun};
 use crate::task::Tokenizer;
 
 /// The models a session can hold, by the role each plays.
@@ -85,6 +86,7 @@ pub enum Stage {
     Reward,
     Ppo,
     Dpo,
+    Sweep,
 }
 
 impl Stage {
@@ -95,6 +97,7 @@ impl Stage {
             "reward" => Ok(Self::Reward),
             "ppo" => Ok(Self::Ppo),
             "dpo" => Ok(Self::Dpo),
+            "sweep" => Ok(Self::Sweep),
             other => Err(LabError::InvalidInput(format!("unknown stage {other:?}"))),
         }
     }
@@ -113,6 +116,7 @@ pub struct Status {
     pub has_reward_model: bool,
     pub ppo: Option<Progress>,
     pub dpo: Option<Progress>,
+    pub sweep: Option<Progress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +140,7 @@ pub struct Session {
     reward_model: Option<ScalarModel>,
     ppo: Option<PpoTrainer>,
     dpo: Option<DpoTrainer>,
+    sweep: Option<Sweep>,
 }
 
 /// What DPO trains on, once labels are loaded.
@@ -182,6 +187,7 @@ impl Session {
             reward_model: None,
             ppo: None,
             dpo: None,
+            sweep: None,
         })
     }
 
@@ -214,6 +220,7 @@ impl Session {
             self.reward_model = None;
             self.ppo = None;
             self.dpo = None;
+            self.sweep = None;
             self.pair_rng = Rng::derive(config.seed, "pairs");
         }
         self.config = config;
@@ -234,6 +241,7 @@ impl Session {
             has_reward_model: self.reward_model.is_some(),
             ppo: self.ppo.as_ref().map(|t| Progress { step: t.iteration(), total: self.config.ppo.iterations.max(t.iteration()), done: t.is_done() }),
             dpo: self.dpo.as_ref().map(|t| Progress { step: t.step_count(), total: t.total_steps(), done: t.is_done() }),
+            sweep: self.sweep.as_ref().map(|s| Progress { step: s.points.len(), total: s.runs(), done: s.is_done() }),
         }
     }
 
@@ -253,6 +261,7 @@ impl Session {
             Stage::Reward => self.reward_step().await,
             Stage::Ppo => self.ppo_step().await,
             Stage::Dpo => self.dpo_step().await,
+            Stage::Sweep => self.sweep_step().await,
         }
     }
 
@@ -437,7 +446,7 @@ impl Session {
             return Err(LabError::InvalidInput(format!("evaluate between 1 and 4096 completions (got {count})")));
         }
         let policy = self.language_model(role)?;
-        evaluate_policy(&policy, self.reference()?, self.reward_model()?, &self.tokenizer, count, seed, &self.device).await
+        evaluate_policy(&policy, self.reference()?, self.reward_model.as_ref(), &self.tokenizer, count, seed, &self.device).await
     }
 
     // ---- DPO ----
@@ -470,6 +479,31 @@ impl Session {
         self.dpo_trainer()?.inspect(index).await
     }
 
+    // ---- the β sweep ----
+
+    /// Begins a sweep of PPO and DPO runs (`runs`) from π_ref; DPO runs train on `jsonl` labels.
+    /// The sweep keeps its own trainers: the PPO and DPO stages are untouched.
+    pub fn sweep_begin(&mut self, jsonl: &str, runs: Vec<SweepRun>) -> Result<usize> {
+        self.reference()?;
+        let needs_labels = runs.iter().any(|r| r.method == crate::stages::sweep::Method::Dpo);
+        let pairs = if needs_labels { labels::parse_jsonl(jsonl, &self.tokenizer)? } else { Vec::new() };
+        let sweep = Sweep::new(runs, pairs, &self.config, self.reward_model.is_some())?;
+        let count = sweep.runs();
+        self.sweep = Some(sweep);
+        Ok(count)
+    }
+
+    pub async fn sweep_step(&mut self) -> Result<Metrics> {
+        let reference = self.reference()?.clone();
+        let sweep = self.sweep.as_mut().ok_or_else(|| LabError::NotReady("the β sweep has not begun".into()))?;
+        sweep.step(&reference, self.reward_model.as_ref(), &self.tokenizer, &self.device).await
+    }
+
+    /// The frontier points the sweep has measured so far.
+    pub fn sweep_points(&self) -> Vec<FrontierPoint> {
+        self.sweep.as_ref().map(|s| s.points.clone()).unwrap_or_default()
+    }
+
     // ---- checkpoints ----
 
     pub async fn save(&self, role: Role) -> Result<Vec<u8>> {
@@ -479,6 +513,8 @@ impl Session {
             model: self.model_config(),
             vocab: self.tokenizer.fingerprint(),
             note: serde_json::Value::Null,
+            record_len: 0,
+            record_checksum: String::new(),
         };
         let record = match role {
             Role::Reward => {

@@ -131,7 +131,7 @@ impl Lab {
             Stage::Reward => self.session.reward_poison_step(step),
             Stage::Ppo => self.session.ppo_poison_update(step),
             Stage::Dpo => self.session.dpo_poison_step(step),
-            Stage::Pretrain => Err(LabError::InvalidInput("pretraining has no fault injection".into())),
+            Stage::Pretrain | Stage::Sweep => Err(LabError::InvalidInput("pretraining and the sweep have no fault injection".into())),
         };
         result.map_err(js_error)
     }
@@ -235,6 +235,23 @@ impl Lab {
         let role = Role::parse(&role).map_err(js_error)?;
         let samples = self.session.samples(role, temperature, u64::from(seed)).await.map_err(js_error)?;
         to_js(&samples)
+    }
+
+    /// Begins the β sweep: `runs` is JSON `[{"method": "ppo"|"dpo", "beta": 0.05}, …]`; DPO runs
+    /// train on `jsonl` labels. Its own trainers: the PPO and DPO stages are untouched. Loop it with
+    /// `step('sweep')`; returns the number of runs.
+    #[wasm_bindgen(js_name = sweepBegin)]
+    pub fn sweep_begin(&mut self, jsonl: String, runs: String) -> Result<usize, JsValue> {
+        let runs: Vec<crate::stages::sweep::SweepRun> =
+            serde_json::from_str(&runs).map_err(|e| js_error(LabError::InvalidInput(format!("sweep runs: {e}"))))?;
+        self.session.sweep_begin(&jsonl, runs).map_err(js_error)
+    }
+
+    /// The frontier points the sweep has measured so far:
+    /// `[{method, beta, evaluation: {score, gold, kl, …}, gradient_steps, seconds}]`.
+    #[wasm_bindgen(js_name = sweepPoints)]
+    pub fn sweep_points(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.session.sweep_points())
     }
 
     /// The model in `role` as checkpoint bytes (burn's record format behind a header).

@@ -175,3 +175,26 @@ async fn every_stage_on_webgpu_matches_the_cpu_backend() {
         assert!((g - c).abs() <= 2e-3 * c.abs().max(1.0), "{name}: WebGPU {g} vs CPU {c}");
     }
 }
+
+#[path = "common/bad_inputs.rs"]
+mod bad_inputs_cases;
+
+#[wasm_bindgen_test]
+async fn every_generated_bad_input_is_refused_in_the_page_without_a_panic() {
+    // A panic in wasm aborts the module: reaching the end is the "0 panicked".
+    async fn ready(preset: Preset) -> Session {
+        let mut session = Session::new(Device::flex(), LabConfig { preset, ..micro_config(1) }).unwrap();
+        session.base_from_scratch();
+        session.sft_begin().unwrap();
+        session.sft_step().await.unwrap();
+        session.sft_finish().unwrap();
+        session
+    }
+    let other = ready(Preset::Tiny).await.save(Role::Sft).await.unwrap();
+    let mut session = ready(Preset::Micro).await;
+    let report = bad_inputs_cases::drive(&mut session, &other).await;
+    web_sys::console::log_1(&format!("bad inputs in the page: {} tried, {} refused, 0 panicked", report.tried, report.refused).into());
+    assert!(report.accepted.is_empty(), "accepted: {:#?}", report.accepted);
+    assert!(report.settings_unchanged && report.stages_unchanged && report.reference_unchanged, "{report:?}");
+    assert!(report.tried >= 200);
+}

@@ -37,6 +37,7 @@ export class LineChart {
             ctx.stroke();
             ctx.fillStyle = g.color ?? '#6b7280';
             ctx.font = `${12 * devicePixelRatio}px sans-serif`;
+            ctx.textAlign = 'left';
             ctx.fillText(g.label, u.bbox.left + 6, y - 4);
             ctx.restore();
           }
@@ -166,7 +167,8 @@ export class XYChart {
           width: s.line ? 2 : 1,
           dash: s.dash ? [6, 4] : undefined,
           paths: s.line ? undefined : () => null,
-          points: { show: s.points ?? !s.line, size: 6 },
+          // In facet mode uPlot walks mode 1's x-index range, which is empty here: ask for every point.
+          points: { show: s.points ?? !s.line, size: 6, filter: (u, si) => u.data[si][0].map((_, k) => k) },
         })),
       ],
     }, [null, ...this.data], host);

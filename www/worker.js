@@ -24,7 +24,7 @@ const serial = (work) => {
 };
 
 // The stages the worker can loop: each `lab.step(stage)` is one bounded step.
-const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'dpo'];
+const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'dpo', 'sweep'];
 
 let running = null; // {stage, paused}
 // Slow motion: a pause between steps, set by the page's speed control.
@@ -96,8 +96,10 @@ self.onmessage = async ({ data }) => {
         result = await serial(() => lab[method](...params));
       }
     } else if (cmd === 'run') {
-      // Answer at once; progress arrives as events.
-      runStage(args.stage, args.steps, args.tag ?? null).catch(() => {});
+      // Answer at once; progress arrives as events. A refused run still ends with 'stopped'.
+      runStage(args.stage, args.steps, args.tag ?? null).catch((e) => {
+        postMessage({ event: 'stopped', stage: args.stage, tag: args.tag ?? null, reason: 'error', error: errorOf(e) });
+      });
       result = true;
     } else {
       throw new Error(`unknown command ${cmd}`);

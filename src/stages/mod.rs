@@ -15,6 +15,7 @@ pub mod ppo;
 pub mod ppo_loss;
 pub mod reward;
 pub mod sft;
+pub mod sweep;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};

@@ -547,7 +547,8 @@ pub struct RolloutRecord {
 /// Summary statistics of a set of completions, as the frontier and the comparison table use them.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyEvaluation {
-    pub score: f32,
+    /// Mean reward-model score (None when there is no reward model yet).
+    pub score: Option<f32>,
     pub gold: f32,
     /// Mean over completions of the summed per-token log π/π_ref (k1): an estimate of KL(π‖π_ref).
     pub kl: f32,
@@ -560,7 +561,7 @@ pub struct PolicyEvaluation {
 /// Evaluates a policy on `count` fresh prompts: RM score, gold utility, and the sequence KL to
 /// π_ref measured the same way for every method (k1 summed over the sampled tokens, sampled at
 /// temperature 1). One readback per batch of 64.
-pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: &ScalarModel, tokenizer: &Tokenizer, count: usize, seed: u64, device: &Device) -> Result<PolicyEvaluation> {
+pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: Option<&ScalarModel>, tokenizer: &Tokenizer, count: usize, seed: u64, device: &Device) -> Result<PolicyEvaluation> {
     let mut rng = Rng::derive(seed, "evaluate");
     let (mut scores, mut golds, mut kls, mut lengths, mut ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0usize);
     let n = MAX_COMPLETION;
@@ -579,7 +580,12 @@ pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: &ScalarModel
         let real = is_pad.bool_not().float();
         let last = real.clone().sum_dim(1).add_scalar((PROMPT_LEN - 1) as f32);
         let positions = float_tensor((0..SEQ_LEN).map(|i| i as f32).collect(), [1, SEQ_LEN], device);
-        let score = score_sequences(reward, sequences, positions.equal(last).float());
+        let pick = positions.equal(last).float();
+        // Without a reward model, score nothing (zeros are read and ignored).
+        let score = match reward {
+            Some(reward) => score_sequences(reward, sequences, pick),
+            None => Tensor::zeros([batch], device),
+        };
         let (lp, _) = completion_logprobs(policy, inputs.clone(), targets.clone(), 1.0);
         let (ref_lp, _) = completion_logprobs(reference, inputs, targets, 1.0);
         let kl = ((lp - ref_lp) * real).sum_dim(1).reshape([batch]);
@@ -602,7 +608,7 @@ pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: &ScalarModel
         }
     }
     Ok(PolicyEvaluation {
-        score: mean(&scores),
+        score: reward.map(|_| mean(&scores)),
         gold: mean(&golds),
         kl: mean(&kls),
         kl_std_error: (variance(&kls) / kls.len().max(1) as f32).sqrt(),

@@ -95,6 +95,7 @@ test('DPO trains from its panel and the comparison puts PPO and DPO on one front
     assert.equal(c.ref, 1);
     assert.equal(c.dpo, 1);
     await dpo.screenshot({ path: path.join(OUT, 'dpo.png') });
+    const panelLossPoints = Number(await hosts.first().getAttribute('data-points'));
     lap('DPO evaluated');
 
     // The β sweep: PPO at 3 β (the reward model exists) and DPO at 3 β.
@@ -108,11 +109,43 @@ test('DPO trains from its panel and the comparison puts PPO and DPO on one front
     assert.equal(c.dpo, 4);
     const rows = await comparison.locator('table.frontier-points tbody tr').allTextContents();
     for (const r of rows) console.log(`# ${r}`);
+    // The sweep's runs are tagged: the DPO panel's charts and progress did not move.
+    assert.equal(Number(await hosts.first().getAttribute('data-points')), panelLossPoints, 'the DPO loss chart ignored the sweep');
+    assert.match(await dpo.locator('.progress span').textContent(), new RegExp(`^${steps} / ${steps} steps`));
+    assert.match(await dpo.locator('.inspector-note').textContent(), /now the sweep DPO β = 0.5 run/);
     // The learner's own settings are back.
     const config = await page.evaluate(async () => JSON.parse(await window.__lab.client.call('config')));
     assert.equal(config.dpo.beta, 0.1);
     assert.equal(config.ppo.kl_coef, 0.05);
     assert.equal(config.ppo.adaptive_kl, false);
+
+    // Stopping a sweep: it ends after the run in flight, adds nothing and restores the settings.
+    await comparison.getByRole('button', { name: 'Run the β sweep' }).click();
+    await page.waitForFunction(() => /Run 1 of 6: PPO β = 0 — iteration/.test(document.querySelector('#comparison .sweep .progress span').textContent), null, { timeout: 60_000, polling: 50 });
+    await comparison.getByRole('button', { name: 'Stop the sweep' }).click();
+    await page.waitForFunction(() => /stopped after [01] of 6/.test(document.querySelector('#comparison .sweep .progress span').textContent), null, { timeout: 60_000 });
+    assert.deepEqual(await counts(page), c);
+    assert.equal(JSON.parse(await page.evaluate(() => window.__lab.client.call('config'))).ppo.kl_coef, 0.05);
+    lap('sweep stopped');
+
+    // The PPO panel's own run joins the frontier when it is done (its panel is emulated here
+    // while it is being built: an untagged run announced through stage-state).
+    const ppoPanel = await page.evaluate(async () => {
+      const lab = window.__lab;
+      await lab.client.call('ppoBegin');
+      lab.events.emit('stage-state', { stage: 'ppo', state: 'running' });
+      const reason = await new Promise((resolve) => {
+        const off = lab.client.on((e) => { if (e.stage === 'ppo' && !e.tag && e.event === 'stopped') { off(); resolve(e.reason); } });
+        lab.client.run('ppo');
+      });
+      lab.events.emit('stage-state', { stage: 'ppo', state: 'done', produced: 'π_θ, V_ψ' });
+      return reason;
+    });
+    assert.equal(ppoPanel, 'done');
+    await page.waitForFunction(() => Number(document.querySelector('#comparison .chart-host').dataset.ppo) === 4, null, { timeout: 60_000 });
+    c = await counts(page);
+    assert.match(await comparison.locator('table.compare-table thead').textContent(), /PPO\) · β = 0.05 · panel run/);
+    lap('PPO panel run on the frontier');
 
     // The math page's table, measured; samples side by side.
     const table = await comparison.locator('table.compare-table').innerText();
@@ -123,6 +156,8 @@ test('DPO trains from its panel and the comparison puts PPO and DPO on one front
     await page.waitForFunction(() => document.querySelectorAll('#comparison table.side-by-side thead th').length === 4, null, { timeout: 60_000 });
     assert.equal(await comparison.locator('table.side-by-side tbody tr').count(), 10);
     await comparison.screenshot({ path: path.join(OUT, 'comparison.png') });
+
+    for (const notice of await page.locator('#notices .notice').allTextContents()) console.log(`# notice: ${notice}`);
 
     // Points persist: after a reload the frontier shows them again.
     await page.reload();

@@ -21,11 +21,12 @@ export function pairInspector(store) {
   const rows = el('div', { class: 'pair-rows' });
   const summary = el('p', { class: 'pair-summary' });
   const legend = el('p', { class: 'caption scale-legend' });
+  const note = el('p', { class: 'caption inspector-note', 'aria-live': 'polite' });
   const node = el('div', { class: 'dpo-inspector' },
     el('h3', { text: 'Pair inspector: the implicit reward, token by token' }),
     el('p', { class: 'caption' }, 'Each token of a held-out pair with its share of the implicit reward ', inlineMath(String.raw`\beta\,[\log\pi_\theta(y_t\mid\cdot) - \log\pi_{\text{ref}}(y_t\mid\cdot)]`), '. The sums are the r(x, y) of the DPO loss; DPO pushes the chosen sum up and the rejected sum down.'),
     el('div', { class: 'controls' }, prev, position, next),
-    prompt, rows, summary, legend);
+    note, prompt, rows, summary, legend);
 
   let index = 0;
   let count = 0;
@@ -34,11 +35,12 @@ export function pairInspector(store) {
   let queued = false;
 
   function tokenRow(title, tokens, rewards, total, max) {
+    const digits = max < 0.1 ? 3 : 2;
     const chips = tokens.map((word, i) => {
       const v = rewards[i] ?? 0;
       const chip = el('span', { class: 'token', title: `${word}: ${fmt(v, 4)}` },
         el('span', { class: 'word', text: word }),
-        el('span', { class: 'value', text: fmt(v, 2) }));
+        el('span', { class: 'value', text: fmt(v, digits) }));
       chip.style.background = divergingColor(v, max);
       return chip;
     });
@@ -63,10 +65,10 @@ export function pairInspector(store) {
         tokenRow('rejected y_l', p.rejected, p.rejected_rewards, p.reward_rejected, max));
       const margin = p.reward_chosen - p.reward_rejected;
       const prob = 1 / (1 + Math.exp(-margin));
-      summary.textContent = `margin r(y_w) − r(y_l) = ${fmt(margin)} · σ(margin) = ${prob.toFixed(3)}: the implicit reward model's probability that y_w is preferred (${margin > 0 ? 'right' : margin < 0 ? 'wrong' : 'undecided'}) · loss on this pair −log σ = ${(-Math.log(prob)).toFixed(3)} · β = ${p.beta}`;
+      summary.textContent = `margin r(y_w) − r(y_l) = ${fmt(margin)} · σ(margin) = ${prob.toFixed(3)}: the implicit reward model's probability that y_w is preferred (${margin > 0 ? 'right' : margin < 0 ? 'wrong' : 'undecided'}) · loss on this pair −log σ = ${(-Math.log(prob)).toFixed(3)} · β = ${Number(p.beta.toPrecision(4))}`;
       legend.replaceChildren('scale: ');
       for (const v of [-max, -max / 2, 0, max / 2, max]) {
-        const swatch = el('span', { class: 'swatch', text: fmt(v, 2) });
+        const swatch = el('span', { class: 'swatch', text: fmt(v, max < 0.1 ? 3 : 2) });
         swatch.style.background = divergingColor(v, max);
         legend.append(swatch);
       }
@@ -94,6 +96,8 @@ export function pairInspector(store) {
     prev.disabled = next.disabled = count < 2;
   };
   node.refresh = load;
+  node.setNote = (text) => { note.textContent = text ?? ''; note.hidden = !text; };
+  node.setNote('');
   node.clear = () => {
     count = 0;
     index = 0;

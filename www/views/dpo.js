@@ -68,11 +68,12 @@ export async function mountDpo(root, store) {
   let rmAccuracy = null;
   let history = [];
   let lastHeldOut = null;
-  let runs = 0;
 
-  async function showRm() {
-    rmAccuracy = await rmHeldOutAccuracy(storage);
-    accChart.setGuides(Number.isFinite(rmAccuracy) ? [{ y: rmAccuracy, label: `reward model ${pct(rmAccuracy)}`, color: '#6b7280' }] : []);
+  async function showRm(refetch = true) {
+    if (refetch) rmAccuracy = await rmHeldOutAccuracy(storage);
+    // No text on the line: the chart draws guide labels right-aligned at the plot's left edge
+    // (uPlot leaves textAlign 'right' from its y axis), so the number sits beside the chart.
+    accChart.setGuides(Number.isFinite(rmAccuracy) ? [{ y: rmAccuracy, label: '', color: '#6b7280' }] : []);
     rmNumber.textContent = Number.isFinite(rmAccuracy)
       ? `Reward model r_φ on the same held-out pairs: ${pct(rmAccuracy)} · DPO's implicit reward: ${pct(lastHeldOut)}`
       : 'The reward model\'s held-out accuracy appears here once stage 2 has trained it.';
@@ -124,9 +125,9 @@ export async function mountDpo(root, store) {
     planText.textContent = `Computing π_ref's log-probs of every completion in ${labelCount} labeled pairs (once, then frozen)…`;
     plan = await client.call('dpoBegin', labels);
     comparison.claim('dpo', `DPO panel (β=${store.config.dpo.beta})`);
+    inspector.setNote('');
     await storage.clearMetrics('dpo');
     begun = true;
-    runs += 1;
     history = [];
     lastHeldOut = null;
     [lossChart, rewardsChart, logpsChart, accChart].forEach((c) => c.clear());
@@ -163,7 +164,7 @@ export async function mountDpo(root, store) {
       storage.appendMetrics('dpo', m).catch(() => {});
       if (Number.isFinite(m['dpo/held_out_accuracy'])) {
         lastHeldOut = m['dpo/held_out_accuracy'];
-        showRm();
+        showRm(false);
         if (performance.now() - lastInspect > 1000) { lastInspect = performance.now(); inspector.refresh(); }
       }
       if (history.length % 5 === 0) showSurprise();
@@ -194,7 +195,7 @@ export async function mountDpo(root, store) {
       await stopped;
     } catch (e) {
       setState(begun ? 'paused' : 'ready');
-      planText.textContent = '';
+      if (!begun) planText.textContent = '';
       store.notify(`DPO could not start: ${e.message}`, 'error');
     }
   }
@@ -202,8 +203,7 @@ export async function mountDpo(root, store) {
   start.addEventListener('click', () => run(null));
   step.addEventListener('click', () => run(1));
   pause.addEventListener('click', () => { if (state === 'running') client.pause(); });
-  reset.addEventListener('click', () => {
-    if (state === 'running') return;
+  function clearRun() {
     begun = false;
     plan = null;
     history = [];
@@ -214,12 +214,18 @@ export async function mountDpo(root, store) {
     surprise.textContent = '';
     progress.update(0, 1);
     progress.querySelector('span').textContent = 'not started';
+  }
+  reset.addEventListener('click', () => {
+    if (state === 'running') return;
+    clearRun();
     setState(sftDone && labelCount > 0 ? 'ready' : 'blocked');
   });
 
   events.on('stage-state', async ({ stage, state: s }) => {
     if (stage === 'sft') {
       sftDone = s === 'done';
+      // A new SFT run makes a new π_ref: this panel's run was against the old one.
+      if (s === 'running' && begun && state !== 'running') clearRun();
       unblock();
     } else if (stage === 'labels') {
       labelCount = await storage.countLabels().catch(() => labelCount);
@@ -230,7 +236,11 @@ export async function mountDpo(root, store) {
   });
   activity.onChange(refresh);
   events.on('sweep-state', ({ running }) => {
-    if (!running && begun) inspector.refresh(); // the session's π_dpo may now be the sweep's
+    if (running || !begun) return;
+    // The sweep reuses the session's DPO slot: say whose π_dpo the inspector now shows.
+    const owner = comparison.slot('dpo');
+    inspector.setNote(owner && !owner.startsWith('DPO panel') ? `The session's π_dpo is now the ${owner} run: the inspector shows it, the charts above show this panel's run.` : '');
+    inspector.refresh();
   });
 
   showRm();

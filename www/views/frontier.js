@@ -19,6 +19,52 @@ const ROLE_OF = { ref: 'sft', ppo: 'policy', dpo: 'dpo' };
 
 const num = (v, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '—');
 
+/**
+ * An XYChart of points with horizontal ± s.e. bars. Fixed from outside charts.js: in uPlot's
+ * facet mode the points loop runs over mode 1's x-index range (empty here), so every point is
+ * asked for by a filter (and drawn filled, larger); x starts at 0 with a margin; the bars are
+ * drawn solid, with caps, by a draw hook of our own.
+ */
+function frontierChart(host, spec, barsOf) {
+  const chart = new XYChart(host, spec);
+  chart.plot.series.slice(1).forEach((s, i) => {
+    const color = spec.series[i].color;
+    Object.assign(s.points, { filter: (u, si) => u.data[si][0].map((_, k) => k), size: 10, width: 1.5, fill: () => `${color}bb` });
+  });
+  // x from 0 (π_ref) with a margin, so points at the edge show whole.
+  chart.plot.scales.x.range = (u, min, max) => {
+    if (min == null || max == null) return [0, 0.1];
+    const lo = Math.min(0, min);
+    const pad = (max - lo) * 0.08 || 0.01;
+    return [lo - pad, max + pad];
+  };
+  const hooks = chart.plot.hooks;
+  hooks.draw = [...(hooks.draw ?? []), (u) => {
+    const ctx = u.ctx;
+    const cap = 4 * devicePixelRatio;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(u.bbox.left, u.bbox.top, u.bbox.width, u.bbox.height);
+    ctx.clip();
+    ctx.lineWidth = 1.5 * devicePixelRatio;
+    for (const b of barsOf()) {
+      if (![b.x, b.se, b.y].every(Number.isFinite)) continue;
+      const y = u.valToPos(b.y, 'y', true);
+      const x1 = u.valToPos(b.x - b.se, 'x', true);
+      const x2 = u.valToPos(b.x + b.se, 'x', true);
+      ctx.strokeStyle = b.color ?? '#6b7280';
+      ctx.beginPath();
+      ctx.moveTo(x1, y); ctx.lineTo(x2, y);
+      ctx.moveTo(x1, y - cap); ctx.lineTo(x1, y + cap);
+      ctx.moveTo(x2, y - cap); ctx.lineTo(x2, y + cap);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }];
+  chart.draw();
+  return chart;
+}
+
 export async function mountComparison(root, store, activity) {
   const { client, events, storage } = store;
   let points = (await storage.getState('frontier').catch(() => null)) ?? [];
@@ -61,18 +107,17 @@ export async function mountComparison(root, store, activity) {
   root.append(section);
 
   const chartSpec = (yLabel, title) => ({ title, xLabel: 'KL(π‖π_ref) (nats)', yLabel, height: 260, series: METHODS.map((m) => ({ label: m.label, color: m.color, points: true })) });
-  const goldChart = new XYChart(goldBox.host, chartSpec('gold utility', 'Gold utility vs KL'));
-  const scoreChart = new XYChart(scoreBox.host, chartSpec('RM score', 'Reward-model score vs KL'));
+  const bars = { gold: [], score: [] };
+  const goldChart = frontierChart(goldBox.host, chartSpec('gold utility', 'Gold utility vs KL'), () => bars.gold);
+  const scoreChart = frontierChart(scoreBox.host, chartSpec('RM score', 'Reward-model score vs KL'), () => bars.score);
 
   function draw() {
     for (const [chart, key] of [[goldChart, 'gold'], [scoreChart, 'score']]) {
-      const bars = [];
+      bars[key] = points.filter((p) => p.kl_std_error > 0).map((p) => ({ x: p.kl, se: p.kl_std_error, y: p[key], color: METHODS.find((m) => m.key === p.method)?.color }));
       METHODS.forEach((m, i) => {
         const mine = points.filter((p) => p.method === m.key).sort((a, b) => a.kl - b.kl);
         chart.set(i, mine.map((p) => p.kl), mine.map((p) => p[key]));
-        for (const p of mine) if (p.kl_std_error > 0) bars.push({ x1: p.kl - p.kl_std_error, y1: p[key], x2: p.kl + p.kl_std_error, y2: p[key], color: m.color });
       });
-      chart.setGuides(bars);
     }
     // Read by the end-to-end test: points per method.
     for (const m of METHODS) goldBox.host.dataset[m.key] = String(points.filter((p) => p.method === m.key).length);
@@ -80,7 +125,8 @@ export async function mountComparison(root, store, activity) {
     pointsBody.replaceChildren(...points.map((p) => el('tr', {},
       el('td', { text: METHODS.find((m) => m.key === p.method)?.label ?? p.method }),
       el('td', { class: 'num', text: p.beta == null ? '—' : String(p.beta) }),
-      el('td', { text: p.source === 'sweep' ? 'β sweep' : p.source === 'panel' ? `${p.method.toUpperCase()} panel` : 'reference' }),
+      el('td', { text: (p.source === 'sweep' ? 'β sweep' : p.source === 'panel' ? `${p.method.toUpperCase()} panel` : 'reference')
+        + (p.preset && (p.preset !== store.config.preset || p.seed !== store.config.seed) ? ` (earlier: ${p.preset}, seed ${p.seed})` : '') }),
       el('td', { class: 'num', text: `${num(p.kl)} ± ${num(p.kl_std_error)}` }),
       el('td', { class: 'num', text: num(p.gold) }),
       el('td', { class: 'num', text: num(p.score) }),
@@ -110,7 +156,7 @@ export async function mountComparison(root, store, activity) {
     const ev = await measure('sft');
     refMeasured = true;
     points = points.filter((p) => p.method !== 'ref');
-    points.unshift({ method: 'ref', beta: null, source: 'ref', ...ev, time: Date.now() });
+    points.unshift({ method: 'ref', beta: null, source: 'ref', ...ev, time: Date.now(), preset: store.config.preset, seed: store.config.seed });
   }
 
   /**
@@ -208,5 +254,15 @@ export async function mountComparison(root, store, activity) {
   draw();
   table.refreshRm();
 
-  return { claim, addEvaluated, showSamples, points: () => points };
+  /** Adds a point measured elsewhere (the β sweep, in the core) and draws it. */
+  async function addPoint(point) {
+    await ensureRef();
+    const full = { ...point, time: Date.now(), preset: store.config.preset, seed: store.config.seed };
+    points = points.filter((p) => !(p.method === full.method && p.source === full.source && p.beta === full.beta));
+    points.push(full);
+    await save();
+    draw();
+  }
+
+  return { claim, addEvaluated, addPoint, showSamples, points: () => points, slot: (role) => slots[role] };
 }

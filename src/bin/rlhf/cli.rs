@@ -248,35 +248,20 @@ async fn stage_dpo(session: &mut Session, args: &Args) -> Result<()> {
 
 /// PPO and DPO at several β, each point evaluated the same way: the reward–KL frontier.
 async fn sweep(session: &mut Session, args: &Args) -> Result<()> {
+    use rlhf_lab::stages::sweep::{Method, SweepRun, EVALUATION_COMPLETIONS, EVALUATION_SEED};
     let jsonl = labels_jsonl(session, args).await?;
-    let reference = session.evaluate(Role::Sft, 256, 99).await?;
-    println!("{}", json!({"stage": "frontier", "method": "reference", "beta": null, "result": reference}));
-    let mut config = session.config().clone();
-    for beta in [0.0, 0.02, 0.05, 0.2] {
-        config.ppo.kl_coef = beta;
-        session.set_config(config.clone())?;
-        session.ppo_begin()?;
-        let started = Instant::now();
-        let mut updates = 0usize;
-        while !session.status().ppo.as_ref().is_some_and(|p| p.done) {
-            let m = session.ppo_step().await?;
-            updates += usize::from(m["phase"] == 1.0);
+    let reference = session.evaluate(Role::Sft, EVALUATION_COMPLETIONS, EVALUATION_SEED).await?;
+    println!("{}", json!({"stage": "frontier", "method": "reference", "beta": null, "evaluation": reference}));
+    let mut runs: Vec<SweepRun> = [0.0, 0.02, 0.05, 0.2].into_iter().map(|beta| SweepRun { method: Method::Ppo, beta }).collect();
+    runs.extend([0.05, 0.1, 0.5].into_iter().map(|beta| SweepRun { method: Method::Dpo, beta }));
+    session.sweep_begin(&jsonl, runs)?;
+    let mut printed = 0;
+    while !session.status().sweep.as_ref().is_some_and(|p| p.done) {
+        session.step(Stage::Sweep).await?;
+        for point in session.sweep_points().iter().skip(printed) {
+            println!("{}", json!({"stage": "frontier", "point": point}));
+            printed += 1;
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let result = session.evaluate(Role::Policy, 256, 99).await?;
-        println!("{}", json!({"stage": "frontier", "method": "ppo", "beta": beta, "gradient_steps": updates, "seconds": seconds, "result": result}));
-    }
-    for beta in [0.05, 0.1, 0.5] {
-        config.dpo.beta = beta;
-        session.set_config(config.clone())?;
-        let started = Instant::now();
-        let plan = session.dpo_begin(&jsonl).await?;
-        for _ in 0..plan.steps {
-            session.dpo_step().await?;
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let result = session.evaluate(Role::Dpo, 256, 99).await?;
-        println!("{}", json!({"stage": "frontier", "method": "dpo", "beta": beta, "gradient_steps": plan.steps, "seconds": seconds, "result": result}));
     }
     Ok(())
 }
