@@ -10,7 +10,7 @@ const arg = (name, fallback) => {
 const runs = [
   { backend: 'cpu', presets: arg('--cpu-presets', 'micro,tiny,small'), plan: 'full' },
   // WebGPU here is SwiftShader (a GPU emulated on the CPU): a few repetitions only.
-  { backend: 'webgpu', presets: arg('--webgpu-presets', 'micro,tiny'), plan: 'quick' },
+  { backend: 'webgpu', presets: arg('--webgpu-presets', 'micro,tiny'), plan: arg('--webgpu-plan', 'quick') },
 ].filter((r) => r.presets);
 
 const server = await serve();

@@ -122,6 +122,11 @@ impl BenchPlan {
     pub fn quick() -> Self {
         Self { warmup_steps: 1, train_steps: 3, generations: 1, ppo_iterations: 1 }
     }
+
+    /// Enough to count dispatches, no PPO iteration.
+    pub fn counts() -> Self {
+        Self { warmup_steps: 1, train_steps: 2, generations: 1, ppo_iterations: 0 }
+    }
 }
 
 /// Measures `preset` on `device`. Batch 16 for training and generation (the table);
@@ -166,6 +171,25 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
     drop(counter);
 
     // PPO iterations with the default settings (value model and reward model on the same trunk).
+    if plan.ppo_iterations == 0 {
+        return Ok(BenchRow {
+            preset: preset.name().into(),
+            backend: backend.into(),
+            parameters: model_config.num_params(),
+            train_step_ms,
+            token_ms,
+            ppo_iteration_ms: f64::NAN,
+            dispatches_per_step,
+            dispatches_per_token,
+            readbacks_per_step,
+            readbacks_per_rollout: f64::NAN,
+            submissions_per_step,
+            submissions_per_token,
+            train_steps: plan.train_steps,
+            generated_tokens: tokens,
+            ppo_iterations: 0,
+        });
+    }
     let reward = ScalarModel::from_trunk(base.clone(), device);
     let ppo = PpoConfig { iterations: plan.ppo_iterations + 1, ..PpoConfig::default() };
     let steps_per_iteration = 1 + ppo.epochs * ppo.mini_batches;

@@ -20,6 +20,7 @@ pub mod labels;
 pub mod metrics;
 pub mod math;
 pub mod model;
+pub mod optim;
 pub mod rng;
 pub mod sample;
 pub mod session;

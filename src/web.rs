@@ -275,7 +275,11 @@ impl Lab {
 pub async fn benchmark(backend: String, presets: String, plan: String) -> Result<JsValue, JsValue> {
     let choice = BackendChoice::parse(&backend).map_err(js_error)?;
     let (device, info) = device::select(choice).await;
-    let plan = if plan == "quick" { crate::bench::BenchPlan::quick() } else { crate::bench::BenchPlan::full() };
+    let plan = match plan.as_str() {
+        "quick" => crate::bench::BenchPlan::quick(),
+        "counts" => crate::bench::BenchPlan::counts(),
+        _ => crate::bench::BenchPlan::full(),
+    };
     let name = if info.backend == "webgpu" { "browser-webgpu" } else { "browser-cpu" };
     let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).map_err(|_| js_error(LabError::Device("no performance clock".into())))?;
     let performance: web_sys::Performance = performance.unchecked_into();

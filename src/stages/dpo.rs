@@ -13,16 +13,17 @@
 //! left out. The held-out pairs are the reward model's (`labels::split`), so the two are compared
 //! on the same pairs.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
 use serde::Serialize;
 
-use super::{adam, completion_logprobs, first_non_finite, float_tensor, grad_norm, int_tensor, linear_decay, read_floats, read_scalars, Batches};
+use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay, read_floats, read_scalars, Batches};
 use crate::config::DpoConfig;
 use crate::error::{LabError, Result};
 use crate::labels::{prompt_text, LabeledPair};
 use crate::metrics::{metrics, Metrics};
+use crate::optim::FlatAdam;
 use crate::model::{with_fresh_ids, Gpt};
 use crate::rng::Rng;
 use crate::task::{Completion, Tokenizer, EOS, MAX_COMPLETION, SEQ_LEN};
@@ -74,7 +75,7 @@ pub struct DpoInspection {
 
 pub struct DpoTrainer {
     model: Gpt,
-    optim: ModuleOptimizer,
+    optim: FlatAdam,
     reference: Gpt,
     /// Strict preferences only, as (chosen, rejected).
     train: Vec<(Completion, Completion)>,
@@ -122,7 +123,7 @@ impl DpoTrainer {
         let total_steps = config.epochs * Batches::steps_per_epoch(train.len(), config.batch_size);
         Ok(Self {
             model: with_fresh_ids(reference.clone()).train(),
-            optim: adam(),
+            optim: FlatAdam::default(),
             reference,
             batches: Batches::new(train.len(), Rng::derive(seed, "dpo/order")),
             ref_train: ref_train.to_vec(),
@@ -196,10 +197,10 @@ impl DpoTrainer {
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let norm = grad_norm(&self.model, &grads);
         let before = (self.model.clone(), self.optim.clone());
         let lr = linear_decay(self.config.learning_rate, self.step, self.total_steps);
-        self.model = self.optim.step(lr, self.model.clone(), grads);
+        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        self.model = model;
         self.step += 1;
         let evaluate = !self.held_out.is_empty() && (self.step == 1 || self.step % (self.total_steps / 10).max(1) == 0 || self.is_done());
         let mut scalars = vec![loss.detach().inner(), correct.inner(), chosen.detach().inner(), rejected.detach().inner(), logp_chosen.detach().inner(), logp_rejected.detach().inner(), norm.inner()];

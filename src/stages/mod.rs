@@ -17,8 +17,6 @@ pub mod reward;
 pub mod sft;
 pub mod sweep;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::TensorData;
@@ -26,11 +24,6 @@ use burn::tensor::TensorData;
 use crate::error::{LabError, Result};
 use crate::model::Gpt;
 use crate::task::{PROMPT_LEN, SEQ_LEN};
-
-/// Adam without weight decay: every stage uses it.
-pub(crate) fn adam() -> ModuleOptimizer {
-    AdamWConfig::new().with_weight_decay(0.0).with_epsilon(1e-8).init()
-}
 
 /// The learning rate at `step` (0-based) of `total`, decayed linearly to zero: the default
 /// schedule of Hugging Face's Trainer, which TRL's SFT, reward and DPO trainers inherit. A
@@ -83,29 +76,6 @@ pub(crate) async fn read_floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec
     crate::bench::count_readback();
     let data = tensor.into_data_async().await.map_err(|e| LabError::Device(format!("reading results: {e:?}")))?;
     Ok(data.iter::<f32>().collect())
-}
-
-/// Global L2 norm of all gradients of `module`, on the device: every gradient flattened into one
-/// vector, squared and summed — a few kernels, not a few per parameter.
-pub(crate) fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Tensor<1> {
-    struct Collect<'a> {
-        grads: &'a GradientsParams,
-        flat: Vec<Tensor<1>>,
-    }
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.get::<D>(param.id) {
-                let n = grad.shape().num_elements();
-                self.flat.push(grad.reshape([n]));
-            }
-        }
-    }
-    let mut collect = Collect { grads, flat: Vec::new() };
-    module.visit(&mut collect);
-    if collect.flat.is_empty() {
-        return Tensor::zeros([1], &Device::flex());
-    }
-    Tensor::cat(collect.flat, 0).square().sum().sqrt()
 }
 
 /// The first name whose value is not finite, if any.

@@ -18,7 +18,7 @@
 //! The policy π_θ starts as π_ref; the value model V_ψ starts as r_φ (as TRL and the TL;DR
 //! implementation do). Both train with one optimizer on one loss.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::Transaction;
@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::ppo_loss::{ppo_terms, MinibatchTargets};
 use super::reward::score_sequences;
-use super::{adam, completion_logprobs, first_non_finite, float_tensor, grad_norm, int_tensor, linear_decay, read_scalars};
+use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay, read_scalars};
 use crate::config::PpoConfig;
 use crate::error::{LabError, Result};
 use crate::labels::prompt_text;
@@ -34,6 +34,7 @@ use crate::math::gae::{shape_batch, td_errors};
 use crate::math::stats::{explained_variance, mean, variance};
 use crate::math::whiten::masked_whiten;
 use crate::metrics::Metrics;
+use crate::optim::FlatAdam;
 use crate::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::rng::Rng;
 use crate::sample::{generate_on_device, SampleOptions};
@@ -106,7 +107,7 @@ const UPDATE_METRICS: [&str; 9] = [
 
 pub struct PpoTrainer {
     model: PolicyAndValue,
-    optim: ModuleOptimizer,
+    optim: FlatAdam,
     reference: Gpt,
     reward: ScalarModel,
     config: PpoConfig,
@@ -144,7 +145,7 @@ impl PpoTrainer {
         let model = PolicyAndValue { policy: with_fresh_ids(reference.clone()), value: with_fresh_ids(reward.clone()) }.train();
         Ok(Self {
             model,
-            optim: adam(),
+            optim: FlatAdam::default(),
             reference: reference.clone(),
             reward: reward.clone(),
             config: config.clone(),
@@ -377,10 +378,10 @@ impl PpoTrainer {
             terms.loss = terms.loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
-        let norm = grad_norm(&self.model, &grads);
         let before = (self.model.clone(), self.optim.clone());
         let lr = linear_decay(self.config.learning_rate, self.updates, self.total_updates());
-        self.model = self.optim.step(lr, self.model.clone(), grads);
+        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        self.model = model;
 
         let ratio = terms.ratio.detach().inner().reshape([b * n]);
         let scalars = vec![

@@ -13,17 +13,18 @@
 //!
 //! Sections, in the page's order: the pairs to judge (sampled from π_ref), the loss, the trainer.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
 use serde::Serialize;
 
-use super::{adam, first_non_finite, float_tensor, grad_norm, int_tensor, read_scalars, Batches};
+use super::{first_non_finite, float_tensor, int_tensor, read_scalars, Batches};
 use crate::config::RewardConfig;
 use crate::error::{LabError, Result};
 use crate::labels::{prompt_text, LabeledPair};
 use crate::math::stats::pearson;
 use crate::metrics::{metrics, Metrics};
+use crate::optim::FlatAdam;
 use crate::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::rng::Rng;
 use crate::sample::{generate, SampleOptions};
@@ -109,7 +110,7 @@ pub struct InspectedPair {
 
 pub struct RewardTrainer {
     model: ScalarModel,
-    optim: ModuleOptimizer,
+    optim: FlatAdam,
     train: Vec<LabeledPair>,
     held_out: Vec<LabeledPair>,
     batches: Batches,
@@ -140,7 +141,7 @@ impl RewardTrainer {
         let model = ScalarModel::from_trunk(with_fresh_ids(reference.clone()), device).train();
         Ok(Self {
             model,
-            optim: adam(),
+            optim: FlatAdam::default(),
             batches: Batches::new(train.len(), Rng::derive(seed, "reward/order")),
             train,
             held_out,
@@ -219,10 +220,10 @@ impl RewardTrainer {
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let norm = grad_norm(&self.model, &grads);
         let before = (self.model.clone(), self.optim.clone());
         let lr = super::linear_decay(self.config.learning_rate, self.step, self.total_steps);
-        self.model = self.optim.step(lr, self.model.clone(), grads);
+        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        self.model = model;
         self.step += 1;
 
         let evaluate = !self.held_out.is_empty() && (self.step == 1 || self.step % (self.total_steps / 10).max(1) == 0 || self.is_done());

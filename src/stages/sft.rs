@@ -10,14 +10,15 @@
 //! demonstrated, and PAD never counts. The same loss over every token is how the base model is
 //! pretrained on the task's free text.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::Serialize;
 
-use super::{adam, first_non_finite, float_tensor, grad_norm, int_tensor, read_scalars, token_logprobs, Batches};
+use super::{first_non_finite, float_tensor, int_tensor, read_scalars, token_logprobs, Batches};
 use crate::config::{PretrainConfig, SftConfig};
 use crate::error::{LabError, Result};
 use crate::metrics::{metrics, Metrics};
+use crate::optim::FlatAdam;
 use crate::model::Gpt;
 use crate::rng::Rng;
 use crate::sample::{generate, SampleOptions};
@@ -87,7 +88,7 @@ pub struct PromptSample {
 /// Trains a language model by masked cross-entropy, one bounded step at a time.
 pub struct SftTrainer {
     model: Gpt,
-    optim: ModuleOptimizer,
+    optim: FlatAdam,
     corpus: Corpus,
     held_out: Vec<Vec<u32>>,
     mask: LossMask,
@@ -129,7 +130,7 @@ impl SftTrainer {
     fn new(model: Gpt, corpus: Corpus, held_out: Vec<Vec<u32>>, mask: LossMask, learning_rate: f64, batch_size: usize, total_steps: usize, eval_every: usize, device: &Device) -> Self {
         Self {
             model: model.train(),
-            optim: adam(),
+            optim: FlatAdam::default(),
             corpus,
             held_out,
             mask,
@@ -186,9 +187,10 @@ impl SftTrainer {
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let norm = grad_norm(&self.model, &grads);
         let before = (self.model.clone(), self.optim.clone());
-        self.model = self.optim.step(self.learning_rate, self.model.clone(), grads);
+        let lr = super::linear_decay(self.learning_rate, self.step, self.total_steps);
+        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        self.model = model;
         self.step += 1;
 
         let evaluate = self.step == 1 || self.step % self.eval_every == 0 || self.is_done();
@@ -211,7 +213,7 @@ impl SftTrainer {
             ("loss/train", f64::from(values[0])),
             ("accuracy/train", f64::from(values[1] / counted)),
             ("grad_norm", f64::from(values[2])),
-            ("lr", self.learning_rate),
+            ("lr", lr),
             ("batch", rows as f64),
         ]);
         if evaluate {

@@ -107,3 +107,24 @@ export function formatSeconds(s) {
   if (s < 60) return `${Math.ceil(s)} s`;
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
+
+/**
+ * One settings form for the listed keys only (`settingsForm` takes a prefix; a full key is a
+ * prefix that names one setting). For panels that show some of a stage's settings.
+ */
+export function settingsFor(store, keys, onApplied) {
+  const forms = keys.map((key) => settingsForm(store, key, onApplied));
+  const form = el('div', { class: 'settings' }, ...forms.flatMap((f) => [...f.children]));
+  form.setDisabled = (disabled) => forms.forEach((f) => f.setDisabled(disabled));
+  return form;
+}
+
+/**
+ * Runs `fn` once every panel and the pipeline are mounted (main.js marks the body ready then):
+ * a panel re-announces its state there, since the pipeline is mounted after the panels and does
+ * not hear what they announce while mounting.
+ */
+export function whenPageReady(fn) {
+  const check = () => (document.body.dataset.ready === 'true' ? fn() : setTimeout(check, 50));
+  setTimeout(check, 0);
+}
