@@ -8,6 +8,16 @@ import 'uplot/dist/uPlot.min.css';
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#4b5563'];
 const REDRAW_MS = 250;
 
+/** Width of a y axis that fits its widest tick label. */
+function axisSize(u, values, axisIdx, cycleNum) {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return axis._size; // settled: avoid resizing loops
+  let size = (axis.ticks.size ?? 0) + (axis.gap ?? 0) + (axis.label ? 20 : 0);
+  const longest = (values ?? []).reduce((w, v) => Math.max(w, String(v ?? '').length), 0);
+  size += Math.max(4, longest) * 7 + 6;
+  return Math.ceil(size);
+}
+
 export class LineChart {
   /**
    * @param {HTMLElement} host
@@ -50,7 +60,8 @@ export class LineChart {
       height: spec.height ?? 200,
       plugins: [guidePlugin],
       scales: { x: { time: false } },
-      axes: [{ label: spec.xLabel ?? 'step' }, {}],
+      // The y axis grows with its labels, so small values (".0010") are not cut off.
+      axes: [{ label: spec.xLabel ?? 'step' }, { size: axisSize }],
       series: [
         { label: spec.xLabel ?? 'step' },
         ...spec.series.map((s, i) => ({
@@ -156,7 +167,7 @@ export class XYChart {
       height: spec.height ?? 240,
       plugins: [segmentPlugin],
       scales: { x: { time: false, auto: true }, y: { auto: true } },
-      axes: [{ label: spec.xLabel }, { label: spec.yLabel }],
+      axes: [{ label: spec.xLabel }, { label: spec.yLabel, size: axisSize }],
       legend: { live: false },
       series: [
         {},
@@ -168,7 +179,7 @@ export class XYChart {
           dash: s.dash ? [6, 4] : undefined,
           paths: s.line ? undefined : () => null,
           // In facet mode uPlot walks mode 1's x-index range, which is empty here: ask for every point.
-          points: { show: s.points ?? !s.line, size: 6, filter: (u, si) => u.data[si][0].map((_, k) => k) },
+          points: { show: s.points ?? !s.line, size: 6, filter: (u, si, show) => (show ? u.data[si][0].map((_, k) => k) : null) },
         })),
       ],
     }, [null, ...this.data], host);

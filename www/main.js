@@ -59,14 +59,13 @@ async function start() {
     saveUrl() { writeUrl(store.config, store.defaults, store.backend); },
   };
   store.saveUrl();
-  const pipelineHost = document.createElement('div');
-  app.append(pipelineHost);
+  // The pipeline first: it listens for the states the panels announce as they mount.
+  mountPipeline(app, store);
   for (const mount of [mountSft, mountLabeling, mountReward, mountPpo, mountDpo]) {
     const controller = await mount(app, store);
     store.stages.set(controller.name, controller);
   }
   mountEquations(app);
-  mountPipeline(pipelineHost, store);
   // For the end-to-end tests and the curious: the page's store (same origin only).
   window.__lab = store;
   document.body.dataset.ready = 'true';

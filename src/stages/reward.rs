@@ -106,6 +106,9 @@ pub struct InspectedPair {
     pub p_first: f32,
     pub gold_first: f32,
     pub gold_second: f32,
+    /// Each term of the gold utility (sentiment, fluency, …), for the inspector.
+    pub gold_terms_first: crate::task::GoldUtility,
+    pub gold_terms_second: crate::task::GoldUtility,
 }
 
 pub struct RewardTrainer {
@@ -289,6 +292,8 @@ impl RewardTrainer {
                 p_first: crate::math::stats::sigmoid(values[i] - values[n + i]),
                 gold_first: p.first.gold(&self.tokenizer).total,
                 gold_second: p.second.gold(&self.tokenizer).total,
+                gold_terms_first: p.first.gold(&self.tokenizer),
+                gold_terms_second: p.second.gold(&self.tokenizer),
             })
             .collect())
     }

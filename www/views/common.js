@@ -82,8 +82,8 @@ export function chartBox(store, { metric, text, equation }) {
   return box;
 }
 
-/** A progress bar with steps done, rate and time left. */
-export function progressBar(label) {
+/** A progress bar with steps done, rate and time left (`unit`: what a step is called). */
+export function progressBar(label, unit = 'steps') {
   const bar = el('progress', { max: 1, value: 0, 'aria-label': `${label} progress` });
   const text = el('span', { text: 'not started' });
   const node = el('div', { class: 'progress' }, bar, text);
@@ -96,7 +96,7 @@ export function progressBar(label) {
     bar.value = step;
     const rate = step > startStep ? (step - startStep) / ((now - started) / 1000) : 0;
     const left = rate > 0 ? (total - step) / rate : NaN;
-    text.textContent = `${step} / ${total} steps` + (rate > 0 ? ` · ${rate.toFixed(rate < 1 ? 2 : 1)} steps/s · ${formatSeconds(left)} left` : '');
+    text.textContent = `${step} / ${total} ${unit}` + (rate > 0 ? ` · ${rate.toFixed(rate < 1 ? 2 : 1)} ${unit}/s · ${formatSeconds(left)} left` : '');
   };
   node.pause = () => { started = null; };
   return node;

@@ -235,13 +235,6 @@ export async function mountDpo(root, store) {
     }
   });
   activity.onChange(refresh);
-  events.on('sweep-state', ({ running }) => {
-    if (running || !begun) return;
-    // The sweep reuses the session's DPO slot: say whose π_dpo the inspector now shows.
-    const owner = comparison.slot('dpo');
-    inspector.setNote(owner && !owner.startsWith('DPO panel') ? `The session's π_dpo is now the ${owner} run: the inspector shows it, the charts above show this panel's run.` : '');
-    inspector.refresh();
-  });
 
   showRm();
   setState(sftDone && labelCount > 0 ? 'ready' : 'blocked');

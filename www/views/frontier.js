@@ -84,7 +84,7 @@ export async function mountComparison(root, store, activity) {
   const samplesNote = el('p', { class: 'muted', text: 'Samples appear when a policy exists.' });
   const refreshSamples = el('button', { text: 'Sample again' });
   const table = comparisonTable(store);
-  const sweep = sweepControls(store, activity, { claim, addEvaluated });
+  const sweep = sweepControls(store, activity, { addPoint: (p) => addPoint(p), points: () => points, showSamples: () => showSamples() });
 
   const section = el('section', { class: 'panel', id: 'comparison', 'aria-labelledby': 'comparison-title' },
     el('h2', { id: 'comparison-title', text: 'PPO vs DPO: the same objective, two ways' }),

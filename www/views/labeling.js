@@ -53,7 +53,7 @@ export async function mountLabeling(root, store) {
 
   const simulate = el('button', { class: 'primary', text: 'Simulate labels' });
   const simPause = el('button', { text: 'Pause', disabled: true, 'aria-label': 'Pause the simulated labeler' });
-  const simProgress = progressBar('Simulated labeling');
+  const simProgress = progressBar('Simulated labeling', 'labels');
   const agreement = el('p', { class: 'agreement', 'aria-live': 'polite' });
   const form = settingsFor(store, LABELER_KEYS, onSetting);
   const files = mountLabelFiles(store, { added: (records, n) => { addCounts(records); count = n; update(); } });
@@ -250,7 +250,6 @@ export async function mountLabeling(root, store) {
         }
         made += batch.length;
         simProgress.update(made, n);
-        simProgress.querySelector('span').textContent = simProgress.querySelector('span').textContent.replace(/steps/g, 'labels');
         showAgreement();
         update();
       }

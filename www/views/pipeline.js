@@ -56,7 +56,8 @@ export function mountPipeline(root, store) {
     if (!card) return;
     card.item.dataset.state = state;
     card.state.textContent = STATE_TEXT[state] ?? state;
-    if (produced) card.item.querySelector('.produces').textContent = `→ ${produced} ✓`;
+    const spec = CARDS.find((c) => c.stage === stage);
+    card.item.querySelector('.produces').textContent = produced ? `→ ${produced} ✓` : `→ ${spec.produces}`;
   });
 
   async function runEverything() {
@@ -102,6 +103,8 @@ export function mountPipeline(root, store) {
     } else return;
     e.preventDefault();
   });
-  select('sft');
+  current = 'sft';
+  for (const [name, { item }] of cards) item.classList.toggle('selected', name === 'sft');
+  selected.textContent = `selected: ${CARDS[0].title}`;
   return { runEverything, select };
 }

@@ -2,6 +2,7 @@
 // figures (score, gold, KL, entropy, length) arrive with each rollout; the update figures
 // (clip fraction, approx KL, value loss) are the iteration's averages, sent with its last update.
 import { el, chartBox } from './common.js';
+import uPlot from 'uplot';
 import { LineChart } from '../charts.js';
 
 const AVERAGED = ' Averaged over the iteration\'s minibatch updates.';
@@ -13,11 +14,15 @@ const CURVES = [
     series: [{ key: 'objective/scores', label: 'RM score r_φ' }, { key: 'objective/gold', label: 'gold utility' }],
   },
   { id: 'kl', title: 'KL(π_θ ‖ π_ref) per completion', when: 'rollout', metric: 'objective/kl', series: [{ key: 'objective/kl', label: 'KL' }] },
-  { id: 'clipfrac', title: 'Clip fraction', when: 'iteration', metric: 'policy/clipfrac', suffix: AVERAGED, series: [{ key: 'policy/clipfrac_avg', label: 'clip fraction' }] },
+  { id: 'clipfrac', title: 'Clip fraction', when: 'iteration', metric: 'policy/clipfrac', suffix: AVERAGED, share: true, series: [{ key: 'policy/clipfrac_avg', label: 'clip fraction' }] },
   { id: 'approxkl', title: 'Approx KL of the update', when: 'iteration', metric: 'policy/approxkl', suffix: AVERAGED, series: [{ key: 'policy/approxkl_avg', label: 'approx KL' }] },
   { id: 'value', title: 'Value loss', when: 'iteration', metric: 'loss/value', suffix: AVERAGED, series: [{ key: 'loss/value_avg', label: 'value loss' }] },
   { id: 'entropy', title: 'Entropy of the samples', when: 'rollout', metric: 'objective/entropy', series: [{ key: 'objective/entropy', label: 'Σ −log π_θ' }] },
-  { id: 'length', title: 'Mean completion length', when: 'rollout', metric: 'val/mean_length', series: [{ key: 'val/mean_length', label: 'tokens' }] },
+  {
+    id: 'length', title: 'Mean completion length', when: 'rollout', metric: 'val/mean_length', equation: 'kl',
+    text: 'Mean completion length in tokens, <eos> included. The KL and the entropy above are sums over the tokens, so they move with it.',
+    series: [{ key: 'val/mean_length', label: 'tokens' }],
+  },
 ];
 
 /** Decimals that write `step` exactly (at most 8). */
@@ -64,6 +69,11 @@ export function ppoCurves(store) {
           height: 190,
           series: c.series.map((s) => ({ ...s, points: true })),
         })));
+        // A share starts at 0 and reads as one (uPlot spans 0 to 100 when every value is 0).
+        // A single value (KL is 0 at the first rollout) spans a little around it, not 0 to 100.
+        const y = charts[i].plot.scales.y;
+        if (c.share) y.range = (u, min, max) => [0, Math.min(1, Math.max(0.05, 1.2 * (max ?? 0)))];
+        else y.range = (u, min, max) => (min == null ? [0, 1] : min === max ? [min - Math.max(0.01, Math.abs(min) / 10), max + Math.max(0.01, Math.abs(max) / 10)] : uPlot.rangeNum(min, max, 0.1, true));
         await yieldTask();
       }
     },

@@ -26,7 +26,7 @@ export async function mountPpo(root, store) {
   const iteration = el('button', { text: 'One iteration', title: 'A rollout and all its minibatch updates' });
   const reset = el('button', { text: 'Reset' });
   const zeroBeta = el('button', { class: 'danger', text: 'Restart PPO with β = 0' });
-  const progress = progressBar('PPO');
+  const progress = progressBar('PPO', 'iterations');
   const phaseText = el('p', { class: 'muted phase', 'aria-live': 'polite' });
   const waiting = el('p', { class: 'waiting', role: 'status' });
   const form = settingsForm(store, 'ppo.');
@@ -158,14 +158,17 @@ export async function mountPpo(root, store) {
     stepper.clear();
     clipping.clear();
     progress.update(0, plan.iterations);
-    showProgressUnit();
     refSamples = await client.call('samples', 'sft', SAMPLE_TEMPERATURE, SAMPLE_SEED);
     await showSamples();
   }
 
-  function showProgressUnit() {
-    const span = progress.querySelector('span');
-    span.textContent = span.textContent.replace(/steps/g, 'iterations');
+
+  /** A run begun outside the panel (ppoBegin and an untagged run from the console or a test). */
+  function adoptOutsideRun() {
+    begun = true;
+    adopt(store.config.ppo);
+    storage.clearMetrics('ppo').catch(() => {});
+    client.call('samples', 'sft', SAMPLE_TEMPERATURE, SAMPLE_SEED).then((r) => { refSamples = r; }, () => {});
   }
 
   async function finish() {
@@ -178,13 +181,12 @@ export async function mountPpo(root, store) {
     if (event.stage !== 'ppo' || event.tag) return; // tagged runs (the β sweep) are not this panel's
     if (event.event === 'step') {
       const m = event.metrics;
-      if (!begun) { begun = true; adopt(store.config.ppo); } // a run started outside the panel
+      if (!begun) adoptOutsideRun();
       if (state !== 'running') setState('running');
       storage.appendMetrics('ppo', m).catch(() => {});
       curves.push(m);
       progress.update(event.status.ppo.step, event.status.ppo.total);
-      showProgressUnit();
-      showPhase(m);
+        showPhase(m);
       if (m.phase === 0) {
         nextRollout = false;
         updatesDone = 0;

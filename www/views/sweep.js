@@ -29,8 +29,14 @@ export function sweepControls(store, activity, frontier) {
     events.emit('sweep-state', { running: value });
   };
 
-  client.on(async (event) => {
+  // Events are handled one after another: a step's point is stored before the end is announced.
+  let handling = Promise.resolve();
+  client.on((event) => {
     if (event.stage !== 'sweep') return;
+    handling = handling.then(() => handle(event)).catch((e) => store.notify(`The β sweep: ${e.message}`, 'error'));
+  });
+
+  async function handle(event) {
     if (event.event === 'step') {
       const m = event.metrics;
       const progress = event.status.sweep;
@@ -58,7 +64,7 @@ export function sweepControls(store, activity, frontier) {
         text.textContent = 'The sweep is paused; "Run the β sweep" starts a new one.';
       }
     }
-  });
+  }
 
   start.addEventListener('click', async () => {
     if (running) return;
