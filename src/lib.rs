@@ -24,6 +24,7 @@ pub mod optim;
 pub mod rng;
 pub mod sample;
 pub mod session;
+pub mod snapshot;
 pub mod stages;
 pub mod task;
 

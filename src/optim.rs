@@ -37,7 +37,38 @@ struct Slot {
     len: usize,
 }
 
+/// The optimizer's state as plain data: the step count and the two moment vectors (f32 bytes).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AdamCounters {
+    pub time: i32,
+    pub has_moments: bool,
+}
+
 impl FlatAdam {
+    /// Reads the moments (one readback each) for a snapshot.
+    pub async fn export(&self) -> crate::Result<(AdamCounters, Vec<Vec<u8>>)> {
+        let mut blobs = Vec::new();
+        if let (Some(m), Some(v)) = (&self.moment_1, &self.moment_2) {
+            blobs.push(crate::snapshot::vector_bytes(m.clone()).await?);
+            blobs.push(crate::snapshot::vector_bytes(v.clone()).await?);
+        }
+        Ok((AdamCounters { time: self.time, has_moments: !blobs.is_empty() }, blobs))
+    }
+
+    /// Restores what `export` wrote; `blobs` are the two moment vectors when it had them.
+    pub fn import(&mut self, counters: &AdamCounters, blobs: &[Vec<u8>], device: &Device) -> crate::Result<()> {
+        self.time = counters.time;
+        if counters.has_moments {
+            let [m, v] = blobs else { return Err(crate::LabError::Checkpoint("the optimizer state is incomplete".into())) };
+            self.moment_1 = Some(crate::snapshot::vector_from_bytes(m, device)?);
+            self.moment_2 = Some(crate::snapshot::vector_from_bytes(v, device)?);
+        } else {
+            self.moment_1 = None;
+            self.moment_2 = None;
+        }
+        Ok(())
+    }
+
     /// Updates every parameter of `module` that has a gradient; returns the module and the
     /// gradients' global L2 norm (a [1]-tensor on the device, not read).
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: &GradientsParams) -> (M, Tensor<1>) {

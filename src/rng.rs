@@ -9,7 +9,7 @@
 //! The generator is xoshiro256** seeded through SplitMix64 (Blackman & Vigna, 2018).
 
 /// xoshiro256**: fast, 256 bits of state, good statistical quality; not cryptographic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     state: [u64; 4],
 }

@@ -262,6 +262,35 @@ impl DpoTrainer {
     }
 }
 
+/// What a DPO snapshot carries besides the weights and Adam's moments.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct DpoState {
+    step: usize,
+    batches: Batches,
+    adam: crate::optim::AdamCounters,
+}
+
+impl DpoTrainer {
+    pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
+        let model = crate::checkpoint::record_bytes(&self.model.valid()).await?;
+        let (adam, moments) = self.optim.export().await?;
+        let state = DpoState { step: self.step, batches: self.batches.clone(), adam };
+        let mut blobs = vec![model];
+        blobs.extend(moments);
+        Ok(crate::snapshot::pack(&crate::snapshot::Meta { stage: "dpo".into(), settings, state }, &blobs))
+    }
+
+    pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
+        let (state, blobs): (DpoState, _) = crate::snapshot::unpack(bytes, "dpo", settings)?;
+        let (model, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint("the DPO snapshot has no weights".into()))?;
+        let model = crate::checkpoint::load_record(self.model.valid(), model)?.train();
+        let mut optim = self.optim.clone();
+        optim.import(&state.adam, moments, &self.device)?;
+        (self.model, self.optim, self.step, self.batches) = (model, optim, state.step, state.batches);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@ pub struct PolicyAndValue {
 
 /// One rollout on the host: every per-token array is row-major [batch × MAX_COMPLETION], zero
 /// at PAD. These are exactly the numbers the rollout inspector, GAE stepper and clipping view show.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Rollout {
     pub completions: Vec<Completion>,
     pub lengths: Vec<usize>,
@@ -78,7 +78,7 @@ impl Rollout {
 }
 
 /// Where the iteration is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 enum Phase {
     /// Next: sample and score a rollout (steps 1–4).
     Rollout,
@@ -87,10 +87,10 @@ enum Phase {
 }
 
 /// Sums of the update's per-minibatch metrics over an iteration, for TRL's `*_avg` figures.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 struct UpdateTotals {
     count: f64,
-    sums: std::collections::BTreeMap<&'static str, f64>,
+    sums: std::collections::BTreeMap<String, f64>,
 }
 
 const UPDATE_METRICS: [&str; 9] = [
@@ -426,7 +426,7 @@ impl PpoTrainer {
         self.totals.count += 1.0;
         for (name, value) in UPDATE_METRICS.iter().zip(&values[..9]) {
             m.insert((*name).to_string(), f64::from(*value));
-            *self.totals.sums.entry(name).or_default() += f64::from(*value);
+            *self.totals.sums.entry((*name).to_string()).or_default() += f64::from(*value);
         }
 
         // Advance; stop the epochs early if the policy moved too far (cleanrl's target_kl).
@@ -506,6 +506,58 @@ impl PpoTrainer {
             batch: r.completions.len(),
             points,
         })
+    }
+}
+
+/// What a PPO snapshot carries besides the two models' weights and Adam's moments.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct PpoState {
+    kl_coef: f64,
+    iteration: usize,
+    updates: usize,
+    phase: Phase,
+    rollout: Option<Rollout>,
+    totals: UpdateTotals,
+    rng: Rng,
+    adam: crate::optim::AdamCounters,
+}
+
+impl PpoTrainer {
+    /// The trainer as bytes, mid-iteration included (the rollout in hand travels with it).
+    pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
+        let models = crate::checkpoint::record_bytes(&self.model.valid()).await?;
+        let (adam, moments) = self.optim.export().await?;
+        let state = PpoState {
+            kl_coef: self.kl_coef,
+            iteration: self.iteration,
+            updates: self.updates,
+            phase: self.phase.clone(),
+            rollout: self.rollout.clone(),
+            totals: self.totals.clone(),
+            rng: self.rng.clone(),
+            adam,
+        };
+        let mut blobs = vec![models];
+        blobs.extend(moments);
+        Ok(crate::snapshot::pack(&crate::snapshot::Meta { stage: "ppo".into(), settings, state }, &blobs))
+    }
+
+    pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
+        let (state, blobs): (PpoState, _) = crate::snapshot::unpack(bytes, "ppo", settings)?;
+        let (models, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint("the PPO snapshot has no weights".into()))?;
+        let model = crate::checkpoint::load_record(self.model.valid(), models)?.train();
+        let mut optim = self.optim.clone();
+        optim.import(&state.adam, moments, &self.device)?;
+        self.model = model;
+        self.optim = optim;
+        self.kl_coef = state.kl_coef;
+        self.iteration = state.iteration;
+        self.updates = state.updates;
+        self.phase = state.phase;
+        self.rollout = state.rollout;
+        self.totals = state.totals;
+        self.rng = state.rng;
+        Ok(())
     }
 }
 

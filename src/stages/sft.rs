@@ -69,7 +69,7 @@ pub fn masked_lm_loss(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, devic
 }
 
 /// Where the training sequences come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Corpus {
     /// Fixed demonstrations (SFT).
     Fixed { train: Vec<Vec<u32>>, batches: Batches },
@@ -245,6 +245,37 @@ impl SftTrainer {
     pub async fn held_out_loss(&self) -> Result<f32> {
         let (sum, _, counted) = self.held_out_sums();
         Ok(read_scalars(vec![sum]).await?[0] / counted)
+    }
+}
+
+/// What an SFT snapshot carries besides the weights and Adam's moments.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SftState {
+    step: usize,
+    corpus: Corpus,
+    adam: crate::optim::AdamCounters,
+}
+
+impl SftTrainer {
+    /// The trainer as bytes (see `snapshot.rs`); `settings` identifies the run it belongs to.
+    pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
+        let model = crate::checkpoint::record_bytes(&self.model.valid()).await?;
+        let (adam, moments) = self.optim.export().await?;
+        let state = SftState { step: self.step, corpus: self.corpus.clone(), adam };
+        let mut blobs = vec![model];
+        blobs.extend(moments);
+        Ok(crate::snapshot::pack(&crate::snapshot::Meta { stage: "sft".into(), settings, state }, &blobs))
+    }
+
+    /// Continues from a snapshot taken under the same `settings`; changes nothing if it refuses.
+    pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
+        let (state, blobs): (SftState, _) = crate::snapshot::unpack(bytes, "sft", settings)?;
+        let (model, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint("the SFT snapshot has no weights".into()))?;
+        let model = crate::checkpoint::load_record(self.model.valid(), model)?.train();
+        let mut optim = self.optim.clone();
+        optim.import(&state.adam, moments, &self.device)?;
+        (self.model, self.optim, self.step, self.corpus) = (model, optim, state.step, state.corpus);
+        Ok(())
     }
 }
 
