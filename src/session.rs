@@ -101,6 +101,17 @@ impl Stage {
             other => Err(LabError::InvalidInput(format!("unknown stage {other:?}"))),
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pretrain => "pretrain",
+            Self::Sft => "sft",
+            Self::Reward => "reward",
+            Self::Ppo => "ppo",
+            Self::Dpo => "dpo",
+            Self::Sweep => "sweep",
+        }
+    }
 }
 
 /// Where each stage stands, for the page's pipeline view.
@@ -117,6 +128,20 @@ pub struct Status {
     pub ppo: Option<Progress>,
     pub dpo: Option<Progress>,
     pub sweep: Option<Progress>,
+}
+
+impl Status {
+    /// The progress of one stage, if it has begun.
+    pub fn of(&self, stage: Stage) -> Option<Progress> {
+        match stage {
+            Stage::Pretrain => self.pretrain.clone(),
+            Stage::Sft => self.sft.clone(),
+            Stage::Reward => self.reward.clone(),
+            Stage::Ppo => self.ppo.clone(),
+            Stage::Dpo => self.dpo.clone(),
+            Stage::Sweep => self.sweep.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +166,16 @@ pub struct Session {
     ppo: Option<PpoTrainer>,
     dpo: Option<DpoTrainer>,
     sweep: Option<Sweep>,
+    /// The label files the reward and DPO stages began from: a snapshot carries them, so a
+    /// resumed stage trains on exactly the pairs it started with.
+    reward_labels: Option<String>,
+    dpo_labels: Option<String>,
+}
+
+/// What a session-level snapshot says beside the trainer's own bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StageSnapshot {
+    labels: Option<String>,
 }
 
 /// What DPO trains on, once labels are loaded.
@@ -188,6 +223,8 @@ impl Session {
             ppo: None,
             dpo: None,
             sweep: None,
+            reward_labels: None,
+            dpo_labels: None,
         })
     }
 
@@ -379,6 +416,7 @@ impl Session {
         let trainer = RewardTrainer::new(self.reference()?, pairs, &self.config.reward, self.config.seed, &self.tokenizer, &self.device)?;
         let plan = RewardPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ceiling: trainer.ceiling };
         self.reward = Some(trainer);
+        self.reward_labels = Some(jsonl.to_string());
         self.reward_model = None;
         Ok(plan)
     }
@@ -459,6 +497,7 @@ impl Session {
         let trainer = DpoTrainer::new(&reference, pairs, &self.config.dpo, self.config.reward.held_out_fraction, self.config.seed, &self.tokenizer, &self.device).await?;
         let plan = DpoPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ties_skipped: trainer.ties_skipped };
         self.dpo = Some(trainer);
+        self.dpo_labels = Some(jsonl.to_string());
         Ok(plan)
     }
 
@@ -502,6 +541,84 @@ impl Session {
     /// The frontier points the sweep has measured so far.
     pub fn sweep_points(&self) -> Vec<FrontierPoint> {
         self.sweep.as_ref().map(|s| s.points.clone()).unwrap_or_default()
+    }
+
+    // ---- snapshots: resuming a stage after a reload ----
+
+    /// What a snapshot of any stage must agree on with the session resuming it.
+    fn session_settings(&self) -> serde_json::Value {
+        serde_json::json!({ "preset": self.config.preset.name(), "seed": self.config.seed, "vocabulary": self.tokenizer.fingerprint() })
+    }
+
+    /// The stage's own settings, as its trainer checks them.
+    fn stage_settings(&self, stage: Stage) -> Result<serde_json::Value> {
+        let value = match stage {
+            Stage::Sft => serde_json::to_value(&self.config.sft),
+            Stage::Reward => serde_json::to_value(&self.config.reward),
+            Stage::Ppo => serde_json::to_value(&self.config.ppo),
+            Stage::Dpo => serde_json::to_value((&self.config.dpo, self.config.reward.held_out_fraction)),
+            Stage::Pretrain | Stage::Sweep => {
+                return Err(LabError::InvalidInput(format!("the {} stage is not resumable: run it again", stage.name())));
+            }
+        };
+        value.map_err(|e| LabError::InvalidInput(format!("settings do not serialize: {e}")))
+    }
+
+    /// The trainer of `stage` as bytes: weights, optimizer moments, counters, random streams and
+    /// (for the reward and DPO stages) the labels it trains on.
+    pub async fn snapshot(&self, stage: Stage) -> Result<Vec<u8>> {
+        let settings = self.stage_settings(stage)?;
+        let not_begun = || LabError::NotReady(format!("the {} stage has not begun", stage.name()));
+        let (trainer, labels) = match stage {
+            Stage::Sft => (self.sft.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, None),
+            Stage::Reward => (self.reward.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, self.reward_labels.clone()),
+            Stage::Ppo => (self.ppo.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, None),
+            Stage::Dpo => (self.dpo.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, self.dpo_labels.clone()),
+            Stage::Pretrain | Stage::Sweep => unreachable!("stage_settings refused it"),
+        };
+        let meta = crate::snapshot::Meta { stage: format!("session/{}", stage.name()), settings: self.session_settings(), state: StageSnapshot { labels } };
+        Ok(crate::snapshot::pack(&meta, &[trainer]))
+    }
+
+    /// Begins `stage` again and puts its trainer back where the snapshot was. Needs what the
+    /// stage's begin needs (the base model for SFT, π_ref after it, r_φ for PPO). Refuses a
+    /// snapshot from another preset, seed, vocabulary or stage settings, and then changes nothing.
+    pub async fn resume(&mut self, stage: Stage, bytes: &[u8]) -> Result<Progress> {
+        let (meta, blobs): (StageSnapshot, _) = crate::snapshot::unpack(bytes, &format!("session/{}", stage.name()), &self.session_settings())?;
+        let trainer_bytes = blobs.first().ok_or_else(|| LabError::Checkpoint("the snapshot holds no trainer".into()))?;
+        let settings = self.stage_settings(stage)?;
+        let labels = || meta.labels.clone().ok_or_else(|| LabError::Checkpoint("the snapshot lost its labels".into()));
+        match stage {
+            Stage::Sft => {
+                let base = self.base.clone().ok_or_else(|| LabError::NotReady("resuming SFT needs the base model: load it first".into()))?;
+                let mut trainer = SftTrainer::sft(crate::model::with_fresh_ids(base), &self.config.sft, &self.tokenizer, self.config.seed, &self.device)?;
+                trainer.restore(trainer_bytes, &settings)?;
+                self.reference = trainer.is_done().then(|| trainer.model());
+                self.sft = Some(trainer);
+            }
+            Stage::Reward => {
+                let labels = labels()?;
+                let pairs = labels::parse_jsonl(&labels, &self.tokenizer)?;
+                let mut trainer = RewardTrainer::new(self.reference()?, pairs, &self.config.reward, self.config.seed, &self.tokenizer, &self.device)?;
+                trainer.restore(trainer_bytes, &settings)?;
+                (self.reward, self.reward_model, self.reward_labels) = (Some(trainer), None, Some(labels));
+            }
+            Stage::Ppo => {
+                let mut trainer = PpoTrainer::new(self.reference()?, self.reward_model()?, &self.config.ppo, self.config.seed, &self.tokenizer, &self.device)?;
+                trainer.restore(trainer_bytes, &settings)?;
+                self.ppo = Some(trainer);
+            }
+            Stage::Dpo => {
+                let labels = labels()?;
+                let pairs = labels::parse_jsonl(&labels, &self.tokenizer)?;
+                let reference = self.reference()?.clone();
+                let mut trainer = DpoTrainer::new(&reference, pairs, &self.config.dpo, self.config.reward.held_out_fraction, self.config.seed, &self.tokenizer, &self.device).await?;
+                trainer.restore(trainer_bytes, &settings)?;
+                (self.dpo, self.dpo_labels) = (Some(trainer), Some(labels));
+            }
+            Stage::Pretrain | Stage::Sweep => unreachable!("stage_settings refused it"),
+        }
+        Ok(self.status().of(stage).expect("the stage was just restored"))
     }
 
     // ---- checkpoints ----

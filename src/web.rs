@@ -254,6 +254,20 @@ impl Lab {
         to_js(&self.session.sweep_points())
     }
 
+    /// The trainer of `stage` as snapshot bytes, to resume it after a reload.
+    pub async fn snapshot(&self, stage: String) -> Result<Vec<u8>, JsValue> {
+        let stage = Stage::parse(&stage).map_err(js_error)?;
+        self.session.snapshot(stage).await.map_err(js_error)
+    }
+
+    /// Begins `stage` again from a snapshot → its progress. Refused (nothing changes) when the
+    /// snapshot is damaged or was taken under other settings.
+    pub async fn resume(&mut self, stage: String, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
+        let stage = Stage::parse(&stage).map_err(js_error)?;
+        let progress = self.session.resume(stage, &bytes).await.map_err(js_error)?;
+        to_js(&progress)
+    }
+
     /// The model in `role` as checkpoint bytes (burn's record format behind a header).
     pub async fn save(&self, role: String) -> Result<Vec<u8>, JsValue> {
         let role = Role::parse(&role).map_err(js_error)?;
