@@ -172,6 +172,13 @@ pub struct Session {
     dpo_labels: Option<String>,
 }
 
+/// Where a resumed stage stands, and (reward, DPO) the plan its begin would have returned.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resumed {
+    pub progress: Progress,
+    pub plan: Option<serde_json::Value>,
+}
+
 /// What a session-level snapshot says beside the trainer's own bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StageSnapshot {
@@ -583,7 +590,7 @@ impl Session {
     /// Begins `stage` again and puts its trainer back where the snapshot was. Needs what the
     /// stage's begin needs (the base model for SFT, π_ref after it, r_φ for PPO). Refuses a
     /// snapshot from another preset, seed, vocabulary or stage settings, and then changes nothing.
-    pub async fn resume(&mut self, stage: Stage, bytes: &[u8]) -> Result<Progress> {
+    pub async fn resume(&mut self, stage: Stage, bytes: &[u8]) -> Result<Resumed> {
         let (meta, blobs): (StageSnapshot, _) = crate::snapshot::unpack(bytes, &format!("session/{}", stage.name()), &self.session_settings())?;
         let trainer_bytes = blobs.first().ok_or_else(|| LabError::Checkpoint("the snapshot holds no trainer".into()))?;
         let settings = self.stage_settings(stage)?;
@@ -618,7 +625,12 @@ impl Session {
             }
             Stage::Pretrain | Stage::Sweep => unreachable!("stage_settings refused it"),
         }
-        Ok(self.status().of(stage).expect("the stage was just restored"))
+        let plan = match stage {
+            Stage::Reward => self.reward.as_ref().map(|t| serde_json::json!(RewardPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ceiling: t.ceiling })),
+            Stage::Dpo => self.dpo.as_ref().map(|t| serde_json::json!(DpoPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ties_skipped: t.ties_skipped })),
+            _ => None,
+        };
+        Ok(Resumed { progress: self.status().of(stage).expect("the stage was just restored"), plan })
     }
 
     // ---- checkpoints ----

@@ -39,7 +39,7 @@ fn resumes_exactly(session: &mut Session, stage: Stage, n: usize, prepare: impl 
     let mut fresh = Session::new(Device::flex(), config()).unwrap();
     prepare(&mut fresh);
     let progress = block_on(fresh.resume(stage, &snapshot)).unwrap();
-    assert_eq!(serde_json::to_value(Some(progress)).unwrap(), status, "{stage:?} resumed elsewhere");
+    assert_eq!(serde_json::to_value(Some(progress.progress)).unwrap(), status, "{stage:?} resumed elsewhere");
     let got = steps(&mut fresh, stage, n);
     assert_eq!(got, expected, "{stage:?} diverged after resuming");
     fresh

@@ -56,7 +56,11 @@ async function start() {
     storage,
     stages: new Map(),
     notify,
-    saveUrl() { writeUrl(store.config, store.defaults, store.backend); },
+    saveUrl() {
+      writeUrl(store.config, store.defaults, store.backend);
+      // The settings the stored snapshots were taken under, for resuming after a reload.
+      storage.putState('config', store.config).catch(() => {});
+    },
   };
   store.saveUrl();
   // The pipeline first: it listens for the states the panels announce as they mount.
@@ -66,12 +70,105 @@ async function start() {
     store.stages.set(controller.name, controller);
   }
   mountEquations(app);
+  await offerResume(store);
   // For the end-to-end tests and the curious: the page's store (same origin only).
   window.__lab = store;
   document.body.dataset.ready = 'true';
 }
 
+// ---- resuming after a reload ----
+
+const RESUMABLE = [
+  { stage: 'sft', title: 'SFT', unit: 'step' },
+  { stage: 'reward', title: 'the reward model', unit: 'step' },
+  { stage: 'ppo', title: 'PPO', unit: 'iteration' },
+  { stage: 'dpo', title: 'DPO', unit: 'step' },
+];
+const RESUME_FLAG = 'rlhf-lab-resume';
+
+const sameConfig = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+/** The stages this browser holds snapshots of, oldest stage first. */
+async function storedRun() {
+  const snapshots = [];
+  for (const spec of RESUMABLE) {
+    const snapshot = await storage.getSnapshot(spec.stage).catch(() => null);
+    if (snapshot) snapshots.push({ ...spec, ...snapshot });
+  }
+  const config = await storage.getState('config').catch(() => null);
+  return { snapshots, config };
+}
+
+function describe({ title, unit, progress }) {
+  return progress.done ? `${title} done` : `${title} at ${unit} ${progress.step} of ${progress.total}`;
+}
+
+/** Puts every stage with a snapshot back where it was, in pipeline order. */
+async function resumeAll(store, snapshots) {
+  const note = notify('Resuming where you were…');
+  try {
+    for (const snapshot of snapshots) {
+      const controller = store.stages.get(snapshot.stage);
+      await controller.resume(snapshot.bytes);
+    }
+    note.remove();
+    notify(`Resumed: ${snapshots.map(describe).join(', ')}. Press play to go on.`);
+  } catch (e) {
+    note.remove();
+    notify(`The lab could not resume (${e.message}). Your labels and checkpoints are kept; start the stage again.`, 'error');
+  }
+}
+
+/**
+ * After a reload: if this browser holds snapshots of stages in progress (or done), offer to put
+ * them back. Snapshots only resume under the settings they were taken with: if the link's
+ * settings differ, the page reloads with the stored ones first.
+ */
+async function offerResume(store) {
+  const { snapshots, config } = await storedRun();
+  if (!snapshots.length) return;
+  if (sessionStorage.getItem(RESUME_FLAG)) {
+    sessionStorage.removeItem(RESUME_FLAG);
+    if (config && sameConfig(config, store.config)) return resumeAll(store, snapshots);
+  }
+  const resume = document.createElement('button');
+  resume.textContent = 'Resume where I was';
+  resume.className = 'primary';
+  const over = document.createElement('button');
+  over.textContent = 'Start over';
+  const banner = notify(`This browser holds a lab in progress (${snapshots.map(describe).join(', ')}; last saved ${new Date(Math.max(...snapshots.map((s) => s.time))).toLocaleString()}). `);
+  banner.classList.add('resume');
+  banner.setAttribute('role', 'region');
+  banner.setAttribute('aria-label', 'resume');
+  banner.insertBefore(document.createTextNode(' '), banner.lastChild);
+  banner.insertBefore(resume, banner.lastChild);
+  banner.insertBefore(over, banner.lastChild);
+  const finished = new Promise((resolve) => {
+    resume.addEventListener('click', async () => {
+      banner.remove();
+      if (config && !sameConfig(config, store.config)) {
+        // Other settings in the link: reload under the stored ones, then resume.
+        store.config = config;
+        store.saveUrl();
+        sessionStorage.setItem(RESUME_FLAG, '1');
+        location.reload();
+        return;
+      }
+      await resumeAll(store, snapshots);
+      resolve();
+    });
+    over.addEventListener('click', async () => {
+      banner.remove();
+      await Promise.all(RESUMABLE.map(({ stage }) => storage.deleteSnapshot(stage)));
+      notify('Starting over: the stages begin afresh. Your labels and saved checkpoints are kept.');
+      resolve();
+    });
+  });
+  store.resumeOffer = finished; // for tests: resolves when the learner has chosen
+}
+
 client.on((event) => {
+  if (event.event === 'persist-failed') notify(`Progress of ${event.stage} could not be saved in this browser (${event.error.message}): a reload would lose it.`, 'error');
   if (event.event === 'crashed') notify(`The training worker stopped: ${event.message}. Your labels and checkpoints are stored; reload the page to continue.`, 'error');
 });
 

@@ -109,6 +109,36 @@ export async function clearMetrics(stage) {
 export const putState = (key, value) => transact('state', 'readwrite', (store) => done(store.put(value, key)));
 export const getState = (key) => transact('state', 'readonly', (store) => done(store.get(key)));
 
+// ---- snapshots of stages in progress (written by the worker after every step) ----
+
+/**
+ * One step, recorded whole: its metrics row and (when there is one) the trainer's snapshot after
+ * it, in one transaction, so the history and the snapshot never disagree after a crash.
+ */
+export async function recordStep(stage, metrics, snapshot, progress) {
+  const db = await open();
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(['metrics', 'state'], 'readwrite');
+    tx.objectStore('metrics').add({ stage, metrics, time: Date.now() });
+    if (snapshot) tx.objectStore('state').put({ stage, bytes: snapshot, progress, time: Date.now() }, `snapshot:${stage}`);
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error('storage transaction aborted'));
+  });
+}
+
+export const putSnapshot = (stage, bytes, progress) => putState(`snapshot:${stage}`, { stage, bytes, progress, time: Date.now() });
+export const getSnapshot = (stage) => getState(`snapshot:${stage}`);
+export const deleteSnapshot = (stage) => transact('state', 'readwrite', (store) => done(store.delete(`snapshot:${stage}`)));
+
+// What each stage's result feeds: a stage begun afresh makes the snapshots after it stale.
+const DOWNSTREAM = { sft: ['sft', 'reward', 'ppo', 'dpo'], reward: ['reward', 'ppo'], ppo: ['ppo'], dpo: ['dpo'] };
+
+/** A stage begins afresh: its snapshot and those of the stages built on it are dropped. */
+export async function discardSnapshotsFrom(stage) {
+  await Promise.all((DOWNSTREAM[stage] ?? [stage]).map(deleteSnapshot));
+}
+
 export async function clearAll() {
   await Promise.all(STORES.map((name) => transact(name, 'readwrite', (store) => done(store.clear()))));
 }

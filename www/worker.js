@@ -12,6 +12,7 @@
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
 // events that are not theirs.
 import init, { Lab } from './pkg/rlhf_lab.js';
+import { recordStep } from './storage.js';
 
 let lab = null;
 // Every call into the session goes through this chain: a wasm-bindgen object can't be entered
@@ -25,6 +26,9 @@ const serial = (work) => {
 
 // The stages the worker can loop: each `lab.step(stage)` is one bounded step.
 const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'dpo', 'sweep'];
+// The stages a reload can resume: after each of their steps the trainer's snapshot is stored, so
+// a crash or a reload loses at most the step in flight.
+const RESUMABLE = ['sft', 'reward', 'ppo', 'dpo'];
 
 let running = null; // {stage, paused}
 // Slow motion: a pause between steps, set by the page's speed control.
@@ -50,6 +54,7 @@ async function runStage(stage, steps, tag) {
       const status = await serial(() => lab.status());
       taken += 1;
       postMessage({ event: 'step', stage, tag, metrics, status });
+      if (RESUMABLE.includes(stage) && !tag) await persist(stage, metrics, status[stage]);
       if (status[stage]?.done) { reason = 'done'; break; }
       await yieldToQueue();
     }
@@ -59,6 +64,23 @@ async function runStage(stage, steps, tag) {
   } finally {
     running = null;
     postMessage({ event: 'stopped', stage, tag, reason, error });
+  }
+}
+
+// A step's metrics and the snapshot after it, into IndexedDB together (the page's panels only
+// draw). A failed write is reported once and does not stop training: the step itself succeeded.
+let persistWarned = false;
+async function persist(stage, metrics, progress) {
+  try {
+    let bytes = null;
+    try {
+      bytes = await serial(() => lab.snapshot(stage));
+    } finally {
+      await recordStep(stage, metrics, bytes, progress);
+    }
+  } catch (e) {
+    if (!persistWarned) postMessage({ event: 'persist-failed', stage, error: errorOf(e) });
+    persistWarned = true;
   }
 }
 

@@ -119,23 +119,39 @@ export async function mountDpo(root, store) {
     else refresh();
   }
 
-  async function begin() {
+  async function begin(snapshot = null) {
     if (begun) return;
-    const labels = await storage.labelsJsonl();
-    planText.textContent = `Computing π_ref's log-probs of every completion in ${labelCount} labeled pairs (once, then frozen)…`;
-    plan = await client.call('dpoBegin', labels);
+    let at = null;
+    if (snapshot) {
+      planText.textContent = 'Resuming DPO where it was…';
+      ({ plan, progress: at } = await client.call('resume', 'dpo', snapshot));
+    } else {
+      const labels = await storage.labelsJsonl();
+      planText.textContent = `Computing π_ref's log-probs of every completion in ${labelCount} labeled pairs (once, then frozen)…`;
+      plan = await client.call('dpoBegin', labels);
+    }
     comparison.claim('dpo', `DPO panel (β=${store.config.dpo.beta})`);
     inspector.setNote('');
-    await storage.clearMetrics('dpo');
+    if (!snapshot) {
+      await storage.clearMetrics('dpo');
+      await storage.discardSnapshotsFrom('dpo');
+    }
     begun = true;
     history = [];
     lastHeldOut = null;
     [lossChart, rewardsChart, logpsChart, accChart].forEach((c) => c.clear());
+    if (at) {
+      history = await storage.metricsOf('dpo');
+      for (const m of history) {
+        [lossChart, rewardsChart, logpsChart, accChart].forEach((c) => c.push(m.step, m));
+        if (Number.isFinite(m['dpo/held_out_accuracy'])) lastHeldOut = m['dpo/held_out_accuracy'];
+      }
+    }
     const { epochs, batch_size: batch } = store.config.dpo;
     planText.textContent = `Plan: ${plan.train} training pairs and ${plan.held_out} held-out pairs (the reward model's held-out pairs)`
       + `${plan.ties_skipped ? `, ${plan.ties_skipped} ties left out (they carry no preference)` : ''}: ${plan.steps} steps = ${epochs} epoch${epochs > 1 ? 's' : ''} × ⌈${plan.train} / ${batch}⌉. `
       + `π_ref's log-probs of all ${2 * (plan.train + plan.held_out)} completions were computed once and are frozen; β = ${store.config.dpo.beta}.`;
-    progress.update(0, plan.steps);
+    progress.update(at?.step ?? 0, plan.steps);
     inspector.setPlan(plan);
     inspector.refresh();
     showSurprise();
@@ -145,12 +161,25 @@ export async function mountDpo(root, store) {
   async function finish() {
     const bytes = await client.call('save', 'dpo');
     await storage.putCheckpoint('dpo', bytes, { stage: 'dpo', beta: store.config.dpo.beta, steps: plan.steps });
+    events.emit('checkpoint-saved', { role: 'dpo' });
     inspector.refresh();
     const last = history.at(-1) ?? {};
     await comparison.addEvaluated('dpo', {
       method: 'dpo', beta: store.config.dpo.beta, source: 'panel', steps: last.step ?? plan.steps, wall_s: activity.wallSeconds('dpo'),
       pairs: plan.train, held_out: plan.held_out, held_out_accuracy: lastHeldOut,
     });
+  }
+
+  /** After a reload: DPO where its last snapshot left it, with its history. */
+  async function resume(snapshot) {
+    await begin(snapshot);
+    const status = await client.call('status');
+    if (status.dpo.done) {
+      try { await finish(); } catch (e) { store.notify(`DPO finished, but ${e.message}`, 'error'); }
+      setState('done');
+    } else {
+      setState('paused');
+    }
   }
 
   let lastInspect = 0;
@@ -161,7 +190,6 @@ export async function mountDpo(root, store) {
       history.push(m);
       [lossChart, rewardsChart, logpsChart, accChart].forEach((c) => c.push(m.step, m));
       progress.update(event.status.dpo.step, event.status.dpo.total);
-      storage.appendMetrics('dpo', m).catch(() => {});
       if (Number.isFinite(m['dpo/held_out_accuracy'])) {
         lastHeldOut = m['dpo/held_out_accuracy'];
         showRm(false);
@@ -217,6 +245,7 @@ export async function mountDpo(root, store) {
   }
   reset.addEventListener('click', () => {
     if (state === 'running') return;
+    storage.discardSnapshotsFrom('dpo').catch(() => {});
     clearRun();
     setState(sftDone && labelCount > 0 ? 'ready' : 'blocked');
   });
@@ -247,5 +276,6 @@ export async function mountDpo(root, store) {
     pause: () => { if (state === 'running') client.pause(); },
     step: () => run(1),
     reset: async () => reset.click(),
+    resume,
   };
 }

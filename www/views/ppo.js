@@ -144,10 +144,16 @@ export async function mountPpo(root, store) {
     betaNow.textContent = `This run: β = ${plan.kl_coef}${plan.adaptive_kl ? ` (adaptive, toward KL ${plan.target_kl})` : ' (fixed)'}. Settings are locked while a run exists: Reset to change them.`;
   }
 
-  async function begin() {
+  async function begin(snapshot = null) {
     if (begun) return;
-    await client.call('ppoBegin');
-    await storage.clearMetrics('ppo').catch(() => {});
+    let at = null;
+    if (snapshot) {
+      ({ progress: at } = await client.call('resume', 'ppo', snapshot));
+    } else {
+      await client.call('ppoBegin');
+      await storage.clearMetrics('ppo').catch(() => {});
+      await storage.discardSnapshotsFrom('ppo').catch(() => {});
+    }
     begun = true;
     adopt(store.config.ppo);
     nextRollout = true;
@@ -157,9 +163,35 @@ export async function mountPpo(root, store) {
     inspector.clear();
     stepper.clear();
     clipping.clear();
-    progress.update(0, plan.iterations);
+    if (at) {
+      // The history replays through the same bookkeeping as live steps, minus the side effects.
+      let last = null;
+      for (const m of await storage.metricsOf('ppo')) {
+        curves.push(m);
+        if (m.phase === 0) { nextRollout = false; updatesDone = 0; } else {
+          updatesDone += 1;
+          if (m.iteration_done) { nextRollout = true; updatesDone = 0; iterationsDone = m.iteration; }
+        }
+        last = m;
+      }
+      if (last) showPhase(last);
+      inspector.refresh();
+    }
+    progress.update(at?.step ?? 0, plan.iterations);
     refSamples = await client.call('samples', 'sft', SAMPLE_TEMPERATURE, SAMPLE_SEED);
     await showSamples();
+  }
+
+  /** After a reload: PPO where its last snapshot left it (mid-iteration included). */
+  async function resume(snapshot) {
+    await begin(snapshot);
+    const status = await client.call('status');
+    if (status.ppo.done) {
+      try { await finish(); } catch (e) { store.notify(`PPO finished, but ${e.message}`, 'error'); }
+      setState('done');
+    } else {
+      setState('paused');
+    }
   }
 
 
@@ -174,6 +206,7 @@ export async function mountPpo(root, store) {
   async function finish() {
     const bytes = await client.call('save', 'policy');
     await storage.putCheckpoint('policy', bytes, { stage: 'ppo', beta: plan.kl_coef, iterations: iterationsDone });
+    events.emit('checkpoint-saved', { role: 'policy' });
     await showSamples();
   }
 
@@ -183,7 +216,6 @@ export async function mountPpo(root, store) {
       const m = event.metrics;
       if (!begun) adoptOutsideRun();
       if (state !== 'running') setState('running');
-      storage.appendMetrics('ppo', m).catch(() => {});
       curves.push(m);
       progress.update(event.status.ppo.step, event.status.ppo.total);
         showPhase(m);
@@ -291,6 +323,7 @@ export async function mountPpo(root, store) {
   pause.addEventListener('click', () => { if (state === 'running') client.pause(); });
   reset.addEventListener('click', () => {
     if (state === 'running') return;
+    storage.discardSnapshotsFrom('ppo').catch(() => {});
     clearRun();
     setState(rewardDone ? 'ready' : 'blocked');
   });
@@ -320,5 +353,6 @@ export async function mountPpo(root, store) {
     pause: () => { if (state === 'running') client.pause(); },
     step: () => run(1),
     reset: async () => reset.click(),
+    resume,
   };
 }

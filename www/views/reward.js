@@ -124,24 +124,49 @@ export async function mountReward(root, store) {
     return inspectQueued;
   }
 
-  async function begin() {
+  async function begin(snapshot = null) {
     if (begun) return;
-    const jsonl = await storage.labelsJsonl();
-    planText.textContent = `Reading ${labelCount} labels…`;
-    plan = await client.call('rewardBegin', jsonl);
-    await storage.clearMetrics('reward');
+    let at = null;
+    if (snapshot) {
+      planText.textContent = 'Resuming the reward model where it was…';
+      ({ plan, progress: at } = await client.call('resume', 'reward', snapshot));
+    } else {
+      const jsonl = await storage.labelsJsonl();
+      planText.textContent = `Reading ${labelCount} labels…`;
+      plan = await client.call('rewardBegin', jsonl);
+      await storage.clearMetrics('reward');
+      await storage.discardSnapshotsFrom('reward');
+    }
     begun = true;
     lastHeldOut = null;
     charts.forEach((c) => c.clear());
     heldOut.clear();
+    if (at) {
+      for (const m of await storage.metricsOf('reward')) {
+        charts.forEach((c) => c.push(m.step, m));
+        if (Number.isFinite(m['rm/held_out_accuracy'])) lastHeldOut = m['rm/held_out_accuracy'];
+      }
+    }
     ceiling = plan.ceiling ?? null;
     const { epochs, batch_size: batch } = store.config.reward;
     planText.textContent = `Plan: ${plan.train} training pairs and ${plan.held_out} held-out pairs (${pct(store.config.reward.held_out_fraction)} of the ${plan.train + plan.held_out} labels stored when training began): `
       + `${plan.steps} steps = ${epochs} epoch${epochs > 1 ? 's' : ''} × ⌈${plan.train} / ${batch}⌉. `
       + (plan.held_out === 0 ? 'No held-out labels.' : plan.ceiling == null ? 'No ceiling: human labels.' : `Agreement ceiling ${pct(plan.ceiling)}.`);
-    progress.update(0, plan.steps);
+    progress.update(at?.step ?? 0, plan.steps);
     showCeiling();
     await inspect();
+  }
+
+  /** After a reload: the reward model where its last snapshot left it, with its history. */
+  async function resume(snapshot) {
+    await begin(snapshot);
+    const status = await client.call('status');
+    if (status.reward.done) {
+      await finish();
+      setState('done');
+    } else {
+      setState('paused');
+    }
   }
 
   async function finish() {
@@ -149,6 +174,7 @@ export async function mountReward(root, store) {
     const shift = await client.call('rewardFinish');
     const bytes = await client.call('save', 'reward');
     await storage.putCheckpoint('reward', bytes, { stage: 'reward', labels: plan.train + plan.held_out, steps: plan.steps, shift, held_out_accuracy: lastHeldOut });
+    events.emit('checkpoint-saved', { role: 'reward' });
     planText.textContent += ` Done: r_φ is frozen, its scores shifted by ${(-shift >= 0 ? '+' : '−')}${Math.abs(shift).toFixed(3)} so the training completions average 0, and saved in this browser.`;
   }
 
@@ -158,7 +184,6 @@ export async function mountReward(root, store) {
       const m = event.metrics;
       charts.forEach((c) => c.push(m.step, m));
       progress.update(event.status.reward.step, event.status.reward.total);
-      storage.appendMetrics('reward', m).catch(() => {});
       // The core evaluates the held-out pairs every tenth of the run: refresh the scatter then.
       if (Number.isFinite(m['rm/held_out_accuracy'])) {
         lastHeldOut = m['rm/held_out_accuracy'];
@@ -219,6 +244,7 @@ export async function mountReward(root, store) {
   pause.addEventListener('click', () => { if (state === 'running') client.pause(); });
   reset.addEventListener('click', () => {
     if (state === 'running') return;
+    storage.discardSnapshotsFrom('reward').catch(() => {});
     clearRun();
     setState(ready() ? 'ready' : 'blocked');
   });
@@ -248,5 +274,6 @@ export async function mountReward(root, store) {
     pause: () => { if (state === 'running') client.pause(); },
     step: () => run(1),
     reset: async () => reset.click(),
+    resume,
   };
 }

@@ -78,16 +78,43 @@ export async function mountSft(root, store) {
     samplesNote.textContent = `Sampled at temperature ${SAMPLE_TEMPERATURE} with a fixed seed. Gold: the hidden utility the simulated labeler judges by.`;
   }
 
-  async function begin() {
+  async function begin(snapshot = null) {
     if (begun) return;
     await loadBase();
     before = await client.call('samples', 'base', SAMPLE_TEMPERATURE, 1);
-    await client.call('sftBegin');
-    await store.storage.clearMetrics('sft');
-    begun = true;
     lossChart.clear();
     accChart.clear();
+    if (snapshot) {
+      const { progress: at } = await client.call('resume', 'sft', snapshot);
+      for (const m of await store.storage.metricsOf('sft')) { lossChart.push(m.step, m); accChart.push(m.step, m); }
+      progress.update(at.step, at.total);
+    } else {
+      await client.call('sftBegin');
+      await store.storage.clearMetrics('sft');
+      await store.storage.discardSnapshotsFrom('sft');
+    }
+    begun = true;
     await showSamples();
+  }
+
+  async function finish() {
+    await client.call('sftFinish');
+    const bytes = await client.call('save', 'sft');
+    await store.storage.putCheckpoint('sft', bytes, { stage: 'sft' });
+    store.events.emit('checkpoint-saved', { role: 'sft' });
+    await showSamples();
+  }
+
+  /** After a reload: SFT where its last snapshot left it, with its metric history. */
+  async function resume(snapshot) {
+    await begin(snapshot);
+    const status = await client.call('status');
+    if (status.sft.done) {
+      await finish();
+      setState('done');
+    } else {
+      setState('paused');
+    }
   }
 
   client.on(async (event) => {
@@ -97,16 +124,12 @@ export async function mountSft(root, store) {
       lossChart.push(m.step, m);
       accChart.push(m.step, m);
       progress.update(event.status.sft.step, event.status.sft.total);
-      store.storage.appendMetrics('sft', m).catch(() => {});
       if (m.step % SAMPLE_EVERY === 0) showSamples().catch(() => {});
     } else if (event.event === 'stopped') {
       progress.pause();
       if (event.reason === 'error') store.notify(`SFT stopped: ${event.error.message}`, 'error');
       if (event.reason === 'done') {
-        await client.call('sftFinish');
-        const bytes = await client.call('save', 'sft');
-        await store.storage.putCheckpoint('sft', bytes, { stage: 'sft' });
-        await showSamples();
+        await finish();
         setState('done');
       } else {
         setState('paused');
@@ -133,6 +156,7 @@ export async function mountSft(root, store) {
   pause.addEventListener('click', () => client.pause());
   reset.addEventListener('click', async () => {
     begun = false;
+    store.storage.discardSnapshotsFrom('sft').catch(() => {});
     lossChart.clear();
     accChart.clear();
     samplesBody.replaceChildren();
@@ -150,5 +174,6 @@ export async function mountSft(root, store) {
     pause: () => client.pause(),
     step: () => run(1),
     reset: () => reset.click(),
+    resume,
   };
 }
