@@ -79,7 +79,22 @@ impl ModelConfig {
             + (self.mlp_ratio * d * d + d);
         embeddings + self.n_layers * block + 2 * d
     }
+
+    /// Bytes of the largest single tensor a step over `batch` sequences makes: the MLP's hidden
+    /// activations, the attention scores, the logits, or the optimizer's flat vector of all
+    /// parameters. WebGPU guarantees every adapter at least 128 MiB per storage binding
+    /// (`maxStorageBufferBindingSize`), so a configuration under that runs on any adapter.
+    pub fn largest_tensor_bytes(&self, batch: usize) -> usize {
+        let rows = batch * self.context_length;
+        let hidden = rows * self.mlp_ratio * self.d_model;
+        let scores = batch * self.n_heads * self.context_length * self.context_length;
+        let logits = rows * self.vocab_size;
+        4 * hidden.max(scores).max(logits).max(self.num_params())
+    }
 }
+
+/// WebGPU's guaranteed minimum of `maxStorageBufferBindingSize`, in bytes.
+pub const WEBGPU_MIN_BINDING_BYTES: usize = 128 << 20;
 
 /// Named model sizes. The default, `tiny`, is the 110k-parameter GPT the benchmarks measure: a
 /// training step is milliseconds on a laptop GPU and ~100 ms on the CPU fallback.
@@ -440,6 +455,20 @@ impl LabConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_preset_at_the_largest_batch_fits_any_webgpu_adapter() {
+        // Reward and DPO batches hold two sequences per pair: MAX_BATCH sequences at most. The
+        // evaluation runs in chunks of 64, sampling in one batch of at most 128 pairs × 2.
+        let vocab = crate::task::Tokenizer::new().vocab_size();
+        for preset in Preset::ALL {
+            let bytes = preset.model(vocab).largest_tensor_bytes(MAX_BATCH);
+            assert!(bytes < WEBGPU_MIN_BINDING_BYTES / 4, "{preset:?}: {bytes} bytes");
+        }
+        // And the bound is real: a model far past the presets would not fit.
+        let huge = ModelConfig { vocab_size: 65_536, context_length: 1_024, d_model: 1_024, n_layers: 24, n_heads: 32, mlp_ratio: 8 };
+        assert!(huge.largest_tensor_bytes(MAX_BATCH) > WEBGPU_MIN_BINDING_BYTES);
+    }
 
     #[test]
     fn defaults_are_valid_and_tiny_is_about_110k_parameters() {

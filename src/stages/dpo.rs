@@ -189,11 +189,13 @@ impl DpoTrainer {
         if self.is_done() {
             return Err(LabError::NotReady(format!("all {} DPO steps are done", self.total_steps)));
         }
+        let position = self.batches.clone(); // a failed step rewinds to it: the retry draws the same batch
         let indices = self.batches.next(self.config.batch_size);
         let batch: Vec<&(Completion, Completion)> = indices.iter().map(|&i| &self.train[i]).collect();
         let refs: Vec<(f32, f32)> = indices.iter().map(|&i| self.ref_train[i]).collect();
         let [mut loss, correct, chosen, rejected, logp_chosen, logp_rejected] = self.terms(&self.model, &batch, &refs, &self.train_device);
         if self.poisoned_step == Some(self.step + 1) {
+            self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
@@ -212,7 +214,7 @@ impl DpoTrainer {
         }
         let values = read_scalars(scalars).await?;
         if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "log-prob of chosen", "log-prob of rejected", "gradient norm"], &values[..7]) {
-            (self.model, self.optim) = before;
+            (self.model, self.optim, self.batches) = (before.0, before.1, position);
             self.step -= 1;
             return Err(LabError::NumericalFault { stage: "dpo".into(), step: self.step + 1, quantity: quantity.into() });
         }

@@ -375,6 +375,7 @@ impl PpoTrainer {
             self.config.ent_coef as f32,
         );
         if self.poisoned_update == Some(self.updates + 1) {
+            self.poisoned_update = None; // one fault: the retry is clean
             terms.loss = terms.loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);

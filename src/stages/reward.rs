@@ -216,10 +216,12 @@ impl RewardTrainer {
         if self.is_done() {
             return Err(LabError::NotReady(format!("all {} reward-model steps are done", self.total_steps)));
         }
+        let position = self.batches.clone(); // a failed step rewinds to it: the retry draws the same batch
         let indices = self.batches.next(self.config.batch_size);
         let batch: Vec<&LabeledPair> = indices.iter().map(|&i| &self.train[i]).collect();
         let (mut loss, correct, chosen, rejected, strict, _) = self.batch_terms(&self.model, &batch, &self.train_device);
         if self.poisoned_step == Some(self.step + 1) {
+            self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
@@ -240,7 +242,7 @@ impl RewardTrainer {
         }
         let values = read_scalars(scalars).await?;
         if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "gradient norm"], &values[..5]) {
-            (self.model, self.optim) = before;
+            (self.model, self.optim, self.batches) = (before.0, before.1, position);
             self.step -= 1;
             return Err(LabError::NumericalFault { stage: "reward model".into(), step: self.step + 1, quantity: quantity.into() });
         }

@@ -77,6 +77,29 @@ enum Corpus {
     Stream { rng: Rng },
 }
 
+/// Where a corpus stands: what a failed step rewinds, so the retry draws the same batch.
+enum Position {
+    Batches(Batches),
+    Stream(Rng),
+}
+
+impl Corpus {
+    fn position(&self) -> Position {
+        match self {
+            Corpus::Fixed { batches, .. } => Position::Batches(batches.clone()),
+            Corpus::Stream { rng } => Position::Stream(rng.clone()),
+        }
+    }
+
+    fn rewind(&mut self, position: Position) {
+        match (self, position) {
+            (Corpus::Fixed { batches, .. }, Position::Batches(saved)) => *batches = saved,
+            (Corpus::Stream { rng }, Position::Stream(saved)) => *rng = saved,
+            _ => unreachable!("a position is rewound on the corpus it came from"),
+        }
+    }
+}
+
 /// A sample for a fixed prompt, shown as SFT trains.
 #[derive(Debug, Clone, Serialize)]
 pub struct PromptSample {
@@ -174,6 +197,7 @@ impl SftTrainer {
         if self.is_done() {
             return Err(LabError::NotReady(format!("all {} steps are done", self.total_steps)));
         }
+        let position = self.corpus.position();
         let batch: Vec<Vec<u32>> = match &mut self.corpus {
             Corpus::Fixed { train, batches } => batches.next(self.batch_size).into_iter().map(|i| train[i].clone()).collect(),
             Corpus::Stream { rng } => {
@@ -184,6 +208,7 @@ impl SftTrainer {
         let rows = batch.len();
         let (mut loss, correct, counted) = masked_lm_loss(&self.model, &batch, self.mask, &self.train_device);
         if self.poisoned_step == Some(self.step + 1) {
+            self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
@@ -205,6 +230,7 @@ impl SftTrainer {
         let values = read_scalars(scalars).await?;
         if let Some(quantity) = first_non_finite(&["loss", "correct", "gradient norm"], &values) {
             (self.model, self.optim) = before;
+            self.corpus.rewind(position);
             self.step -= 1;
             return Err(LabError::NumericalFault { stage: "sft".into(), step: self.step + 1, quantity: quantity.into() });
         }
