@@ -33,6 +33,8 @@ export class LabClient {
   /** Loops `lab.step(stage)` `steps` times (null: to the end); events carry `tag`. */
   run(stage, steps = null, tag = null) { return this.send('run', { stage, steps, tag }); }
   pause() { this.worker.postMessage({ cmd: 'pause' }); }
+  /** Test hook: destroys the worker's GPUDevice, as a lost GPU would. */
+  loseDevice() { return this.send('lose-device'); }
   /** Slow motion: milliseconds to wait between steps (0 = full speed). */
   speed(delayMs) { this.worker.postMessage({ cmd: 'speed', args: { delayMs } }); }
   on(listener) { this.listeners.add(listener); return () => this.listeners.delete(listener); }

@@ -167,7 +167,30 @@ async function offerResume(store) {
   store.resumeOffer = finished; // for tests: resolves when the learner has chosen
 }
 
+/** The GPU is gone: say so, and offer to go on on the CPU backend from the last snapshots. */
+function offerCpu(event) {
+  const note = notify(`The GPU device was lost (${event.reason}: ${event.message}). Training stopped; your labels, checkpoints and progress up to the last finished step are saved in this browser. `, 'error');
+  const go = document.createElement('button');
+  go.textContent = 'Continue on the CPU backend';
+  go.className = 'primary';
+  go.addEventListener('click', () => {
+    const store = window.__lab;
+    if (store) {
+      store.backend = 'cpu';
+      store.saveUrl();
+    } else {
+      const params = new URLSearchParams(location.search);
+      params.set('backend', 'cpu');
+      history.replaceState(null, '', `?${params}`);
+    }
+    sessionStorage.setItem(RESUME_FLAG, '1');
+    location.reload();
+  });
+  note.insertBefore(go, note.lastChild);
+}
+
 client.on((event) => {
+  if (event.event === 'device-lost') offerCpu(event);
   if (event.event === 'persist-failed') notify(`Progress of ${event.stage} could not be saved in this browser (${event.error.message}): a reload would lose it.`, 'error');
   if (event.event === 'crashed') notify(`The training worker stopped: ${event.message}. Your labels and checkpoints are stored; reload the page to continue.`, 'error');
 });

@@ -31,6 +31,28 @@ const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'dpo', 'sweep'];
 const RESUMABLE = ['sft', 'reward', 'ppo', 'dpo'];
 
 let running = null; // {stage, paused}
+
+// Device loss: the GPUDevice that burn's runtime requests is kept here, so that its loss is
+// reported to the page (which offers the CPU backend) and, for tests, can be provoked with
+// destroy(). wasm-bindgen looks methods up on the object, so wrapping the prototype sees wgpu's call.
+let gpuDevice = null;
+let deviceLost = null;
+if (self.GPUAdapter?.prototype?.requestDevice) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    gpuDevice = device;
+    device.lost.then((info) => {
+      deviceLost = { reason: info.reason ?? 'unknown', message: info.message || 'no details given' };
+      if (running) running.paused = true;
+      postMessage({ event: 'device-lost', ...deviceLost });
+    });
+    return device;
+  };
+}
+const refuseIfLost = () => {
+  if (deviceLost) throw new Error(`the GPU device was lost (${deviceLost.reason}: ${deviceLost.message}); continue on the CPU backend`);
+};
 // Slow motion: a pause between steps, set by the page's speed control.
 let delayMs = 0;
 
@@ -42,6 +64,7 @@ const yieldToQueue = () => new Promise((resolve) => setTimeout(resolve, delayMs)
 async function runStage(stage, steps, tag) {
   if (!STAGES.includes(stage)) throw new Error(`unknown stage ${stage}`);
   if (running) throw new Error(`${running.stage} is already running`);
+  refuseIfLost();
   const run = { stage, paused: false };
   running = run;
   let reason = 'paused';
@@ -109,8 +132,14 @@ self.onmessage = async ({ data }) => {
         vocabulary: lab.vocabulary(),
         setupMs: performance.now() - started,
       };
+    } else if (cmd === 'lose-device') {
+      // Test hook: what a driver reset or an unplugged GPU does.
+      if (!gpuDevice) throw new Error('there is no GPU device to lose (CPU backend)');
+      gpuDevice.destroy();
+      result = true;
     } else if (cmd === 'call') {
       const { method, params = [] } = args;
+      if (method !== 'validateConfig') refuseIfLost();
       if (method === 'validateConfig') {
         result = Lab.validateConfig(...params);
       } else {
