@@ -92,3 +92,35 @@ test('a lost WebGPU device ends in a message and an offer to go on on the CPU ba
     await server.close();
   }
 });
+
+test('the page lets nothing in that does not belong: CSP without other origins or inline script', { timeout: 300_000 }, async () => {
+  const server = await serve();
+  const browser = await launch();
+  try {
+    const { page, errors } = await openPage(browser, `${server.url}?backend=cpu`);
+    const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+    console.log(`# CSP: ${csp}`);
+    assert.doesNotMatch(csp, /https?:|\*/, 'no other origins');
+    assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'(;|$)/, "scripts only from the page's origin, no 'unsafe-inline'");
+    // An injected inline script and a script from another origin are both blocked.
+    const outcome = await page.evaluate(() => new Promise((resolve) => {
+      const violations = [];
+      document.addEventListener('securitypolicyviolation', (e) => violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+      const inline = document.createElement('script');
+      inline.textContent = 'window.__inlineRan = true;';
+      document.body.append(inline);
+      const remote = document.createElement('script');
+      remote.src = 'https://example.com/x.js';
+      document.body.append(remote);
+      setTimeout(() => resolve({ ran: !!window.__inlineRan, violations }), 500);
+    }));
+    console.log(`# blocked: ${outcome.violations.join(' | ')}`);
+    assert.equal(outcome.ran, false, 'the inline script did not run');
+    assert.ok(outcome.violations.some((v) => v.startsWith('script-src') && v.includes('inline')), outcome.violations.join());
+    assert.ok(outcome.violations.some((v) => v.includes('example.com')), outcome.violations.join());
+    assert.deepEqual(errors.filter((e) => !/Content Security Policy|example\.com/.test(e)), []);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
