@@ -43,11 +43,13 @@ export function mountPipeline(root, store) {
 
   let current = 'sft';
   let runningAll = false;
-  function select(stage) {
+  // `follow`: scroll the stage's panel into view. "Run everything" selects without scrolling: a
+  // panel brought into view is laid out and painted whole, a long task while training runs.
+  function select(stage, follow = true) {
     current = stage;
     for (const [name, { item }] of cards) item.classList.toggle('selected', name === stage);
     selected.textContent = `selected: ${CARDS.find((c) => c.stage === stage).title}`;
-    document.getElementById(stage === 'labels' ? 'labeling' : stage)?.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    if (follow) document.getElementById(stage === 'labels' ? 'labeling' : stage)?.scrollIntoView({ behavior: 'smooth', block: 'start' });
   }
   const controller = () => store.stages.get(current);
 
@@ -69,7 +71,7 @@ export function mountPipeline(root, store) {
         const c = store.stages.get(card.stage);
         if (!c || c.state() === 'done') continue;
         current = card.stage;
-        select(card.stage);
+        select(card.stage, false);
         await c.start();
         if (c.state() !== 'done') break; // paused or stopped: leave the rest for later
       }

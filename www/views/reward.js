@@ -249,6 +249,15 @@ export async function mountReward(root, store) {
     setState(ready() ? 'ready' : 'blocked');
   });
 
+  // r_φ loaded from a checkpoint in the data panel: the stage is done without training here.
+  events.on('checkpoint-loaded', ({ role, from }) => {
+    if (role !== 'reward' || state === 'running') return;
+    clearRun();
+    storage.discardSnapshotsFrom('reward').catch(() => {});
+    planText.textContent = `r_φ loaded from ${from}: the reward model is done without training here. Reset and train to make a new one.`;
+    setState('done');
+  });
+
   events.on('stage-state', async ({ stage, state: s }) => {
     if (stage === 'sft') {
       sftDone = s === 'done';

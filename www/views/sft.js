@@ -51,7 +51,13 @@ export async function mountSft(root, store) {
     events.emit('stage-state', { stage: 'sft', state: value, produced: value === 'done' ? 'π_ref' : null });
   };
 
+  let uploadedBase = null; // a base model loaded from a checkpoint file replaces the shipped one
+
   async function loadBase() {
+    if (uploadedBase) {
+      source.textContent = `Starting from the base model loaded from ${uploadedBase}.`;
+      return;
+    }
     if (store.config.preset === 'tiny') {
       try {
         const response = await fetch(new URL('models/base-tiny.rlhf', document.baseURI));
@@ -163,6 +169,25 @@ export async function mountSft(root, store) {
     progress.update(0, store.config.sft.steps);
     setState('ready');
   });
+  // A checkpoint loaded from the data panel: π_ref (SFT done without training) or a base model.
+  events.on('checkpoint-loaded', ({ role, from }) => {
+    if (state === 'running') return;
+    if (role === 'sft') {
+      begun = false;
+      source.textContent = `π_ref loaded from ${from}: SFT is done without training here. Reset and start to train it again.`;
+      lossChart.clear();
+      accChart.clear();
+      samplesBody.replaceChildren();
+      progress.update(store.config.sft.steps, store.config.sft.steps);
+      store.storage.discardSnapshotsFrom('sft').catch(() => {});
+      setState('done');
+      showSamples().catch(() => {});
+    } else if (role === 'base') {
+      uploadedBase = from;
+      source.textContent = `The next SFT run starts from the base model loaded from ${from}.`;
+    }
+  });
+
   progress.update(0, store.config.sft.steps);
   setState('ready');
 
