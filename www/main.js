@@ -10,6 +10,7 @@ import { mountLabeling } from './views/labeling.js';
 import { mountReward } from './views/reward.js';
 import { mountPpo } from './views/ppo.js';
 import { mountDpo } from './views/dpo.js';
+import { mountCheckpoints } from './views/checkpoints.js';
 import { mountEquations } from './equations.js';
 
 const client = new LabClient();
@@ -69,6 +70,8 @@ async function start() {
     const controller = await mount(app, store);
     store.stages.set(controller.name, controller);
   }
+  // Not a stage: "run everything" iterates store.stages only.
+  store.data = await mountCheckpoints(app, store);
   mountEquations(app);
   await offerResume(store);
   // For the end-to-end tests and the curious: the page's store (same origin only).
