@@ -8,6 +8,20 @@ import 'uplot/dist/uPlot.min.css';
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#4b5563'];
 const REDRAW_MS = 250;
 
+// Charts off screen are not drawn (their data still grows); one coming into view draws then,
+// each after its own small delay, so that many charts never redraw within one task.
+let staggerIndex = 0;
+const visibility = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const chart = entry.target.__chart;
+    if (!chart) continue;
+    chart.visible = entry.isIntersecting;
+    if (chart.visible && chart.dirty && !chart.timer) {
+      chart.timer = setTimeout(() => { chart.timer = null; chart.draw(); }, 16 * (staggerIndex++ % 8));
+    }
+  }
+}, { rootMargin: '200px' });
+
 /** Width of a y axis that fits its widest tick label. */
 function axisSize(u, values, axisIdx, cycleNum) {
   const axis = u.axes[axisIdx];
@@ -75,6 +89,10 @@ export class LineChart {
       ],
     }, [[], ...spec.series.map(() => [])], host);
     this.element = host;
+    this.visible = true;
+    this.stagger = 16 * (staggerIndex++ % 8);
+    host.__chart = this;
+    visibility.observe(host);
     new ResizeObserver(() => {
       const w = Math.max(280, host.clientWidth);
       if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: this.plot.height });
@@ -89,6 +107,8 @@ export class LineChart {
       this.ys[i].push(Number.isFinite(v) ? v : null);
     });
     this.dirty = true;
+    // Read by the end-to-end tests: how many values the chart holds (drawn or not yet).
+    this.element.dataset.points = String(this.points);
     this.maybeDraw();
   }
 
@@ -105,9 +125,9 @@ export class LineChart {
   get points() { return this.ys.reduce((n, ys) => n + ys.filter((v) => v != null).length, 0); }
 
   maybeDraw() {
-    const now = performance.now();
-    if (now - this.lastDraw >= REDRAW_MS) this.draw();
-    else if (!this.timer) this.timer = setTimeout(() => { this.timer = null; this.draw(); }, REDRAW_MS);
+    if (!this.visible || this.timer) return; // drawn when it comes into view
+    const wait = Math.max(0, REDRAW_MS - (performance.now() - this.lastDraw)) + this.stagger;
+    this.timer = setTimeout(() => { this.timer = null; this.draw(); }, wait);
   }
 
   draw() {

@@ -120,7 +120,9 @@ self.onmessage = async ({ data }) => {
   try {
     let result;
     if (cmd === 'init') {
-      await init();
+      const wasm = await init();
+      // For the soak command: the wasm memory's size (it only grows; a leak shows here).
+      self.__wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
       const started = performance.now();
       lab = await Lab.create(args.backend, JSON.stringify(args.config ?? {}));
       result = {

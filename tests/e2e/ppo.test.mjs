@@ -81,7 +81,9 @@ test('PPO runs from its panel; inspector, GAE stepper, clipping view and curves 
     const stored = await page.evaluate(() => window.__lab.storage.metricsOf('ppo'));
     assert.equal(stored.length, 5, 'one rollout and four updates persisted');
 
-    // The rollout inspector: one column per token, a number in every cell of every row.
+    // The rollout inspector: one column per token, a number in every cell of every row. It fills
+    // when it is on screen (off screen it only marks itself stale), so look at it as a person would.
+    await ppo.locator('.rollout-inspector').scrollIntoViewIfNeeded();
     await ppo.locator('.rollout-inspector table tbody tr').first().waitFor();
     const index = Number(await ppo.getByLabel('Completion', { exact: true }).inputValue());
     const record = await page.evaluate((i) => window.__lab.client.call('ppoRecord', i), index);

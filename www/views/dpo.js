@@ -219,6 +219,7 @@ export async function mountDpo(root, store) {
     try {
       await begin();
       const stopped = new Promise((resolve) => { finished = resolve; });
+      progress.pause(); // the rate is measured from this run's first step
       await client.run('dpo', steps);
       await stopped;
     } catch (e) {

@@ -49,7 +49,7 @@ export function mountPipeline(root, store) {
     current = stage;
     for (const [name, { item }] of cards) item.classList.toggle('selected', name === stage);
     selected.textContent = `selected: ${CARDS.find((c) => c.stage === stage).title}`;
-    if (follow) document.getElementById(stage === 'labels' ? 'labeling' : stage)?.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    if (follow) document.getElementById(stage === 'labels' ? 'labeling' : stage)?.scrollIntoView({ block: 'start' });
   }
   const controller = () => store.stages.get(current);
 

@@ -266,6 +266,7 @@ export async function mountPpo(root, store) {
         stopAtIterationEnd = true;
       }
       const done = stopped();
+      progress.pause(); // the rate is measured from this run's first step
       await client.run('ppo', count);
       await done;
     } catch (e) {

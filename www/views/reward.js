@@ -217,6 +217,7 @@ export async function mountReward(root, store) {
     try {
       await begin();
       const stopped = new Promise((resolve) => { finished = resolve; });
+      progress.pause(); // the rate is measured from this run's first step
       await client.run('reward', steps);
       await stopped;
     } catch (e) {

@@ -134,7 +134,16 @@ export function rolloutInspector(store, onRecord = () => {}) {
   // table (and the stepper and clipping view after it) at most every REFRESH_MS, the last one kept.
   let lastRefresh = -Infinity;
   let pending = null;
+  // Off screen, a refresh only marks the table stale: it is rebuilt when it comes into view, so
+  // a run the learner is not watching costs the page nothing here.
+  let visible = true;
+  let stale = false;
+  new IntersectionObserver(([entry]) => {
+    visible = entry.isIntersecting;
+    if (visible && stale) { stale = false; refresh(); }
+  }, { rootMargin: '200px' }).observe(node);
   function refresh() {
+    if (!visible) { stale = true; return; }
     const wait = lastRefresh + REFRESH_MS - performance.now();
     if (wait > 0) {
       pending ??= setTimeout(() => { pending = null; refresh(); }, wait);

@@ -149,6 +149,7 @@ export async function mountSft(root, store) {
     try {
       await begin();
       const stopped = new Promise((resolve) => { finished = resolve; });
+      progress.pause(); // the rate is measured from this run's first step
       await client.run('sft', steps);
       await stopped;
     } catch (e) {
