@@ -83,6 +83,9 @@ test('a shared link, run everything to the end with a pause, save, reload, load'
     // What each stage shows.
     await page.screenshot({ path: path.join(OUT, 'lab-full.png'), fullPage: true });
     for (const id of ['pipeline', 'sft', 'labeling', 'reward', 'ppo', 'dpo']) {
+      // Charts off screen draw when they come into view (within ~150 ms): look, then wait a moment.
+      await page.locator(`#${id}`).scrollIntoViewIfNeeded();
+      await page.waitForTimeout(750);
       await page.locator(`#${id}`).screenshot({ path: path.join(OUT, `lab-${id}.png`) });
     }
     const summary = await page.evaluate(async () => {
