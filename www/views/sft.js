@@ -179,6 +179,7 @@ export async function mountSft(root, store) {
       lossChart.clear();
       accChart.clear();
       samplesBody.replaceChildren();
+      progress.pause(); // no run: no rate
       progress.update(store.config.sft.steps, store.config.sft.steps);
       store.storage.discardSnapshotsFrom('sft').catch(() => {});
       setState('done');
