@@ -1,86 +1,299 @@
-// The soak (a command, not a test): runs the whole pipeline in headless Chromium on the CPU
-// backend, round after round, for --minutes, sampling the worker's wasm memory and the page's JS
-// heap every --sample-every seconds. After warm-up (the first 10 minutes, or the first third of a
-// shorter run) growth must stay under 10%.
+// The soak (a command, not a test): the whole pipeline in headless Chromium on the CPU backend,
+// round after round, for --minutes, with the training worker's wasm memory and the JS heaps of the
+// page and of the worker sampled every --sample-every seconds. After warm-up (the first 10
+// minutes, or the first third of a shorter run) none of the three may grow by more than 10%.
 //
 //   node scripts/soak.mjs [--minutes 60] [--sample-every 60] [--out test-results/soak.json]
+//                         [--query 'ppo.iterations=20&…'] [--keep-labels] [--bound 10]
 //
-// Each round: SFT, the reward model, PPO and DPO reset and run again with short settings (the
-// labels of the first round are kept, as a learner's would be).
-import { writeFile } from 'node:fs/promises';
-import { serve, launch, openPage } from '../tests/e2e/harness.mjs';
+// Needs the built page (dist/: `npx vite build`, or scripts/build.sh for the wasm too).
+//
+// Each round drives the stages' own controllers (`window.__lab.stages`, what "Run everything"
+// calls): reset DPO, PPO, the reward model, the labels (the page's "Delete all labels?" is
+// accepted) and SFT, then start SFT → simulated labels → reward model → PPO → DPO, each to 'done'.
+// The settings are the defaults made short (SHORT below; --query adds or overrides URL settings),
+// so a round takes a few minutes. A round under way at the deadline is finished, so the last
+// sample is taken at a round's end. Ctrl-C stops early (the stage running is paused) and still
+// prints and writes what was measured.
+//
+// What is sampled, each time after a full garbage collection in both isolates (CDP
+// HeapProfiler.collectGarbage), so the heaps are what is retained:
+//   wasm    the worker's WebAssembly.Memory size, through `self.__wasmMemoryBytes()`, which
+//           www/worker.js defines for this command (the module's memory is not reachable from the
+//           worker's global scope otherwise; finding it by prototype with CDP Runtime.queryObjects
+//           crashed the renderer mid-training in Chromium 156). A wasm memory only grows: its size
+//           is the allocator's high-water mark, and a leak in the core shows as growth here;
+//   page    the page's JS heap: CDP Runtime.getHeapUsage on the page (and DOM counters);
+//   worker  the worker's JS heap: CDP Runtime.getHeapUsage on the worker target, reached through
+//           Target.setAutoAttach on the page's CDP session (messages relayed with
+//           Target.sendMessageToTarget: Playwright's CDP sessions cannot address a flat child).
+// The exit status is 1 if any of the three grew by more than the bound after warm-up, if a round
+// stopped short of 'done', or on any page error, console error or error notice in the page.
+import { writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve } from '../tests/e2e/harness.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []));
-const minutes = Number(args.minutes ?? 60);
-const every = Number(args['sample-every'] ?? 60);
-const out = args.out ?? 'test-results/soak.json';
-const QUERY = '?backend=cpu&sft.steps=150&reward.simulated_labels=600&ppo.iterations=15&dpo.epochs=1';
-const MiB = (bytes) => bytes / 2 ** 20;
-
-const server = await serve();
-const browser = await launch(['--enable-precise-memory-info']);
-const errors = [];
-let failed = false;
-try {
-  const { page, errors: pageErrors } = await openPage(browser, `${server.url}${QUERY}`);
-  page.on('dialog', (d) => d.accept());
-  const started = Date.now();
-  const elapsed = () => (Date.now() - started) / 1000;
-  const worker = page.workers()[0];
-  const samples = [];
-  let round = 0;
-
-  async function sample() {
-    const wasm = await worker.evaluate(() => self.__wasmMemoryBytes?.() ?? NaN);
-    const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? NaN);
-    const s = { minute: elapsed() / 60, round, wasm_mib: MiB(wasm), page_heap_mib: MiB(heap) };
-    samples.push(s);
-    console.log(`min ${s.minute.toFixed(1).padStart(5)} · round ${String(round).padStart(3)} · wasm ${s.wasm_mib.toFixed(1)} MiB · page heap ${s.page_heap_mib.toFixed(1)} MiB`);
+// ---- arguments ----
+function parseArgs(argv) {
+  const flags = new Set(['keep-labels', 'help']);
+  const out = {};
+  for (let i = 0; i < argv.length; i += 1) {
+    const a = argv[i];
+    if (!a.startsWith('--')) usage(`unexpected argument "${a}"`);
+    const [key, inline] = a.slice(2).split(/=(.*)/s, 2);
+    if (flags.has(key)) { out[key] = true; continue; }
+    const value = inline ?? argv[++i];
+    if (value == null) usage(`--${key} needs a value`);
+    out[key] = value;
   }
-  await sample();
-  const sampler = setInterval(() => { sample().catch((e) => errors.push(`sample: ${e.message}`)); }, every * 1000);
-
-  while (elapsed() < minutes * 60) {
-    round += 1;
-    const roundStart = elapsed();
-    const result = await page.evaluate(async () => {
-      const stages = window.__lab.stages;
-      for (const name of ['dpo', 'ppo', 'reward', 'sft']) await stages.get(name).reset();
-      const done = [];
-      for (const name of ['sft', 'labels', 'reward', 'ppo', 'dpo']) {
-        const stage = stages.get(name);
-        if (stage.state() !== 'done') await stage.start();
-        if (stage.state() !== 'done') return { done, stopped: `${name} ${stage.state()}` };
-        done.push(name);
-      }
-      return { done };
-    });
-    console.log(`round ${round}: ${result.done.join(' → ')}${result.stopped ? ` · stopped at ${result.stopped}` : ''} in ${(elapsed() - roundStart).toFixed(0)} s`);
-    if (result.stopped) { errors.push(`round ${round} stopped at ${result.stopped}`); break; }
-  }
-  clearInterval(sampler);
-  await sample();
-  errors.push(...pageErrors);
-
-  const warm = minutes >= 30 ? 10 : minutes / 3;
-  const after = samples.find((s) => s.minute >= warm) ?? samples.at(-1);
-  const [first, last] = [samples[0], samples.at(-1)];
-  console.log(`\nsummary over ${last.minute.toFixed(1)} min, ${round} rounds (warm-up: first ${warm.toFixed(1)} min)`);
-  const summary = {};
-  for (const key of ['wasm_mib', 'page_heap_mib']) {
-    const growth = (100 * (last[key] - after[key])) / after[key];
-    const pass = Number.isFinite(growth) && growth < 10;
-    failed ||= !pass;
-    summary[key] = { start: first[key], after_warm_up: after[key], end: last[key], growth_percent: growth, pass };
-    console.log(`${key.padEnd(14)} start ${first[key].toFixed(1)} · after warm-up ${after[key].toFixed(1)} · end ${last[key].toFixed(1)} MiB · growth ${growth.toFixed(1)}% ${pass ? 'PASS' : 'FAIL'} (< 10%)`);
-  }
-  await writeFile(out, JSON.stringify({ minutes, every, rounds: round, samples, summary, errors }, null, 1));
-  console.log(`samples written to ${out}`);
-} catch (e) {
-  errors.push(e.message);
-} finally {
-  await browser.close();
-  await server.close();
+  return out;
 }
-if (errors.length) console.log(`errors:\n${errors.join('\n')}`);
-process.exit(failed || errors.length ? 1 : 0);
+function usage(problem) {
+  if (problem) console.error(`soak: ${problem}`);
+  console.error('usage: node scripts/soak.mjs [--minutes 60] [--sample-every 60] [--out test-results/soak.json] [--query "k=v&…"] [--keep-labels] [--bound 10]');
+  process.exit(problem ? 2 : 0);
+}
+const args = parseArgs(process.argv.slice(2));
+if (args.help) usage();
+const known = ['minutes', 'sample-every', 'out', 'query', 'keep-labels', 'bound'];
+for (const k of Object.keys(args)) if (!known.includes(k) && k !== 'help') usage(`unknown option --${k}`);
+const positive = (name, fallback) => {
+  const v = Number(args[name] ?? fallback);
+  if (!(v > 0)) usage(`--${name} must be a positive number (got "${args[name]}")`);
+  return v;
+};
+const minutes = positive('minutes', 60);
+const every = positive('sample-every', 60);
+const bound = positive('bound', 10);
+const out = path.resolve(args.out ?? 'test-results/soak.json');
+const keepLabels = !!args['keep-labels'];
+const warmUp = Math.min(10, minutes / 3); // minutes
+
+// The defaults, made short: a round of a few minutes on the CPU backend.
+const SHORT = { 'sft.steps': 100, 'reward.simulated_labels': 256, 'reward.epochs': 1, 'ppo.iterations': 8, 'dpo.epochs': 1 };
+const query = new URLSearchParams({ backend: 'cpu', ...SHORT });
+for (const [k, v] of new URLSearchParams(args.query ?? '')) query.set(k, v);
+
+const STAGES = ['sft', 'labels', 'reward', 'ppo', 'dpo'];
+const PANEL = { sft: 'sft', labels: 'labeling', reward: 'reward', ppo: 'ppo', dpo: 'dpo' };
+// One number per stage that says it learned something (the last value the stage reported).
+const HEADLINE = { sft: 'loss/held_out', reward: 'rm/held_out_accuracy', ppo: 'objective/scores', dpo: 'dpo/held_out_accuracy' };
+const MiB = (bytes) => (bytes == null ? null : bytes / 2 ** 20);
+const fmt = (v, digits = 1) => (v == null || !Number.isFinite(v) ? 'n/a' : v.toFixed(digits));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- the run ----
+const server = await serve();
+// The e2e harness's Chromium, but Ctrl-C is this script's to handle (Playwright would close it).
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  handleSIGINT: false,
+});
+const errors = []; // {minute, where, message}
+const samples = [];
+const rounds = [];
+let started = Date.now();
+const minute = () => (Date.now() - started) / 60_000;
+let round = 0;
+let interrupted = false;
+let page = null;
+
+process.on('SIGINT', () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  console.log('\ninterrupted: pausing the running stage, then the summary (Ctrl-C again to quit at once)');
+  page?.evaluate(() => { for (const stage of window.__lab.stages.values()) stage.pause(); }).catch((e) => console.log(`could not pause: ${e.message}`));
+});
+
+let result = { pass: false };
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  const error = (where, message) => {
+    errors.push({ minute: minute(), round, where, message });
+    console.log(`  ! ${where}: ${message}`);
+  };
+  page.on('pageerror', (e) => error('pageerror', e.message));
+  page.on('console', (m) => { if (m.type() === 'error') error(m.worker() ? 'worker console' : 'console', m.text()); });
+  page.on('crash', () => error('crash', 'the page crashed'));
+  page.on('dialog', (d) => d.accept()); // "Delete all N labels?" when the labels are reset
+
+  const url = `${server.url}?${query}`;
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+  const backend = await page.evaluate(() => window.__lab.backendInfo);
+  if (backend.backend !== 'cpu') throw new Error(`the page runs on ${backend.backend}, not the CPU backend`);
+  const chromiumVersion = browser.version();
+  console.log(`soak: ${minutes} min, a sample every ${every} s, warm-up ${fmt(warmUp)} min, bound ${bound}% · Chromium ${chromiumVersion} · ${backend.adapter}`);
+  console.log(`page: ${url}`);
+
+  // ---- the worker: Playwright's handle (wasm memory) and a CDP session on its target (heap) ----
+  const trainingWorker = () => page.workers().find((w) => /worker[^/]*\.js/.test(w.url()) && !/bench/.test(w.url()));
+  if (!trainingWorker()) throw new Error(`no training worker (workers: ${page.workers().map((w) => w.url()).join(', ') || 'none'})`);
+  const cdp = await context.newCDPSession(page);
+  const workerTargets = new Map(); // sessionId -> url
+  const pending = new Map(); // message id -> {resolve, reject}
+  let nextId = 1;
+  cdp.on('Target.attachedToTarget', ({ sessionId, targetInfo }) => { if (targetInfo.type === 'worker') workerTargets.set(sessionId, targetInfo.url); });
+  cdp.on('Target.detachedFromTarget', ({ sessionId }) => workerTargets.delete(sessionId));
+  cdp.on('Target.receivedMessageFromTarget', ({ message }) => {
+    const m = JSON.parse(message);
+    const waiter = pending.get(m.id);
+    if (!waiter) return;
+    pending.delete(m.id);
+    if (m.error) waiter.reject(new Error(m.error.message)); else waiter.resolve(m.result);
+  });
+  await cdp.send('Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
+  for (let i = 0; i < 50 && !workerTargets.size; i += 1) await sleep(100);
+  function workerSend(method, params = {}) {
+    const url = trainingWorker()?.url();
+    const sessionId = [...workerTargets].find(([, u]) => u === url)?.[0] ?? [...workerTargets.keys()][0];
+    if (!sessionId) return Promise.reject(new Error('no CDP session on the worker'));
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { pending.delete(id); reject(new Error(`${method} on the worker: no answer in 60 s`)); }, 60_000);
+      pending.set(id, { resolve: (r) => { clearTimeout(timer); resolve(r); }, reject: (e) => { clearTimeout(timer); reject(e); } });
+      cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) }).catch((e) => { pending.delete(id); clearTimeout(timer); reject(e); });
+    });
+  }
+
+  // ---- sampling ----
+  let sampling = Promise.resolve();
+  function sample(kind) {
+    sampling = sampling.then(async () => {
+      try {
+        await Promise.all([cdp.send('HeapProfiler.collectGarbage'), workerSend('HeapProfiler.collectGarbage')]);
+        const [wasm, pageHeap, workerHeap, dom] = await Promise.all([
+          trainingWorker().evaluate(() => self.__wasmMemoryBytes?.() ?? null),
+          cdp.send('Runtime.getHeapUsage'),
+          workerSend('Runtime.getHeapUsage'),
+          cdp.send('Memory.getDOMCounters').catch(() => null),
+        ]);
+        const s = {
+          kind, minute: minute(), round, wasm_mib: MiB(wasm), page_heap_mib: MiB(pageHeap.usedSize), worker_heap_mib: MiB(workerHeap.usedSize),
+          page_heap: pageHeap, worker_heap: workerHeap, dom,
+        };
+        samples.push(s);
+        console.log(`min ${fmt(s.minute).padStart(5)} · round ${String(round).padStart(3)} · wasm ${fmt(s.wasm_mib)} MiB · page heap ${fmt(s.page_heap_mib, 2)} MiB · worker heap ${fmt(s.worker_heap_mib, 2)} MiB${dom ? ` · ${dom.nodes} DOM nodes, ${dom.jsEventListeners} listeners` : ''}${kind === 'timer' ? '' : ` (${kind})`}`);
+      } catch (e) {
+        error('sample', e.message);
+      }
+    });
+    return sampling;
+  }
+
+  // Counts the steps each stage reports and keeps each metric's last value (for the round lines).
+  await page.evaluate(() => {
+    window.__soak = { steps: {}, last: {} };
+    window.__lab.client.on((e) => {
+      if (e.event !== 'step' || e.tag) return;
+      window.__soak.steps[e.stage] = (window.__soak.steps[e.stage] ?? 0) + 1;
+      Object.assign(window.__soak.last[e.stage] ??= {}, e.metrics);
+    });
+  });
+
+  started = Date.now();
+  await sample('start');
+  let stopSampler = false;
+  const sampler = (async () => {
+    for (let k = 1; ; k += 1) {
+      const due = started + k * every * 1000;
+      while (!stopSampler && Date.now() < due) await sleep(Math.min(500, due - Date.now()));
+      if (stopSampler) return;
+      await sample('timer');
+    }
+  })();
+
+  // ---- rounds ----
+  while (minute() < minutes && !interrupted) {
+    round += 1;
+    const roundStart = Date.now();
+    const record = { round, minute: minute(), stages: [] };
+    rounds.push(record);
+    const reset = await page.evaluate(async (keep) => {
+      const { stages } = window.__lab;
+      for (const name of ['dpo', 'ppo', 'reward', ...(keep ? [] : ['labels']), 'sft']) await stages.get(name).reset();
+      window.__soak.steps = {};
+      window.__soak.last = {};
+      return Object.fromEntries([...stages].map(([name, s]) => [name, s.state()]));
+    }, keepLabels);
+    const notReset = Object.entries(reset).filter(([name, s]) => s === 'done' && !(keepLabels && name === 'labels'));
+    if (notReset.length) error('reset', `still done after reset: ${notReset.map(([n]) => n).join(', ')}`);
+
+    let stopped = null;
+    for (const name of STAGES) {
+      if (interrupted) { stopped = `interrupted before ${name}`; break; }
+      const r = await page.evaluate(async ({ name, panel }) => {
+        const lab = window.__lab;
+        const stage = lab.stages.get(name);
+        // A stage unblocks on the state its inputs announce (some after an IndexedDB count).
+        for (let t = 0; stage.state() === 'blocked' && t < 300; t += 1) await new Promise((r) => setTimeout(r, 100));
+        const before = stage.state();
+        const t0 = performance.now();
+        await stage.start();
+        const notices = [...document.querySelectorAll('#notices .notice.error')].map((n) => { const text = n.firstChild?.textContent ?? n.textContent; n.remove(); return text; });
+        return {
+          name, before, after: stage.state(), seconds: (performance.now() - t0) / 1000,
+          steps: window.__soak.steps[name] ?? 0, progress: document.querySelector(`#${panel} .progress span`)?.textContent ?? '',
+          last: window.__soak.last[name] ?? {}, labels: name === 'labels' ? await lab.storage.countLabels() : undefined, notices,
+        };
+      }, { name, panel: PANEL[name] });
+      for (const n of r.notices) error('notice', n);
+      const headline = HEADLINE[name] && r.last[HEADLINE[name]] != null ? ` · ${HEADLINE[name]} ${fmt(r.last[HEADLINE[name]], 3)}` : '';
+      const what = name === 'labels' ? `${r.labels} labels` : `${r.steps} steps`;
+      console.log(`  round ${round} · ${name.padEnd(6)} ${r.after === 'done' ? 'done' : r.after} in ${fmt(r.seconds)} s · ${what} · ${r.progress}${headline}`);
+      record.stages.push({ name: r.name, state_before: r.before, state: r.after, seconds: r.seconds, steps: r.steps, labels: r.labels, progress: r.progress, headline: HEADLINE[name] ? { [HEADLINE[name]]: r.last[HEADLINE[name]] ?? null } : undefined });
+      if (r.after !== 'done') { stopped = `${name} ${r.after} (was ${r.before})`; break; }
+    }
+    record.seconds = (Date.now() - roundStart) / 1000;
+    if (stopped) {
+      record.stopped = stopped;
+      if (!interrupted) error('round', `round ${round} stopped at ${stopped}`);
+      break;
+    }
+    console.log(`round ${round}: ${STAGES.join(' → ')} in ${fmt(record.seconds, 0)} s`);
+    if (minute() < minutes && !interrupted) await sample('round end');
+  }
+  stopSampler = true;
+  await sampler;
+  await sample('end');
+
+  // ---- summary ----
+  const after = samples.find((s) => s.minute >= warmUp) ?? samples.at(-1);
+  const [first, last] = [samples[0], samples.at(-1)];
+  console.log(`\nsummary: ${fmt(last.minute)} min, ${rounds.filter((r) => !r.stopped).length} full round(s), ${samples.length} samples · warm-up: the first ${fmt(warmUp)} min (baseline: the sample at minute ${fmt(after.minute)})`);
+  if (after === last) console.log('  (too short to judge growth: no sample after warm-up before the last)');
+  const summary = {};
+  let pass = true;
+  for (const [key, label] of [['wasm_mib', 'wasm memory'], ['page_heap_mib', 'page JS heap'], ['worker_heap_mib', 'worker JS heap']]) {
+    const growth = (100 * (last[key] - after[key])) / after[key];
+    const ok = Number.isFinite(growth) && growth <= bound;
+    pass &&= ok;
+    summary[key] = { start: first[key], after_warm_up: after[key], end: last[key], growth_percent: Number.isFinite(growth) ? growth : null, pass: ok };
+    console.log(`  ${label.padEnd(15)} start ${fmt(first[key], 2).padStart(7)} · after warm-up ${fmt(after[key], 2).padStart(7)} · end ${fmt(last[key], 2).padStart(7)} MiB · growth ${fmt(growth)}% ${ok ? 'PASS' : 'FAIL'} (bound ${bound}%)${first[key] == null ? ' — not measured: www/worker.js defines no self.__wasmMemoryBytes' : ''}`);
+  }
+  const nodes = (s) => s.dom?.nodes ?? null;
+  summary.dom_nodes = { start: nodes(first), after_warm_up: nodes(after), end: nodes(last), judged: false };
+  console.log(`  ${'DOM nodes'.padEnd(15)} start ${String(nodes(first)).padStart(7)} · after warm-up ${String(nodes(after)).padStart(7)} · end ${String(nodes(last)).padStart(7)}      (not judged)`);
+  if (errors.length) console.log(`  ${errors.length} error${errors.length === 1 ? '' : 's'} (page errors, console errors, error notices or stopped rounds): FAIL`);
+  if (interrupted) console.log('  interrupted: FAIL');
+  pass &&= !errors.length && !interrupted;
+  console.log(pass ? 'PASS' : 'FAIL');
+  result = {
+    pass, interrupted, minutes, sample_every_s: every, warm_up_minutes: warmUp, bound_percent: bound, url, chromium: chromiumVersion, backend,
+    keep_labels: keepLabels, started: new Date(started).toISOString(), summary, rounds, samples, errors,
+  };
+} catch (e) {
+  errors.push({ minute: minute(), round, where: 'soak', message: e.stack ?? e.message });
+  console.error(`soak: ${e.stack ?? e.message}`);
+  result = { pass: false, minutes, sample_every_s: every, url: `?${query}`, rounds, samples, errors };
+} finally {
+  await browser.close().catch(() => {});
+  await server.close().catch(() => {});
+}
+await mkdir(path.dirname(out), { recursive: true });
+await writeFile(out, `${JSON.stringify(result, null, 1)}\n`);
+console.log(`written: ${path.relative(process.cwd(), out) || out}`);
+process.exit(result.pass ? 0 : 1);
