@@ -86,6 +86,14 @@ test('a shared link, run everything to the end with a pause, save, reload, load'
       // Charts off screen draw when they come into view (within ~150 ms): look, then wait a moment.
       await page.locator(`#${id}`).scrollIntoViewIfNeeded();
       await page.waitForTimeout(750);
+      // The rollout inspector (and the stepper and clipping view it feeds) rebuilds only when on
+      // screen: scroll to it as a reader would before the panel's screenshot.
+      const inspector = page.locator(`#${id} .rollout-inspector`);
+      if (await inspector.count()) {
+        await inspector.scrollIntoViewIfNeeded();
+        await page.locator(`#${id} .rollout-inspector table tbody tr`).first().waitFor({ timeout: 30_000 });
+        await page.waitForTimeout(750);
+      }
       await page.locator(`#${id}`).screenshot({ path: path.join(OUT, `lab-${id}.png`) });
     }
     const summary = await page.evaluate(async () => {
