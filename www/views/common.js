@@ -128,3 +128,14 @@ export function whenPageReady(fn) {
   const check = () => (document.body.dataset.ready === 'true' ? fn() : setTimeout(check, 50));
   setTimeout(check, 0);
 }
+
+/**
+ * After a reload: begins a stage from its snapshot (`begin(snapshot)` returns the progress the
+ * core resumed at), then finishes it if the snapshot was taken at its end, or leaves it paused.
+ */
+export async function resumeStage(snapshot, { begin, finish, setState, notify, title }) {
+  const at = await begin(snapshot);
+  if (!at?.done) { setState('paused'); return; }
+  try { await finish(); } catch (e) { notify(`${title} finished, but ${e.message}`, 'error'); }
+  setState('done');
+}

@@ -3,7 +3,7 @@
 // charts (with the reward model's held-out accuracy on the same pairs as a guide), and a token-by-
 // token pair inspector. At the end π_dpo is saved and measured on the PPO-vs-DPO frontier below.
 import './dpo.css';
-import { el, settingsForm, progressBar, chartBox } from './common.js';
+import { resumeStage, el, settingsForm, progressBar, chartBox } from './common.js';
 import { LineChart } from '../charts.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
@@ -156,6 +156,7 @@ export async function mountDpo(root, store) {
     inspector.refresh();
     showSurprise();
     await showRm();
+    return at;
   }
 
   async function finish() {
@@ -170,17 +171,8 @@ export async function mountDpo(root, store) {
     });
   }
 
-  /** After a reload: DPO where its last snapshot left it, with its history. */
-  async function resume(snapshot) {
-    await begin(snapshot);
-    const status = await client.call('status');
-    if (status.dpo.done) {
-      try { await finish(); } catch (e) { store.notify(`DPO finished, but ${e.message}`, 'error'); }
-      setState('done');
-    } else {
-      setState('paused');
-    }
-  }
+  /** After a reload: the stage where its last snapshot left it, with its metric history. */
+  const resume = (snapshot) => resumeStage(snapshot, { begin, finish, setState, notify: store.notify, title: 'DPO' });
 
   let lastInspect = 0;
   client.on(async (event) => {

@@ -3,7 +3,7 @@
 // the rollout inspector, the GAE stepper, the clipping view, and π_θ's samples beside π_ref's.
 // At the end π_θ is saved and the stage announces itself done.
 import './ppo.css';
-import { el, settingsForm, progressBar } from './common.js';
+import { resumeStage, el, settingsForm, progressBar } from './common.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
 import { ppoCurves } from './ppo-curves.js';
@@ -180,19 +180,11 @@ export async function mountPpo(root, store) {
     progress.update(at?.step ?? 0, plan.iterations);
     refSamples = await client.call('samples', 'sft', SAMPLE_TEMPERATURE, SAMPLE_SEED);
     await showSamples();
+    return at;
   }
 
-  /** After a reload: PPO where its last snapshot left it (mid-iteration included). */
-  async function resume(snapshot) {
-    await begin(snapshot);
-    const status = await client.call('status');
-    if (status.ppo.done) {
-      try { await finish(); } catch (e) { store.notify(`PPO finished, but ${e.message}`, 'error'); }
-      setState('done');
-    } else {
-      setState('paused');
-    }
-  }
+  /** After a reload: the stage where its last snapshot left it, with its metric history. */
+  const resume = (snapshot) => resumeStage(snapshot, { begin, finish, setState, notify: store.notify, title: 'PPO' });
 
 
   /** A run begun outside the panel (ppoBegin and an untagged run from the console or a test). */

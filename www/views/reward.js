@@ -3,7 +3,7 @@
 // rewards / gold-correlation charts, a scatter of the held-out pairs and a pair inspector. At the
 // end r_φ is frozen (scores shifted to zero mean) and saved as a checkpoint.
 import './reward.css';
-import { el, progressBar, chartBox, settingsFor, whenPageReady } from './common.js';
+import { resumeStage, el, progressBar, chartBox, settingsFor, whenPageReady } from './common.js';
 import { LineChart } from '../charts.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
@@ -155,19 +155,11 @@ export async function mountReward(root, store) {
     progress.update(at?.step ?? 0, plan.steps);
     showCeiling();
     await inspect();
+    return at;
   }
 
-  /** After a reload: the reward model where its last snapshot left it, with its history. */
-  async function resume(snapshot) {
-    await begin(snapshot);
-    const status = await client.call('status');
-    if (status.reward.done) {
-      await finish();
-      setState('done');
-    } else {
-      setState('paused');
-    }
-  }
+  /** After a reload: the stage where its last snapshot left it, with its metric history. */
+  const resume = (snapshot) => resumeStage(snapshot, { begin, finish, setState, notify: store.notify, title: 'The reward model' });
 
   async function finish() {
     await inspect();

@@ -1,6 +1,6 @@
 // Stage 1 panel: supervised fine-tuning, with its settings, controls, progress, loss curves and
 // samples for fixed prompts that show how completions change.
-import { el, settingsForm, progressBar, chartBox } from './common.js';
+import { resumeStage, el, settingsForm, progressBar, chartBox } from './common.js';
 import { LineChart } from '../charts.js';
 
 const SAMPLE_TEMPERATURE = 0.7;
@@ -90,8 +90,9 @@ export async function mountSft(root, store) {
     before = await client.call('samples', 'base', SAMPLE_TEMPERATURE, 1);
     lossChart.clear();
     accChart.clear();
+    let at = null;
     if (snapshot) {
-      const { progress: at } = await client.call('resume', 'sft', snapshot);
+      ({ progress: at } = await client.call('resume', 'sft', snapshot));
       for (const m of await store.storage.metricsOf('sft')) { lossChart.push(m.step, m); accChart.push(m.step, m); }
       progress.update(at.step, at.total);
     } else {
@@ -101,6 +102,7 @@ export async function mountSft(root, store) {
     }
     begun = true;
     await showSamples();
+    return at;
   }
 
   async function finish() {
@@ -111,17 +113,8 @@ export async function mountSft(root, store) {
     await showSamples();
   }
 
-  /** After a reload: SFT where its last snapshot left it, with its metric history. */
-  async function resume(snapshot) {
-    await begin(snapshot);
-    const status = await client.call('status');
-    if (status.sft.done) {
-      await finish();
-      setState('done');
-    } else {
-      setState('paused');
-    }
-  }
+  /** After a reload: the stage where its last snapshot left it, with its metric history. */
+  const resume = (snapshot) => resumeStage(snapshot, { begin, finish, setState, notify: store.notify, title: 'SFT' });
 
   client.on(async (event) => {
     if (event.stage !== 'sft' || event.tag) return;
