@@ -3,7 +3,9 @@
 // held-out accuracy against the labeler's agreement ceiling on 2,000 simulated labels, PPO's RM
 // score, gold utility and KL (default β, then β = 0), DPO's implicit-reward accuracy and the
 // frontier points. Each with its wall time. Not a test: a command whose output goes in the notes.
-//   node scripts/experiments.mjs [--backend cpu|webgpu] [--only sft,reward,ppo,dpo] > experiments.jsonl
+//   node scripts/experiments.mjs [--backend cpu|webgpu] [--only ppo,dpo] [--query 'seed=2&…'] > experiments.jsonl
+// --only picks the later stages to run (ppo, dpo); SFT and the reward model always run, being
+// their inputs. --query adds URL settings (the seed, any stage setting).
 import { serve, launch, openPage } from '../tests/e2e/harness.mjs';
 
 const arg = (name, fallback) => {
@@ -12,6 +14,7 @@ const arg = (name, fallback) => {
 };
 const backend = arg('--backend', 'cpu');
 const extra = arg('--query', '');
+const only = new Set(arg('--only', 'sft,reward,ppo,dpo').split(','));
 const log = (record) => console.log(JSON.stringify(record));
 
 const server = await serve();
@@ -19,7 +22,7 @@ const browser = await launch();
 try {
   const { page } = await openPage(browser, `${server.url}?backend=${backend}${extra ? `&${extra}` : ''}`);
   page.setDefaultTimeout(0);
-  const result = await page.evaluate(async () => {
+  const result = await page.evaluate(async (only) => {
     const lab = window.__lab;
     const { client } = lab;
     const out = [];
@@ -65,9 +68,10 @@ try {
     await client.call('rewardFinish');
     out.push({ stage: 'reward', label_seconds: labelSeconds, seconds: (now() - t) / 1000, labels: labels.length, plan, held_out_accuracy: last(rm, 'rm/held_out_accuracy'), ceiling: plan.ceiling, gold_correlation: last(rm, 'rm/gold_correlation'), held_out_loss: last(rm, 'rm/held_out_loss') });
 
+    if (!only.includes('ppo') && !only.includes('dpo')) return out;
     // Stage 3: PPO at the default β, then at β = 0.
     const reference = await client.call('evaluate', 'sft', 256, 99);
-    for (const beta of [lab.config.ppo.kl_coef, 0]) {
+    for (const beta of only.includes('ppo') ? [lab.config.ppo.kl_coef, 0] : []) {
       const config = structuredClone(lab.config);
       config.ppo.kl_coef = beta;
       if (beta === 0) config.ppo.iterations *= 2;
@@ -84,6 +88,7 @@ try {
     }
     await client.call('setConfig', JSON.stringify(lab.config));
 
+    if (!only.includes('dpo')) return out;
     // DPO on the same labels, beside the reward model on the same held-out pairs.
     t = now();
     const dpoPlan = await client.call('dpoBegin', jsonl);
@@ -92,7 +97,7 @@ try {
     const dpoEvaluation = await client.call('evaluate', 'dpo', 256, 99);
     out.push({ stage: 'dpo', seconds: dpoSeconds, plan: dpoPlan, held_out_accuracy: last(dpo, 'dpo/held_out_accuracy'), rm_held_out_accuracy: last(rm, 'rm/held_out_accuracy'), policy: dpoEvaluation, logps_chosen: [first(dpo, 'logps/chosen'), last(dpo, 'logps/chosen')], logps_rejected: [first(dpo, 'logps/rejected'), last(dpo, 'logps/rejected')], margins: [first(dpo, 'rewards/margins'), last(dpo, 'rewards/margins')] });
     return out;
-  });
+  }, [...only]);
   for (const record of result) log({ backend, ...record });
 } finally {
   await browser.close();

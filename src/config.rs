@@ -233,9 +233,13 @@ pub struct RewardConfig {
 impl Default for RewardConfig {
     fn default() -> Self {
         Self {
-            learning_rate: 3e-4,
+            // 1e-3 for 4 epochs, not 3e-4 for 2: on 2,000 simulated labels (tiny preset, seeds
+            // 1–3) held-out accuracy rose from 0.725/0.790/0.740 to 0.800/0.830/0.740 and the
+            // correlation with gold from ~0.73 to ~0.82. The model underfits (train accuracy
+            // stays under the ceiling), so more optimization helps; 8 epochs did not.
+            learning_rate: 1e-3,
             batch_size: 16,
-            epochs: 2,
+            epochs: 4,
             simulated_labels: 2_000,
             labeler_temperature: 0.5,
             sample_temperature: 1.0,

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod heap;
 pub mod labels;
 pub mod metrics;
 pub mod math;

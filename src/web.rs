@@ -309,3 +309,10 @@ pub async fn benchmark(backend: String, presets: String, plan: String) -> Result
     }
     to_js(&serde_json::json!({"backend": info, "rows": rows}))
 }
+
+/// The core's heap: `{live_bytes, peak_bytes}` from the counting allocator (`heap.rs`). The soak
+/// command reads it beside the wasm memory's size, which only grows.
+#[wasm_bindgen(js_name = heapUsage)]
+pub fn heap_usage() -> Result<JsValue, JsValue> {
+    to_js(&crate::heap::usage())
+}

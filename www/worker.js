@@ -11,7 +11,7 @@
 //                            {event: 'stopped', stage, tag, reason, error?}
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
 // events that are not theirs.
-import init, { Lab } from './pkg/rlhf_lab.js';
+import init, { Lab, heapUsage } from './pkg/rlhf_lab.js';
 import { recordStep } from './storage.js';
 
 let lab = null;
@@ -123,6 +123,8 @@ self.onmessage = async ({ data }) => {
       const wasm = await init();
       // For the soak command: the wasm memory's size (it only grows; a leak shows here).
       self.__wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
+      // …and the bytes the core's allocator holds now (src/heap.rs): what a leak would raise.
+      self.__wasmHeapLiveBytes = () => heapUsage().live_bytes;
       const started = performance.now();
       lab = await Lab.create(args.backend, JSON.stringify(args.config ?? {}));
       result = {
