@@ -22,5 +22,15 @@ for (const r of rows) {
 }
 const widths = header.map((_, i) => Math.max(...lines.map((l) => String(l[i]).length)));
 for (const l of lines) console.log(l.map((c, i) => String(c).padStart(widths[i])).join('  '));
+// cubecl's kernel names are full Rust paths with generics: keep the last segment of each path.
+function shortKernel(name) {
+  const short = name.replace(/(?:[A-Za-z_][A-Za-z0-9_]*::)+/g, '');
+  return short.length > 100 ? `${short.slice(0, 97)}…` : short;
+}
+// Where a training step's dispatches go (cubecl's kernel names, launches per step).
+for (const r of rows.filter((r) => r.step_kernels?.length)) {
+  console.log(`\n${r.preset} · ${r.backend}: the most launched kernels of a training step (of ${fmt(r.dispatches_per_step, 0)})`);
+  for (const [kernel, n] of r.step_kernels) console.log(`  ${fmt(n, 0).padStart(5)}  ${shortKernel(kernel)}`);
+}
 writeFileSync(output, JSON.stringify({ measured: new Date().toISOString(), rows }, null, 2));
 console.error(`wrote ${output}`);

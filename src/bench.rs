@@ -38,14 +38,21 @@ mod dispatches {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
     use burn::cubecl::logging::{LaunchObservation, LaunchObserver};
 
+    /// Launches in total and by kernel name (what to fuse or remove next).
     #[derive(Default)]
-    struct Count(AtomicUsize);
+    struct Count(AtomicUsize, Mutex<HashMap<&'static str, usize>>);
 
     impl LaunchObserver for Count {
-        fn launched(&self, _kernel: &'static str) {
+        fn launched(&self, kernel: &'static str) {
             self.0.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut by_name) = self.1.lock() {
+                *by_name.entry(kernel).or_default() += 1;
+            }
         }
     }
 
@@ -64,6 +71,15 @@ mod dispatches {
         pub fn count(&self) -> usize {
             self.count.0.load(Ordering::Relaxed)
         }
+
+        /// The `limit` most launched kernels, most first.
+        pub fn by_kernel(&self, limit: usize) -> Vec<(String, usize)> {
+            let by_name = self.count.1.lock().map(|m| m.clone()).unwrap_or_default();
+            let mut rows: Vec<(String, usize)> = by_name.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+            rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            rows.truncate(limit);
+            rows
+        }
     }
 }
 
@@ -79,6 +95,10 @@ mod dispatches {
 
         pub fn count(&self) -> usize {
             0
+        }
+
+        pub fn by_kernel(&self, _limit: usize) -> Vec<(String, usize)> {
+            Vec::new()
         }
     }
 }
@@ -100,6 +120,8 @@ pub struct BenchRow {
     /// GPU queue submissions per training step and per generated token (WebGPU in the page).
     pub submissions_per_step: f64,
     pub submissions_per_token: f64,
+    /// The most launched kernels of a training step: (cubecl's kernel name, launches per step).
+    pub step_kernels: Vec<(String, f64)>,
     pub train_steps: usize,
     pub generated_tokens: usize,
     pub ppo_iterations: usize,
@@ -151,6 +173,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
     let train_step_ms = (now_ms() - started) / plan.train_steps as f64;
     let submissions_per_step = (submissions() - submissions_before) as f64 / plan.train_steps as f64;
     let dispatches_per_step = counter.count() as f64 / plan.train_steps as f64;
+    let step_kernels = counter.by_kernel(12).into_iter().map(|(k, n)| (k, n as f64 / plan.train_steps as f64)).collect();
     drop(counter);
     let readbacks_per_step = (readbacks() - readbacks_before) as f64 / plan.train_steps as f64;
 
@@ -185,6 +208,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
             readbacks_per_rollout: f64::NAN,
             submissions_per_step,
             submissions_per_token,
+            step_kernels,
             train_steps: plan.train_steps,
             generated_tokens: tokens,
             ppo_iterations: 0,
@@ -219,6 +243,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
         readbacks_per_rollout,
         submissions_per_step,
         submissions_per_token,
+        step_kernels,
         train_steps: plan.train_steps,
         generated_tokens: tokens,
         ppo_iterations: plan.ppo_iterations,
