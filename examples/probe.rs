@@ -1,6 +1,6 @@
 //! Diagnostic for the reward model's gap to the agreement ceiling (README: "How close the reward
 //! model gets"): the final hidden state of a checkpoint's trunk at the read position (the last
-//! real token) of every completion in a labels file, with that completion's gold terms, as JSON
+//! real token) of every completion in a labels file, with its gold terms and product, as JSON
 //! lines. `scripts/probe-terms.py` then fits a probe per gold term: a term the probe cannot
 //! recover is one the reward-model head cannot read.
 //!
@@ -36,7 +36,7 @@ fn main() -> rlhf_lab::Result<()> {
         let width = hidden.len() / (chunk.len() * SEQ_LEN);
         for (row, c) in chunk.iter().enumerate() {
             let at = (row * SEQ_LEN + c.last_index()) * width;
-            println!("{}", serde_json::json!({"hidden": &hidden[at..at + width], "gold": c.gold(&tokenizer)}));
+            println!("{}", serde_json::json!({"hidden": &hidden[at..at + width], "gold": c.gold(&tokenizer), "product": c.product}));
         }
     }
     Ok(())
