@@ -30,7 +30,10 @@ function shortKernel(name) {
 // Where a training step's dispatches go (cubecl's kernel names, launches per step).
 for (const r of rows.filter((r) => r.step_kernels?.length)) {
   console.log(`\n${r.preset} · ${r.backend}: the most launched kernels of a training step (of ${fmt(r.dispatches_per_step, 0)})`);
-  for (const [kernel, n] of r.step_kernels) console.log(`  ${fmt(n, 0).padStart(5)}  ${shortKernel(kernel)}`);
+  for (const [kernel, n] of r.step_kernels.slice(0, 12)) console.log(`  ${fmt(n, 0).padStart(5)}  ${shortKernel(kernel)}`);
+  if (!r.token_kernels?.length) continue;
+  console.log(`${r.preset} · ${r.backend}: the most launched kernels per generated token (of ${fmt(r.dispatches_per_token, 0)})`);
+  for (const [kernel, n] of r.token_kernels.slice(0, 12)) console.log(`  ${fmt(n, 1).padStart(5)}  ${shortKernel(kernel)}`);
 }
 writeFileSync(output, JSON.stringify({ measured: new Date().toISOString(), rows }, null, 2));
 console.error(`wrote ${output}`);

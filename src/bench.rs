@@ -103,6 +103,13 @@ mod dispatches {
     }
 }
 
+/// Counts kernel launches while alive: what `examples/dispatches.rs` attributes to each part of
+/// a step.
+pub use dispatches::Counter as DispatchCounter;
+
+/// How many of the most launched kernels a row lists (the table prints fewer).
+const KERNELS_LISTED: usize = 40;
+
 /// One preset on one backend.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
@@ -122,6 +129,8 @@ pub struct BenchRow {
     pub submissions_per_token: f64,
     /// The most launched kernels of a training step: (cubecl's kernel name, launches per step).
     pub step_kernels: Vec<(String, f64)>,
+    /// The same for generation: (kernel name, launches per generated token).
+    pub token_kernels: Vec<(String, f64)>,
     pub train_steps: usize,
     pub generated_tokens: usize,
     pub ppo_iterations: usize,
@@ -173,7 +182,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
     let train_step_ms = (now_ms() - started) / plan.train_steps as f64;
     let submissions_per_step = (submissions() - submissions_before) as f64 / plan.train_steps as f64;
     let dispatches_per_step = counter.count() as f64 / plan.train_steps as f64;
-    let step_kernels = counter.by_kernel(12).into_iter().map(|(k, n)| (k, n as f64 / plan.train_steps as f64)).collect();
+    let step_kernels = counter.by_kernel(KERNELS_LISTED).into_iter().map(|(k, n)| (k, n as f64 / plan.train_steps as f64)).collect();
     drop(counter);
     let readbacks_per_step = (readbacks() - readbacks_before) as f64 / plan.train_steps as f64;
 
@@ -191,6 +200,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
     let token_ms = (now_ms() - started) / tokens as f64;
     let dispatches_per_token = counter.count() as f64 / tokens as f64;
     let submissions_per_token = (submissions() - submissions_before) as f64 / tokens as f64;
+    let token_kernels = counter.by_kernel(KERNELS_LISTED).into_iter().map(|(k, n)| (k, n as f64 / tokens as f64)).collect();
     drop(counter);
 
     // PPO iterations with the default settings (value model and reward model on the same trunk).
@@ -209,6 +219,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
             submissions_per_step,
             submissions_per_token,
             step_kernels,
+            token_kernels,
             train_steps: plan.train_steps,
             generated_tokens: tokens,
             ppo_iterations: 0,
@@ -244,6 +255,7 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
         submissions_per_step,
         submissions_per_token,
         step_kernels,
+        token_kernels,
         train_steps: plan.train_steps,
         generated_tokens: tokens,
         ppo_iterations: plan.ppo_iterations,

@@ -25,9 +25,11 @@ struct Args {
     every: usize,
     backend: BackendChoice,
     presets: Option<String>,
+    /// How much `bench` measures: full, quick, or counts (dispatch counts only; no PPO iteration).
+    plan: String,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|dpo|sweep|all|bench> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|dpo|sweep|all|bench> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -52,7 +54,7 @@ fn parse_args() -> Result<Args> {
     let command = argv.next().ok_or_else(|| LabError::InvalidInput(USAGE.into()))?;
     let mut config = serde_json::to_value(LabConfig::default()).expect("configs serialize");
     let (mut base, mut sft, mut reward, mut labels, mut labels_out, mut out) = (None, None, None, None, None, None);
-    let (mut every, mut backend, mut presets) = (1, BackendChoice::Cpu, None);
+    let (mut every, mut backend, mut presets, mut plan) = (1, BackendChoice::Cpu, None, "full".to_string());
     let mut sets = Vec::new();
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or_else(|| LabError::InvalidInput(format!("{flag} needs a value\n{USAGE}")));
@@ -78,6 +80,7 @@ fn parse_args() -> Result<Args> {
             "--every" => every = value()?.parse().map_err(|_| LabError::InvalidInput("--every wants a number".into()))?,
             "--backend" => backend = BackendChoice::parse(&value()?)?,
             "--presets" => presets = Some(value()?),
+            "--plan" => plan = value()?,
             other => return Err(LabError::InvalidInput(format!("unknown option {other}\n{USAGE}"))),
         }
     }
@@ -86,7 +89,7 @@ fn parse_args() -> Result<Args> {
     }
     let config: LabConfig = serde_json::from_value(config).map_err(|e| LabError::InvalidInput(format!("settings: {e}")))?;
     config.validate()?;
-    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend, presets })
+    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend, presets, plan })
 }
 
 fn emit(stage: &str, metrics: &Metrics) {
@@ -274,6 +277,12 @@ async fn bench(args: &Args) -> Result<()> {
         Some(list) => list.split(',').map(Preset::from_name).collect::<Result<_>>()?,
         None => Preset::ALL.to_vec(),
     };
+    let plan = match args.plan.as_str() {
+        "full" => rlhf_lab::bench::BenchPlan::full(),
+        "quick" => rlhf_lab::bench::BenchPlan::quick(),
+        "counts" => rlhf_lab::bench::BenchPlan::counts(),
+        other => return Err(LabError::InvalidInput(format!("--plan wants full, quick or counts, got {other}"))),
+    };
     let mut backends = vec![("native-cpu", BackendChoice::Cpu)];
     if cfg!(feature = "gpu") {
         backends.push(("native-wgpu", BackendChoice::WebGpu));
@@ -285,7 +294,7 @@ async fn bench(args: &Args) -> Result<()> {
             continue;
         }
         for &preset in &presets {
-            let row = rlhf_lab::bench::measure(preset, name, &device, rlhf_lab::bench::BenchPlan::full(), now_ms, || 0).await?;
+            let row = rlhf_lab::bench::measure(preset, name, &device, plan, now_ms, || 0).await?;
             println!("{}", serde_json::to_string(&row).expect("rows serialize"));
         }
     }

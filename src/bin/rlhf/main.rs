@@ -7,7 +7,7 @@
 //! rlhf ppo      [options] --sft sft.rlhf --reward rm.rlhf [--out policy.rlhf]
 //! rlhf dpo      [options] --sft sft.rlhf [--reward rm.rlhf] [--labels labels.jsonl] [--out dpo.rlhf]
 //! rlhf sweep    [options] --sft sft.rlhf --reward rm.rlhf [--labels labels.jsonl]   PPO and DPO at several β
-//! rlhf bench    [--presets micro,tiny,small]   ms per step / token / PPO iteration (JSON lines)
+//! rlhf bench    [--presets micro,tiny,small] [--plan full|quick|counts]   ms per step / token / PPO iteration (JSON lines)
 //! rlhf all      [options] [--base base.rlhf]    every stage, simulated labels
 //! options: --preset micro|tiny|small  --seed N  --set section.field=value (repeatable)
 //!          --config file.json  --every N (print every Nth step; evaluations always print)
