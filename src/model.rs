@@ -43,7 +43,12 @@ fn linear(d_input: usize, d_output: usize, std: f32, rng: &mut Rng, device: &Dev
 /// 0 where query i may see key j (j ≤ past + i), a large negative number elsewhere. Made on the
 /// host and uploaded: no kernel launches.
 fn causal_bias(past: usize, len: usize, device: &Device) -> Tensor<4> {
-    let keys = past + len;
+    causal_bias_over(past, len, past + len, device)
+}
+
+/// The same mask over `keys` key positions, `keys` ≥ past + len: positions beyond the last
+/// query's are masked too (a KV cache's buffer not yet written).
+fn causal_bias_over(past: usize, len: usize, keys: usize, device: &Device) -> Tensor<4> {
     let mut values = vec![0.0f32; len * keys];
     for i in 0..len {
         for j in past + i + 1..keys {
@@ -54,17 +59,32 @@ fn causal_bias(past: usize, len: usize, device: &Device) -> Tensor<4> {
 }
 
 /// Keys and values of earlier positions, one entry per block, for autoregressive generation.
+///
+/// Each block's keys and values live in one [batch, heads, context, head_dim] buffer allocated
+/// at the first call: a new position is written in place (one slice-assign) and attention runs
+/// over the whole buffer with the positions not yet written masked out. Growing the cache by
+/// concatenation instead copied it at every token.
 #[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     /// Positions already cached.
     pub len: usize,
+    /// Positions the buffers hold: the model's context length.
+    capacity: usize,
 }
 
 impl KvCache {
-    pub fn new(n_layers: usize) -> Self {
-        Self { layers: (0..n_layers).map(|_| None).collect(), len: 0 }
+    pub fn new(model: &Gpt) -> Self {
+        Self { layers: (0..model.n_layers()).map(|_| None).collect(), len: 0, capacity: model.context_length() }
     }
+}
+
+/// Where a block's attention reads and writes the cache: its buffers, and how many positions
+/// they already hold.
+struct CacheSlot<'a> {
+    buffers: &'a mut Option<(Tensor<4>, Tensor<4>)>,
+    past: usize,
+    capacity: usize,
 }
 
 /// Multi-head causal self-attention with one fused QKV projection.
@@ -89,21 +109,31 @@ impl CausalSelfAttention {
     /// # Shapes
     /// - `x`: [batch, seq, d_model] — the new positions only when a cache is given
     /// - returns [batch, seq, d_model]
-    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>, cache: Option<CacheSlot>) -> Tensor<3> {
         let [batch, seq, d_model] = x.dims();
         let head_dim = d_model / self.n_heads;
         let qkv = self.qkv.forward(x); // [B, T, 3D]
-        let heads = |t: Tensor<3>| t.reshape([batch, seq, self.n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
-        let mut parts = qkv.chunk(3, 2).into_iter();
-        let q = heads(parts.next().unwrap());
-        let mut k = heads(parts.next().unwrap());
-        let mut v = heads(parts.next().unwrap());
-        if let Some(slot) = cache {
-            if let Some((past_k, past_v)) = slot.take() {
-                k = Tensor::cat(vec![past_k, k], 2);
-                v = Tensor::cat(vec![past_v, v], 2);
-            }
-            *slot = Some((k.clone(), v.clone()));
+        let n_heads = self.n_heads;
+        let (q, mut k, mut v) = if seq == 1 {
+            // One position (generation): [B, 1, 3D] is already [B, 3H, 1, hd] in memory, and
+            // the heads of q, k and v are slices of it; the transpose below would cost copies.
+            let all = qkv.reshape([batch, 3 * n_heads, 1, head_dim]);
+            let part = |i: usize| all.clone().slice([0..batch, i * n_heads..(i + 1) * n_heads]);
+            (part(0), part(1), part(2))
+        } else {
+            let heads = |t: Tensor<3>| t.reshape([batch, seq, n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
+            let mut parts = qkv.chunk(3, 2).into_iter();
+            (heads(parts.next().unwrap()), heads(parts.next().unwrap()), heads(parts.next().unwrap()))
+        };
+        if let Some(CacheSlot { buffers, past, capacity }) = cache {
+            let (keys, values) = buffers.take().unwrap_or_else(|| {
+                let zeros = || Tensor::zeros([batch, n_heads, capacity, head_dim], &k.device());
+                (zeros(), zeros())
+            });
+            let written = [0..batch, 0..n_heads, past..past + seq, 0..head_dim];
+            k = keys.slice_assign(written.clone(), k);
+            v = values.slice_assign(written, v);
+            *buffers = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (head_dim as f32).sqrt();
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
@@ -112,7 +142,12 @@ impl CausalSelfAttention {
         }
         let attention = softmax(scores, 3);
         let y = attention.matmul(v); // [B, H, T, hd]
-        let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]);
+        // Heads back side by side, [B, T, D]. For one position (generation) [B, H, 1, hd] is
+        // already that in memory: a reshape, where the transpose would cost a copy kernel.
+        let y = match seq {
+            1 => y.reshape([batch, 1, d_model]),
+            _ => y.swap_dims(1, 2).reshape([batch, seq, d_model]),
+        };
         self.proj.forward(y)
     }
 }
@@ -156,7 +191,7 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>, cache: Option<CacheSlot>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
@@ -212,13 +247,14 @@ impl Gpt {
     pub fn hidden_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
         let [_, seq] = tokens.dims();
         let device = tokens.device();
-        let past = cache.len;
+        let (past, capacity) = (cache.len, cache.capacity);
+        assert!(past + seq <= capacity, "{past} cached + {seq} new positions exceed the context length {capacity}");
         let x = self.embed(tokens, past, &device);
-        // A single new position may see everything cached: no mask needed.
-        let bias = (seq > 1).then(|| causal_bias(past, seq, &device));
+        // Keys past `past + i` are either later positions or not written yet: both masked.
+        let bias = causal_bias_over(past, seq, capacity, &device);
         let mut x = x;
-        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, bias.clone(), Some(slot));
+        for (block, buffers) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, Some(bias.clone()), Some(CacheSlot { buffers, past, capacity }));
         }
         cache.len += seq;
         self.ln_f.forward(x)
@@ -343,7 +379,7 @@ mod tests {
         let model = Gpt::new(&config, &mut Rng::new(3), &device());
         let ids = vec![1i32, 5, 7, 9, 11, 13, 2];
         let full = read(model.logits(model.hidden(Tensor::from_data(TensorData::new(ids.clone(), [1, 7]), &device()))));
-        let mut cache = KvCache::new(config.n_layers);
+        let mut cache = KvCache::new(&model);
         let prefix = model.hidden_cached(Tensor::from_data(TensorData::new(ids[..4].to_vec(), [1, 4]), &device()), &mut cache);
         let mut cached = read(model.logits(prefix));
         for &id in &ids[4..] {

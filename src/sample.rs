@@ -1,15 +1,19 @@
-//! Generation: a KV cache, temperature, top-k, EOS then PAD, per-token log-probabilities, and
-//! one readback for the whole batch.
+//! Generation: a KV cache, temperature, top-k, EOS then PAD, and one readback for the whole
+//! batch.
+//!
+//! It returns tokens only. Every stage that needs log-probabilities (PPO's rollout, under the
+//! policy and under π_ref) computes them in one batched forward over the finished sequences,
+//! so a log-softmax per generated token would be work thrown away: ~6 kernel launches a token on
+//! WebGPU (`rlhf bench` counts them).
 //!
 //! Sampling runs on the device with the Gumbel-max trick: argmax(z/T + g) with g ~ Gumbel(0, 1)
 //! is an exact draw from softmax(z/T). The noise is drawn on the host and uploaded once per call,
 //! so the same seed samples the same tokens on WebGPU and on the CPU backend (their device
 //! generators differ), and nothing inside the loop reads back: `argmax`, `topk` and `gather` are
-//! device kernels; only the final tokens and log-probs come back, in one transfer.
+//! device kernels; only the final tokens come back, in one transfer.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Transaction, TensorData};
+use burn::tensor::TensorData;
 
 use crate::error::{LabError, Result};
 use crate::model::{Gpt, KvCache};
@@ -42,52 +46,39 @@ impl SampleOptions {
     }
 }
 
-/// Generated tokens and their log-probabilities, row-major [batch × max_new_tokens].
+/// Generated tokens, row-major [batch × max_new_tokens].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generated {
     pub batch: usize,
     pub width: usize,
     /// Sampled tokens; PAD after a row's `<eos>`.
     pub tokens: Vec<u32>,
-    /// log π(a_t | s_t) at the sampling temperature (without top-k truncation, as TRL computes
-    /// it); 0 at PAD.
-    pub logprobs: Vec<f32>,
 }
 
 impl Generated {
     pub fn row(&self, b: usize) -> &[u32] {
         &self.tokens[b * self.width..(b + 1) * self.width]
     }
-
-    pub fn row_logprobs(&self, b: usize) -> &[f32] {
-        &self.logprobs[b * self.width..(b + 1) * self.width]
-    }
 }
 
 /// Samples `max_new_tokens` after each prompt row (all rows the same length) and reads the
-/// tokens and log-probs back in one transfer.
+/// tokens back in one transfer.
 ///
 /// `prompts` is row-major [batch × prompt_len]. The model should be a `valid()` copy: no autodiff
 /// graph is built for generation.
 pub async fn generate(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<Generated> {
-    let (tokens, logprobs) = generate_on_device(model, prompts, batch, options, rng, device)?;
+    let tokens = generate_on_device(model, prompts, batch, options, rng, device)?;
     // The one readback of the whole generation.
     crate::bench::count_readback();
-    let data = Transaction::default()
-        .register(tokens)
-        .register(logprobs)
-        .execute_async()
-        .await
-        .map_err(|e| LabError::Device(format!("reading generated tokens: {e:?}")))?;
-    let tokens: Vec<u32> = data[0].iter::<i64>().map(|t| t as u32).collect();
-    let logprobs: Vec<f32> = data[1].iter::<f32>().collect();
-    Ok(Generated { batch, width: options.max_new_tokens, tokens, logprobs })
+    let data = tokens.into_data_async().await.map_err(|e| LabError::Device(format!("reading generated tokens: {e:?}")))?;
+    let tokens: Vec<u32> = data.iter::<i64>().map(|t| t as u32).collect();
+    Ok(Generated { batch, width: options.max_new_tokens, tokens })
 }
 
-/// Like `generate`, but leaves the tokens [batch, new] and log-probs [batch, new] on the device,
+/// Like `generate`, but leaves the tokens [batch, new] on the device,
 /// so a caller can keep computing on them (PPO scores and evaluates a rollout before its one
 /// readback).
-pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<(Tensor<2, Int>, Tensor<2>)> {
+pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: SampleOptions, rng: &mut Rng, device: &Device) -> Result<Tensor<2, Int>> {
     let vocab = model.vocab_size();
     options.validate(vocab)?;
     if batch == 0 || prompts.is_empty() || prompts.len() % batch != 0 {
@@ -115,17 +106,15 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
     });
 
     let prompt = Tensor::<2, Int>::from_data(TensorData::new(prompts.iter().map(|&t| t as i32).collect::<Vec<_>>(), [batch, prompt_len]), device);
-    let mut cache = KvCache::new(model.n_layers());
+    let mut cache = KvCache::new(model);
     let hidden = model.hidden_cached(prompt, &mut cache); // [B, P, D]
     let d_model = hidden.dims()[2];
     let mut last = Some(hidden.slice([0..batch, prompt_len - 1..prompt_len, 0..d_model])); // [B, 1, D]
     let mut finished = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; batch], [batch, 1]), device);
     let mut new_tokens = Vec::with_capacity(steps);
-    let mut new_logprobs = Vec::with_capacity(steps);
     for step in 0..steps {
         let hidden = last.take().expect("set before every step");
         let logits = model.logits(hidden).reshape([batch, vocab]).div_scalar(temperature); // [B, V]
-        let logprobs = log_softmax(logits.clone(), 1);
         let mut scores = logits;
         if options.top_k > 0 && options.top_k < vocab {
             // Everything below the k-th largest logit is out.
@@ -137,55 +126,64 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
             scores = scores + noise.clone().slice([step..step + 1, 0..batch, 0..vocab]).reshape([batch, vocab]);
         }
         let next = scores.argmax(1); // [B, 1]
-        let logprob = logprobs.gather(1, next.clone()); // [B, 1]
         let next = next.mask_fill(finished.clone(), PAD as i32);
-        let logprob = logprob.mask_fill(finished.clone(), 0.0);
         finished = finished.bool_or(next.clone().equal_elem(EOS as i32));
         new_tokens.push(next.clone());
-        new_logprobs.push(logprob);
         if step + 1 < steps {
             last = Some(model.hidden_cached(next, &mut cache));
         }
     }
-    Ok((Tensor::cat(new_tokens, 1), Tensor::cat(new_logprobs, 1)))
+    Ok(Tensor::cat(new_tokens, 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Preset;
-    use burn::tensor::activation::log_softmax;
 
     fn options(temperature: f32, top_k: usize) -> SampleOptions {
         SampleOptions { temperature, top_k, max_new_tokens: 6 }
     }
 
     #[test]
-    fn rows_end_in_pad_after_eos_and_logprobs_match_a_full_forward() {
+    fn rows_end_in_pad_after_eos() {
         let device = Device::flex();
-        let config = Preset::Micro.model(12);
-        let model = Gpt::new(&config, &mut Rng::new(4), &device);
+        let model = Gpt::new(&Preset::Micro.model(12), &mut Rng::new(4), &device);
         let prompts = [1u32, 5, 1, 7, 1, 9];
         let out = pollster::block_on(generate(&model, &prompts, 3, options(1.0, 0), &mut Rng::new(1), &device)).unwrap();
         assert_eq!(out.tokens.len(), 18);
+        let mut ended = 0;
         for b in 0..3 {
             let row = out.row(b);
             if let Some(end) = row.iter().position(|&t| t == EOS) {
+                ended += 1;
                 assert!(row[end + 1..].iter().all(|&t| t == PAD), "{row:?}");
-                assert!(out.row_logprobs(b)[end + 1..].iter().all(|&l| l == 0.0));
             }
-            // Recompute log π(a_t|s_t) with a plain forward over prompt + generated tokens.
+        }
+        assert!(ended > 0, "no row ended: the check above never ran");
+    }
+
+    /// The KV-cached loop picks, at temperature 0, the arg-max of a plain forward over
+    /// everything so far: the cache changes the cost, not the distribution.
+    #[test]
+    fn greedy_tokens_are_the_argmax_of_a_full_forward() {
+        let device = Device::flex();
+        let vocab = 12;
+        let model = Gpt::new(&Preset::Micro.model(vocab), &mut Rng::new(4), &device);
+        let prompts = [1u32, 5, 1, 7, 1, 9];
+        let out = pollster::block_on(generate(&model, &prompts, 3, options(0.0, 0), &mut Rng::new(1), &device)).unwrap();
+        for b in 0..3 {
             let mut seq: Vec<i32> = prompts[2 * b..2 * b + 2].iter().map(|&t| t as i32).collect();
-            seq.extend(row.iter().map(|&t| t as i32));
-            let len = seq.len();
-            let logits = model.forward(Tensor::from_data(TensorData::new(seq.clone(), [1, len]), &device));
-            let lp: Vec<f32> = log_softmax(logits, 2).into_data().iter::<f32>().collect();
-            for t in 0..6 {
-                if row[t] == PAD {
+            for &token in out.row(b) {
+                if token == PAD {
                     break;
                 }
-                let expected = lp[(1 + t) * 12 + seq[2 + t] as usize];
-                assert!((expected - out.row_logprobs(b)[t]).abs() < 1e-4, "row {b} t {t}");
+                let len = seq.len();
+                let logits: Vec<f32> = model.forward(Tensor::from_data(TensorData::new(seq.clone(), [1, len]), &device)).into_data().iter::<f32>().collect();
+                let last = &logits[(len - 1) * vocab..len * vocab];
+                let best = (0..vocab).max_by(|&i, &j| last[i].total_cmp(&last[j])).unwrap();
+                assert_eq!(token as usize, best, "row {b}, position {len}: {:?}", out.row(b));
+                seq.push(token as i32);
             }
         }
     }

@@ -218,7 +218,7 @@ impl PpoTrainer {
 
         // 1. Sample from π_θ.
         let options = SampleOptions { temperature, top_k: 0, max_new_tokens: n };
-        let (generated, _) = generate_on_device(&policy, &prompts, batch, options, &mut self.rng, &device)?; // [B, N]
+        let generated = generate_on_device(&policy, &prompts, batch, options, &mut self.rng, &device)?; // [B, N]
         let sequences = Tensor::cat(vec![int_tensor(&prompts, batch, PROMPT_LEN, &device), generated.clone()], 1); // [B, SEQ_LEN]
         let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
         let is_pad = generated.clone().equal_elem(PAD as i32);
@@ -626,7 +626,7 @@ pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: Option<&Scal
         let products: Vec<usize> = (0..batch).map(|_| rng.below(PRODUCTS_COUNT)).collect();
         let prompts: Vec<u32> = products.iter().flat_map(|&p| prompt_tokens(tokenizer, p)).collect();
         let options = SampleOptions { temperature: 1.0, top_k: 0, max_new_tokens: n };
-        let (generated, _) = generate_on_device(policy, &prompts, batch, options, &mut rng, device)?;
+        let generated = generate_on_device(policy, &prompts, batch, options, &mut rng, device)?;
         let sequences = Tensor::cat(vec![int_tensor(&prompts, batch, PROMPT_LEN, device), generated.clone()], 1);
         let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
         let is_pad = generated.clone().equal_elem(PAD as i32);
