@@ -7,12 +7,12 @@
 //! step's cost: here the update is two concatenations and ~10 kernels, whatever the model. The
 //! gradient's global norm falls out of the same flat vector.
 //!
-//! The parameters a step returns are views into its flat θ, which the optimizer keeps: the next
-//! step starts from that θ instead of concatenating the parameters again: on WebGPU in the page
-//! that is ~one slice-assign per parameter tensor (a tiny GPT's step: 452 → 429 dispatches;
-//! natively burn's fusion writes the concatenation without them). It does so only when the module brings the
-//! same parameters (ids and sizes) with gradients; `import`, which always comes with a restored
-//! model, forgets it.
+//! The parameters a step returns are views into its flat θ, which the optimizer keeps. The next
+//! step starts from that θ instead of concatenating the parameters again, which on WebGPU in the
+//! page costs about one slice-assign per parameter tensor (a tiny GPT's step: 452 → 429
+//! dispatches; natively, burn's fusion writes the concatenation without them). It does so only
+//! when the module brings the same parameters (ids and sizes) with gradients; `import`, which
+//! always comes with a restored model, forgets it.
 //!
 //! Adam (Kingma & Ba, 2015), without weight decay, as `burn::optim::AdamW` with decay 0:
 //! m ← β₁m + (1 − β₁)g,  v ← β₂v + (1 − β₂)g²,  θ ← θ − lr·m̂/(√v̂ + ε).

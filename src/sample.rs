@@ -9,8 +9,8 @@
 //! Sampling runs on the device with the Gumbel-max trick: argmax(z/T + g) with g ~ Gumbel(0, 1)
 //! is an exact draw from softmax(z/T). The noise is drawn on the host and uploaded once per call,
 //! so the same seed samples the same tokens on WebGPU and on the CPU backend (their device
-//! generators differ), and nothing inside the loop reads back: `argmax`, `topk` and `gather` are
-//! device kernels; only the final tokens come back, in one transfer.
+//! generators differ), and nothing inside the loop reads back: `argmax` and `topk` are device
+//! kernels; only the final tokens come back, in one transfer.
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
