@@ -152,6 +152,10 @@ impl CausalSelfAttention {
         let head_dim = d_model / self.n_heads;
         let qkv = dense(&self.qkv, x); // [B, T, 3D]
         let n_heads = self.n_heads;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        if cache.is_none() && launches_dominate(&qkv.device()) {
+            return dense(&self.proj, masked_head_attention(qkv, n_heads, scale, bias));
+        }
         let (q, mut k, mut v) = if seq == 1 {
             // One position (generation): [B, 1, 3D] is already [B, 3H, 1, hd] in memory, and
             // the heads of q, k and v are slices of it; the transpose below would cost copies.
@@ -173,7 +177,6 @@ impl CausalSelfAttention {
             v = values.slice_assign(written, v);
             *buffers = Some((k.clone(), v.clone()));
         }
-        let scale = 1.0 / (head_dim as f32).sqrt();
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
         if let Some(bias) = bias {
             scores = scores + bias;
@@ -188,6 +191,49 @@ impl CausalSelfAttention {
         };
         dense(&self.proj, y)
     }
+}
+
+/// Whether a step's time on `device` goes to launching kernels rather than to arithmetic: on
+/// a GPU (WebGPU, burn-wgpu) each launch costs the same whatever its size (~6 ms on the
+/// SwiftShader of headless Chromium), so fewer, larger kernels win; on the CPU backend the
+/// arithmetic is the cost. The full-sequence attention is formulated accordingly (see
+/// `masked_head_attention`).
+fn launches_dominate(device: &Device) -> bool {
+    // Device equality ignores autodiff: an autodiff CPU device is the CPU backend too.
+    *device != Device::flex()
+}
+
+/// Causal attention of every head at once without splitting the heads apart.
+///
+/// Head h sees only its own dimensions: its scores are q_h·k_hᵀ, and q_h·k_hᵀ = q·(k ⊙ m_h)ᵀ for
+/// the 0/1 mask m_h of those dimensions. So the keys are repeated once per head with the other
+/// heads' dimensions zeroed, [B, H·T, D], and one matmul gives every head's scores,
+/// [B, T, H·T]. The values are repeated and masked the same way, so the second matmul sums the
+/// heads' outputs into their own dimensions of [B, T, D] directly. The usual layout,
+/// [B, H, T, hd], costs a transpose (a copy kernel) for each of q, k, v and y, forward and
+/// backward; this costs two masked products and H times the attention's multiply-adds. On
+/// burn-wgpu (lavapipe) a training step of the tiny GPT launches 342 kernels instead of 366; on
+/// the CPU backend, where those multiply-adds are the cost, the split heads stay.
+///
+/// # Shapes
+/// - `qkv`: [batch, seq, 3·d_model]; `bias`: [1, 1, seq, seq] → [batch, seq, d_model]
+fn masked_head_attention(qkv: Tensor<3>, n_heads: usize, scale: f32, bias: Option<Tensor<4>>) -> Tensor<3> {
+    let [batch, seq, width] = qkv.dims();
+    let d_model = width / 3;
+    let head_dim = d_model / n_heads;
+    let mask: Vec<f32> = (0..n_heads).flat_map(|h| (0..d_model).map(move |d| if d / head_dim == h { 1.0 } else { 0.0 })).collect();
+    let mask = Tensor::<4>::from_data(TensorData::new(mask, [1, n_heads, 1, d_model]), &qkv.device());
+    let mut parts = qkv.chunk(3, 2).into_iter();
+    let (q, k, v) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let per_head = |t: Tensor<3>| (t.reshape([batch, 1, seq, d_model]) * mask.clone()).reshape([batch, n_heads * seq, d_model]);
+    let scores = q.matmul(per_head(k).swap_dims(1, 2)).mul_scalar(scale).reshape([batch, seq, n_heads, seq]);
+    // The causal bias [1, 1, T, T] is [1, T, 1, T] in memory: the query, then the key.
+    let scores = match bias {
+        Some(bias) => scores + bias.reshape([1, seq, 1, seq]),
+        None => scores,
+    };
+    let attention = softmax(scores, 3).reshape([batch, seq, n_heads * seq]);
+    attention.matmul(per_head(v))
 }
 
 /// The position-wise MLP: d → 4d → GELU → d.
@@ -428,6 +474,48 @@ mod tests {
         for (f, c) in full.iter().zip(&cached) {
             assert!((f - c).abs() < 1e-4, "{f} vs {c}");
         }
+    }
+
+    /// The masked-head attention computes what splitting the heads does ([B, H, T, hd], one
+    /// attention per head), forward and backward, on a batch with several heads.
+    #[test]
+    fn masked_head_attention_matches_split_heads() {
+        let device = Device::flex().autodiff();
+        let (batch, seq, n_heads, head_dim) = (3, 6, 4, 5);
+        let d_model = n_heads * head_dim;
+        let mut rng = Rng::new(11);
+        let values: Vec<f32> = (0..batch * seq * 3 * d_model).map(|_| rng.normal()).collect();
+        let input = || Tensor::<3>::from_data(TensorData::new(values.clone(), [batch, seq, 3 * d_model]), &device).require_grad();
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let weights: Vec<f32> = (0..batch * seq * d_model).map(|_| rng.normal()).collect();
+        let weights = Tensor::<3>::from_data(TensorData::new(weights, [batch, seq, d_model]), &device);
+
+        let qkv = input();
+        let masked = masked_head_attention(qkv.clone(), n_heads, scale, Some(causal_bias(0, seq, &device)));
+        let masked_grad = (masked.clone() * weights.clone()).sum().backward();
+
+        let reference_qkv = input();
+        let heads = |t: Tensor<3>| t.reshape([batch, seq, n_heads, head_dim]).swap_dims(1, 2);
+        let parts: Vec<_> = reference_qkv.clone().chunk(3, 2).into_iter().map(heads).collect();
+        let scores = parts[0].clone().matmul(parts[1].clone().swap_dims(2, 3)).mul_scalar(scale) + causal_bias(0, seq, &device);
+        let reference = softmax(scores, 3).matmul(parts[2].clone()).swap_dims(1, 2).reshape([batch, seq, d_model]);
+        let reference_grad = (reference.clone() * weights).sum().backward();
+
+        let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!((x - y).abs() < 1e-5, "{what}[{i}]: {x} vs {y}");
+            }
+        };
+        close(read(masked), read(reference), "output");
+        let grad = |t: &Tensor<3>, g| read(t.grad(g).expect("qkv has a gradient"));
+        close(grad(&qkv, &masked_grad), grad(&reference_qkv, &reference_grad), "d output / d qkv");
+    }
+
+    #[test]
+    fn the_cpu_backend_is_not_launch_bound_with_or_without_autodiff() {
+        assert!(!launches_dominate(&Device::flex()));
+        assert!(!launches_dominate(&Device::flex().autodiff()));
     }
 
     /// The written-out LayerNorm and dense layer compute what burn's modules do, forward and
