@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod clock;
+pub mod concat;
 pub mod config;
 pub mod device;
 pub mod error;

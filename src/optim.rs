@@ -21,6 +21,8 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use crate::concat::concatenate;
+
 #[derive(Debug, Clone)]
 pub struct FlatAdam {
     beta_1: f32,
@@ -114,9 +116,9 @@ impl FlatAdam {
         let layout: Vec<(ParamId, usize)> = gather.slots.iter().map(|s| (s.id, s.len)).collect();
         let theta = match self.theta.take() {
             Some((theta, kept)) if kept == layout => theta,
-            _ => concatenate(gather.values),
+            _ => concatenate(gather.values, 0),
         };
-        let g = concatenate(gather.gradients);
+        let g = concatenate(gather.gradients, 0);
         let norm = g.clone().square().sum().sqrt();
 
         self.time += 1;
@@ -166,25 +168,6 @@ impl FlatAdam {
     }
 }
 
-/// Tensors a fused concatenation takes at once: its inputs, output and metadata must fit in
-/// WebGPU's storage buffers per shader stage (8 by default, 10 in Chromium's SwiftShader; cubecl
-/// keeps one for wgpu). A concatenation of more does not fuse and runs as one slice-assign
-/// kernel per input.
-const CONCATENATED_AT_ONCE: usize = 5;
-
-/// `Tensor::cat` along the only dimension, in a tree of concatenations of at most
-/// `CONCATENATED_AT_ONCE` tensors, each of which burn's fusion runs as one kernel: the tiny
-/// GPT's 28 gradients take 9 kernels instead of 28 slice-assigns in the page.
-fn concatenate(mut parts: Vec<Tensor<1>>) -> Tensor<1> {
-    while parts.len() > 1 {
-        parts = parts
-            .chunks(CONCATENATED_AT_ONCE)
-            .map(|group| if group.len() == 1 { group[0].clone() } else { Tensor::cat(group.to_vec(), 0) })
-            .collect();
-    }
-    parts.pop().expect("at least one tensor to concatenate")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,17 +185,6 @@ mod tests {
     fn logits(model: &Gpt) -> Vec<f32> {
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![1i32, 5, 7, 9], [1, 4]), &Device::flex());
         model.valid().forward(tokens).into_data().iter::<f32>().collect()
-    }
-
-    #[test]
-    fn the_concatenation_tree_keeps_the_order() {
-        let device = Device::flex();
-        for count in [1, 2, 5, 6, 13, 28] {
-            let parts: Vec<Vec<f32>> = (0..count).map(|i| (0..i % 4 + 1).map(|j| (100 * i + j) as f32).collect()).collect();
-            let tensors = parts.iter().map(|p| Tensor::<1>::from_data(TensorData::new(p.clone(), [p.len()]), &device)).collect();
-            let joined: Vec<f32> = concatenate(tensors).into_data().iter::<f32>().collect();
-            assert_eq!(joined, parts.concat(), "{count} parts");
-        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
+use crate::concat::concatenate;
 use crate::error::{LabError, Result};
 use crate::model::{Gpt, KvCache};
 use crate::rng::Rng;
@@ -133,7 +134,8 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
             last = Some(model.hidden_cached(next, &mut cache));
         }
     }
-    Ok(Tensor::cat(new_tokens, 1))
+    // One column per step: in groups, so that WebGPU fuses each (src/concat.rs).
+    Ok(concatenate(new_tokens, 1))
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ pub(crate) fn completion_logprobs(model: &Gpt, inputs: Tensor<2, Int>, targets: 
 /// Reads many scalars in one transfer: they are concatenated on the device first.
 /// This is a CPU–GPU sync point: the step's one readback.
 pub(crate) async fn read_scalars(values: Vec<Tensor<1>>) -> Result<Vec<f32>> {
-    let all = Tensor::cat(values, 0);
+    let all = crate::concat::concatenate(values, 0);
     crate::bench::count_readback();
     let data = all.into_data_async().await.map_err(|e| LabError::Device(format!("reading metrics: {e:?}")))?;
     Ok(data.iter::<f32>().collect())
