@@ -15,6 +15,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, log_softmax, softmax};
 use rlhf_lab::bench::DispatchCounter;
+use rlhf_lab::layers;
 use rlhf_lab::config::Preset;
 use rlhf_lab::model::Gpt;
 use rlhf_lab::optim::FlatAdam;
@@ -70,6 +71,12 @@ fn main() {
         let g = ln.forward(input.clone()).sum().backward();
         flush(input.grad(&g).unwrap());
     });
+    count("layer norm, gradient written out (layers)", overhead, &ad, || {
+        let input = x();
+        let beta = ln.beta.as_ref().map(|b| b.val()).unwrap();
+        let g = layers::layer_norm(input.clone(), ln.gamma.val(), beta, 1e-5).sum().backward();
+        flush(input.grad(&g).unwrap());
+    });
     let linear = LinearConfig::new(d, 3 * d).init(&ad);
     count("linear 64→192, forward", overhead, &ad, || flush(linear.forward(x())));
     count("linear 64→192, forward + backward", overhead, &ad, || {
@@ -99,9 +106,19 @@ fn main() {
         let g = softmax(input.clone(), 3).sum().backward();
         flush(input.grad(&g).unwrap());
     });
+    count("softmax, gradient written out (layers)", overhead, &ad, || {
+        let input = scores();
+        let g = layers::softmax(input.clone()).sum().backward();
+        flush(input.grad(&g).unwrap());
+    });
     count("log_softmax over 150 words, forward + backward", overhead, &ad, || {
         let logits = Tensor::<3>::random([BATCH, SEQ, 150], burn::tensor::Distribution::Default, &ad).require_grad();
         let g = log_softmax(logits.clone(), 2).sum().backward();
+        flush(logits.grad(&g).unwrap());
+    });
+    count("log_softmax, gradient written out (layers)", overhead, &ad, || {
+        let logits = Tensor::<3>::random([BATCH, SEQ, 150], burn::tensor::Distribution::Default, &ad).require_grad();
+        let g = layers::log_softmax(logits.clone()).sum().backward();
         flush(logits.grad(&g).unwrap());
     });
     count("residual x + f(x), forward + backward", overhead, &ad, || {
@@ -125,12 +142,12 @@ fn main() {
     count("GPT forward (logits)", overhead, &ad, || flush(model.forward(tokens())));
     count("GPT forward (no grad)", overhead, &ad, || flush(model.valid().forward(Tensor::from_data(TensorData::new((0..BATCH * SEQ).map(|i| (i % 100) as i32 + 4).collect::<Vec<_>>(), [BATCH, SEQ]), &device))));
     count("GPT forward + backward (sum of log-softmax)", overhead, &ad, || {
-        let g = log_softmax(model.forward(tokens()), 2).sum().backward();
+        let g = layers::log_softmax(model.forward(tokens())).sum().backward();
         let _grads = GradientsParams::from_grads(g, &model);
     });
     let mut adam = FlatAdam::default();
     count("GPT forward + backward + flat Adam", overhead, &ad, || {
-        let loss = log_softmax(model.forward(tokens()), 2).sum();
+        let loss = layers::log_softmax(model.forward(tokens())).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (next, norm) = adam.step(1e-3, model.clone(), &grads);
         flush(norm);

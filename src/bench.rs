@@ -168,8 +168,11 @@ pub async fn measure(preset: Preset, backend: &str, device: &Device, plan: Bench
     let model_config = preset.model(tokenizer.vocab_size());
     let base = Gpt::new(&model_config, &mut Rng::new(1), device);
 
-    // Training steps (SFT: forward, backward, Adam, the step's one readback).
-    let sft = SftConfig { batch_size: 16, steps: plan.warmup_steps + plan.train_steps, eval_every: 100_000, train_examples: 512, held_out_examples: 16, ..SftConfig::default() };
+    // Training steps (SFT: forward, backward, Adam, the step's one readback). A trainer
+    // evaluates on held-out data at its first and last step: one step more than measured keeps
+    // that evaluation out of the measured steps (until 2026-11-29 the last measured step
+    // evaluated, which added half a held-out forward to each step of the `counts` plan).
+    let sft = SftConfig { batch_size: 16, steps: plan.warmup_steps + plan.train_steps + 1, eval_every: 100_000, train_examples: 512, held_out_examples: 16, ..SftConfig::default() };
     let mut trainer = SftTrainer::sft(base.clone(), &sft, &tokenizer, 1, device)?;
     for _ in 0..plan.warmup_steps {
         trainer.step().await?;

@@ -97,6 +97,25 @@ mod browser {
     }
 }
 
+/// Sets up burn's fusion for cubecl devices; must run before the first operation on one.
+///
+/// burn's "reduce-broadcasted" fusion claims chains like a LayerNorm's (reduce, broadcast,
+/// elementwise, reduce), but without burn's `autotune` feature, which this crate leaves off (it
+/// benchmarks every candidate kernel at first use, and fusion with autotune has corrupted
+/// KV-cache forwards, burn #5257), it always runs them through its fallback: an unfused
+/// reduction kernel plus separate elementwise kernels for each block. Removed, the same chains
+/// go to the plain reduce fusion, which runs its elementwise reads and writes inside the
+/// reduction kernel.
+#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+fn configure_fusion() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only once the fusion service runs, i.e. when a device is already in use, and
+        // then it was configured by the first call.
+        let _ = burn_cubecl::fusion::remove("ReduceBroadcasted");
+    });
+}
+
 /// Picks the backend in the page. Never fails: WebGPU problems fall back to the CPU backend,
 /// with the reason recorded.
 #[cfg(target_arch = "wasm32")]
@@ -108,6 +127,7 @@ pub async fn select(choice: BackendChoice) -> (Device, BackendInfo) {
         Ok(adapter) => adapter,
         Err(why) => return cpu(format!("WebGPU is not available: {why}; training runs on the CPU backend instead"), true),
     };
+    configure_fusion();
     match Device::wgpu_options().init_async().await {
         Ok(device) => (device, BackendInfo { backend: "webgpu".into(), adapter, reason: "WebGPU adapter found".into(), fallback: false }),
         Err(e) => cpu(format!("WebGPU could not be initialized ({e}); training runs on the CPU backend instead"), true),
@@ -126,6 +146,7 @@ pub fn select(choice: BackendChoice) -> (Device, BackendInfo) {
 
 #[cfg(all(not(target_arch = "wasm32"), feature = "gpu"))]
 fn native_gpu() -> (Device, BackendInfo) {
+    configure_fusion();
     match Device::wgpu_options().init() {
         Ok(device) => (device, BackendInfo { backend: "wgpu".into(), adapter: "burn-wgpu (native)".into(), reason: "native GPU".into(), fallback: false }),
         Err(e) => cpu(format!("burn-wgpu could not be initialized ({e})"), true),

@@ -19,6 +19,7 @@ pub mod device;
 pub mod error;
 pub mod heap;
 pub mod labels;
+pub mod layers;
 pub mod metrics;
 pub mod math;
 pub mod model;

@@ -18,7 +18,6 @@ pub mod sft;
 pub mod sweep;
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::TensorData;
 
 use crate::error::{LabError, Result};
@@ -47,7 +46,7 @@ pub(crate) fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], 
 /// - `logits`: [batch, seq, vocab], `targets`: [batch, seq] → [batch, seq]
 pub(crate) fn token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [batch, seq, _] = logits.dims();
-    log_softmax(logits, 2).gather(2, targets.reshape([batch, seq, 1])).reshape([batch, seq])
+    crate::layers::log_softmax(logits).gather(2, targets.reshape([batch, seq, 1])).reshape([batch, seq])
 }
 
 /// log π(a_t | s_t) at `temperature` for every completion slot, and the logits it came from.

@@ -1,0 +1,322 @@
+//! LayerNorm, softmax and log-softmax over the last dimension, each one operation to autodiff
+//! with its gradient written out.
+//!
+//! Written with tensor operations, each of these is six to ten operations that autodiff
+//! differentiates one at a time, and their backward passes are most of a training step's
+//! kernel launches: on burn-wgpu a LayerNorm took 4 launches forward and 28 more backward, a
+//! softmax 3 and 22 (`cargo run --release --features gpu --example dispatches`). The backward
+//! passes below are the closed forms, so a LayerNorm's backward is four reductions and a few
+//! elementwise operations, and a softmax's one reduction. Forward and backward are still made of
+//! the backend's own operations: burn's fusion fuses their elementwise parts on WebGPU, and the
+//! CPU backend runs them as before, with fewer autodiff nodes to record and walk.
+//!
+//! The public functions take and return `Tensor`s; `Dispatch` routes them to the backend a
+//! tensor lives on (`#[backend_extension]`), to the autodiff implementation when it tracks
+//! gradients. Each forward matches burn's (`burn::nn::LayerNorm`, `activation::softmax`,
+//! `activation::log_softmax`) operation for operation; the tests check forward and gradient
+//! against them.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Shape, TensorMetadata};
+use burn::prelude::*;
+
+/// LayerNorm (Ba et al., 2016) over the last dimension: (x − μ)/√(σ² + ε)·γ + β, σ² the biased
+/// variance, as `burn::nn::LayerNorm` computes it.
+///
+/// # Shapes
+/// - `x`: [..., d]; `gamma`, `beta`: [d] → [..., d]
+pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LastDimOps>::layer_norm_last(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon))
+}
+
+/// softmax(x)_i = exp(x_i − max x)/Σ_j exp(x_j − max x) over the last dimension.
+pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LastDimOps>::softmax_last(x.into_dispatch()))
+}
+
+/// log softmax(x)_i = x_i − m − log Σ_j exp(x_j − m), m = max x, over the last dimension.
+pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LastDimOps>::log_softmax_last(x.into_dispatch()))
+}
+
+/// The operations, per backend. The default bodies are the forward passes in the backend's own
+/// operations (the CPU backend; burn's fusion over cubecl, which fuses them lazily); autodiff
+/// has its own implementation, which records one node with a written-out backward.
+#[backend_extension(Flex: cfg(all()), Cube: cfg(any(target_arch = "wasm32", feature = "gpu")), Autodiff)]
+pub trait LastDimOps: Backend {
+    fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        layer_norm_forward::<Self>(x, gamma, beta, epsilon).output
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        softmax_forward::<Self>(x)
+    }
+
+    fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        log_softmax_forward::<Self>(x)
+    }
+}
+
+impl LastDimOps for burn::backend::Flex {}
+
+#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+impl LastDimOps for burn::backend::Cube {}
+
+/// What a LayerNorm's forward leaves for its backward.
+struct LayerNormParts<B: Backend> {
+    output: FloatTensor<B>,
+    /// x̂ = (x − μ)·r
+    normalized: FloatTensor<B>,
+    /// r = 1/√(σ² + ε), one per row: [..., 1]
+    inverse_std: FloatTensor<B>,
+}
+
+fn last_dim<B: Backend>(x: &FloatTensor<B>) -> (usize, usize) {
+    let shape = x.shape();
+    let last = shape.num_dims() - 1;
+    (last, shape[last])
+}
+
+/// [d] as [1, ..., 1, d], to broadcast over a tensor of `rank` dimensions.
+fn as_row<B: Backend>(vector: FloatTensor<B>, rank: usize) -> FloatTensor<B> {
+    let d = vector.shape()[0];
+    let dims: Vec<usize> = (0..rank).map(|i| if i + 1 == rank { d } else { 1 }).collect();
+    B::float_reshape(vector, Shape::from(dims))
+}
+
+/// [..., d] as [rows, d].
+fn as_rows<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    B::float_reshape(x, Shape::from(vec![shape.num_elements() / d, d]))
+}
+
+/// Σ over the rows of [rows, d], as [d]: the gradient of a [d] vector broadcast over the rows.
+fn column_sums<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let d = x.shape()[1];
+    B::float_reshape(B::float_sum_dim(x, 0), Shape::from(vec![d]))
+}
+
+fn layer_norm_forward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, epsilon: f32) -> LayerNormParts<B> {
+    let rank = x.shape().num_dims();
+    let (last, _) = last_dim::<B>(&x);
+    // Reshapes first: in burn's fusion a reshape ends the run of operations fused into one
+    // kernel, so between the normalization and the scale it would split them.
+    let (gamma, beta) = (as_row::<B>(gamma, rank), as_row::<B>(beta, rank));
+    let centered = B::float_sub(x.clone(), B::float_mean_dim(x, last));
+    let variance = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), last);
+    let inverse_std = B::float_recip(B::float_sqrt(B::float_add_scalar(variance, epsilon.into())));
+    let normalized = B::float_mul(centered, inverse_std.clone());
+    let output = B::float_add(B::float_mul(normalized.clone(), gamma), beta);
+    LayerNormParts { output, normalized, inverse_std }
+}
+
+fn softmax_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let (last, _) = last_dim::<B>(&x);
+    let max = B::float_max_dim(x.clone(), last);
+    let exp = B::float_exp(B::float_sub(x, max));
+    let sum = B::float_sum_dim(exp.clone(), last);
+    B::float_div(exp, sum)
+}
+
+fn log_softmax_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let (last, _) = last_dim::<B>(&x);
+    let max = B::float_max_dim(x.clone(), last);
+    let shifted = B::float_sub(x, max);
+    let log_sum_exp = B::float_log(B::float_sum_dim(B::float_exp(shifted.clone()), last));
+    B::float_sub(shifted, log_sum_exp)
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl<B: Backend> Backward<B, 3> for LayerNormBackward {
+    /// x̂, r and γ.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    /// With g = ∂L/∂y·γ (per row, n = d):
+    /// ∂L/∂x = r·(g − mean(g) − x̂·mean(g·x̂)),  ∂L/∂γ = Σ_rows ∂L/∂y·x̂,  ∂L/∂β = Σ_rows ∂L/∂y.
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node, gamma_node, beta_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (normalized, inverse_std, gamma) = ops.state;
+        let rank = normalized.shape().num_dims();
+        let (last, _) = last_dim::<B>(&normalized);
+        let gamma = as_row::<B>(gamma, rank); // before the fused operations (see the forward)
+        if let Some(node) = beta_node {
+            grads.register::<B>(node.id, column_sums::<B>(as_rows::<B>(grad.clone())));
+        }
+        if let Some(node) = gamma_node {
+            // Both reshaped before the product, so that it runs inside the reduction's kernel.
+            let product = B::float_mul(as_rows::<B>(grad.clone()), as_rows::<B>(normalized.clone()));
+            grads.register::<B>(node.id, column_sums::<B>(product));
+        }
+        if let Some(node) = x_node {
+            let g = B::float_mul(grad, gamma);
+            let mean_g = B::float_mean_dim(g.clone(), last);
+            let mean_g_normalized = B::float_mean_dim(B::float_mul(g.clone(), normalized.clone()), last);
+            let inner = B::float_sub(B::float_sub(g, mean_g), B::float_mul(normalized, mean_g_normalized));
+            grads.register::<B>(node.id, B::float_mul(inner, inverse_std));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl<B: Backend> Backward<B, 1> for SoftmaxBackward {
+    /// y = softmax(x).
+    type State = FloatTensor<B>;
+
+    /// ∂L/∂x = y·(∂L/∂y − Σ_j ∂L/∂y_j·y_j).
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = x_node else { return };
+        let output = ops.state;
+        let (last, _) = last_dim::<B>(&output);
+        let weighted = B::float_sum_dim(B::float_mul(grad.clone(), output.clone()), last);
+        grads.register::<B>(node.id, B::float_mul(output, B::float_sub(grad, weighted)));
+    }
+}
+
+#[derive(Debug)]
+struct LogSoftmaxBackward;
+
+impl<B: Backend> Backward<B, 1> for LogSoftmaxBackward {
+    /// y = log softmax(x).
+    type State = FloatTensor<B>;
+
+    /// ∂L/∂x = ∂L/∂y − exp(y)·Σ_j ∂L/∂y_j.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = x_node else { return };
+        let output = ops.state;
+        let (last, _) = last_dim::<B>(&output);
+        let total = B::float_sum_dim(grad.clone(), last);
+        grads.register::<B>(node.id, B::float_sub(grad, B::float_mul(B::float_exp(output), total)));
+    }
+}
+
+impl<B: Backend, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
+    fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let gamma = gamma.into_primitive();
+                let parts = layer_norm_forward::<B>(x.into_primitive(), gamma.clone(), beta.into_primitive(), epsilon);
+                prep.finish((parts.normalized, parts.inverse_std, gamma), parts.output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(layer_norm_forward::<B>(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon).output)
+            }
+        }
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = softmax_forward::<B>(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(softmax_forward::<B>(x.into_primitive())),
+        }
+    }
+
+    fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match LogSoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = log_softmax_forward::<B>(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward::<B>(x.into_primitive())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::activation;
+    use burn::tensor::Distribution;
+
+    fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tolerance: f32, what: &str) {
+        let a: Vec<f32> = ours.into_data().iter::<f32>().collect();
+        let b: Vec<f32> = theirs.into_data().iter::<f32>().collect();
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= tolerance, "{what}: max |difference| {worst} > {tolerance}");
+    }
+
+    /// A random [2, 3, 8] input and a loss that weighs every output differently, so that no
+    /// gradient term cancels by symmetry.
+    fn input_and_weights(device: &Device) -> (Tensor<3>, Tensor<3>) {
+        let x = Tensor::<3>::random([2, 3, 8], Distribution::Normal(0.5, 2.0), device);
+        let w = Tensor::<3>::random([2, 3, 8], Distribution::Normal(0.0, 1.0), device);
+        (x, w)
+    }
+
+    #[test]
+    fn layer_norm_matches_burns_forward_and_gradients() {
+        let device = Device::flex().autodiff();
+        let (x, w) = input_and_weights(&device);
+        // γ and β away from 1 and 0, so that a term that forgets them shows.
+        let mut norm = LayerNormConfig::new(8).init(&device);
+        norm.gamma = burn::module::Param::from_tensor(Tensor::random([8], Distribution::Normal(1.0, 0.5), &device));
+        norm.beta = Some(burn::module::Param::from_tensor(Tensor::random([8], Distribution::Normal(0.0, 0.5), &device)));
+        let beta = norm.beta.as_ref().unwrap();
+
+        let x_ours = x.clone().require_grad();
+        let (gamma, beta_ours) = (norm.gamma.val(), beta.val());
+        let ours = layer_norm(x_ours.clone(), gamma.clone(), beta_ours.clone(), 1e-5);
+        let grads_ours = (ours.clone() * w.clone()).sum().backward();
+
+        let x_theirs = x.require_grad();
+        let theirs = norm.forward(x_theirs.clone());
+        let grads_theirs = (theirs.clone() * w).sum().backward();
+
+        assert_close(ours, theirs, 1e-5, "forward");
+        assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂x");
+        assert_close(gamma.grad(&grads_ours).unwrap(), norm.gamma.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂γ");
+        assert_close(beta_ours.grad(&grads_ours).unwrap(), beta.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂β");
+    }
+
+    #[test]
+    fn softmax_and_log_softmax_match_burns_forward_and_gradients() {
+        let device = Device::flex().autodiff();
+        let (x, w) = input_and_weights(&device);
+        for (name, ours_fn, theirs_fn) in [
+            ("softmax", softmax::<3> as fn(Tensor<3>) -> Tensor<3>, (|x| activation::softmax(x, 2)) as fn(Tensor<3>) -> Tensor<3>),
+            ("log-softmax", log_softmax::<3>, |x| activation::log_softmax(x, 2)),
+        ] {
+            let x_ours = x.clone().require_grad();
+            let ours = ours_fn(x_ours.clone());
+            let grads_ours = (ours.clone() * w.clone()).sum().backward();
+            let x_theirs = x.clone().require_grad();
+            let theirs = theirs_fn(x_theirs.clone());
+            let grads_theirs = (theirs.clone() * w.clone()).sum().backward();
+            assert_close(ours, theirs, 1e-6, name);
+            assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-5, name);
+        }
+    }
+
+    #[test]
+    fn without_autodiff_the_forward_is_the_same() {
+        let device = Device::flex();
+        let (x, _) = input_and_weights(&device);
+        assert_close(softmax(x.clone()), activation::softmax(x.clone(), 2), 1e-6, "softmax");
+        assert_close(log_softmax(x.clone()), activation::log_softmax(x.clone(), 2), 1e-6, "log-softmax");
+        let gamma = Tensor::<1>::random([8], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<1>::random([8], Distribution::Normal(0.0, 0.5), &device);
+        let mut norm = LayerNormConfig::new(8).init(&device);
+        norm.gamma = burn::module::Param::from_tensor(gamma.clone());
+        norm.beta = Some(burn::module::Param::from_tensor(beta.clone()));
+        assert_close(layer_norm(x.clone(), gamma, beta, 1e-5), norm.forward(x), 1e-5, "layer norm");
+    }
+}
