@@ -21,9 +21,10 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{backend_extension, Backend, Dispatch, Shape, TensorMetadata};
 use burn::prelude::*;
+use burn::tensor::{IndexingUpdateOp, Slice};
 
 /// LayerNorm (Ba et al., 2016) over the last dimension: (x − μ)/√(σ² + ε)·γ + β, σ² the biased
 /// variance, as `burn::nn::LayerNorm` computes it.
@@ -44,6 +45,37 @@ pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as LastDimOps>::log_softmax_last(x.into_dispatch()))
 }
 
+/// log softmax(z)[target] for each position: the log-probability of one token per position,
+/// without the [.., V] tensor of log-probabilities in between.
+///
+/// As a log-softmax and a gather, the backward is a reduction, a zero-filled [B, T, V] tensor
+/// and a scatter; with the gradient written out it is one elementwise kernel and one scatter,
+/// since ∂/∂z_j of log softmax(z)_y is 1[j = y] − softmax(z)_j.
+///
+/// # Shapes
+/// - `logits`: [batch, seq, vocab]; `targets`: [batch, seq] → [batch, seq]
+pub fn target_log_probabilities(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let [batch, seq, _] = logits.dims();
+    let targets = targets.reshape([batch, seq, 1]);
+    let picked: Tensor<3> = Tensor::from_dispatch(<Dispatch as LastDimOps>::target_log_probabilities(logits.into_dispatch(), targets.into_dispatch()));
+    picked.reshape([batch, seq])
+}
+
+/// Causal attention of every head at once, heads kept side by side (see
+/// `model::masked_head_attention`, which explains the formulation), with its backward written
+/// out.
+///
+/// Differentiated operation by operation, the split of `qkv` into q, k and v costs, backward,
+/// one zero-filled [B, T, 3D] tensor and one slice-assign per part, and two additions to join
+/// them; here the three gradients are concatenated once.
+///
+/// # Shapes
+/// - `qkv`: [batch, seq, 3·d_model]; `head_mask`: [1, heads, 1, d_model], 1 where a dimension
+///   belongs to the head; `causal_bias`: [1, seq, 1, seq] → [batch, seq, d_model]
+pub fn masked_head_attention(qkv: Tensor<3>, head_mask: Tensor<4>, causal_bias: Tensor<4>, scale: f32) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as LastDimOps>::masked_head_attention(qkv.into_dispatch(), head_mask.into_dispatch(), causal_bias.into_dispatch(), scale))
+}
+
 /// The operations, per backend. The default bodies are the forward passes in the backend's own
 /// operations (the CPU backend; burn's fusion over cubecl, which fuses them lazily); autodiff
 /// has its own implementation, which records one node with a written-out backward.
@@ -59,6 +91,15 @@ pub trait LastDimOps: Backend {
 
     fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         log_softmax_forward::<Self>(x)
+    }
+
+    fn masked_head_attention(qkv: FloatTensor<Self>, head_mask: FloatTensor<Self>, causal_bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        attention_forward::<Self>(qkv, head_mask, causal_bias, scale).output
+    }
+
+    /// `targets`: [.., 1] indices into the last dimension of `logits`.
+    fn target_log_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        target_log_probabilities_forward::<Self>(logits, targets).0
     }
 }
 
@@ -132,6 +173,109 @@ fn log_softmax_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_sub(shifted, log_sum_exp)
 }
 
+/// The picked log-probabilities and the log normalizer m + log Σ exp(z − m), m = max z.
+fn target_log_probabilities_forward<B: Backend>(logits: FloatTensor<B>, targets: IntTensor<B>) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (last, _) = last_dim::<B>(&logits);
+    let max = B::float_max_dim(logits.clone(), last);
+    let log_sum_exp = B::float_log(B::float_sum_dim(B::float_exp(B::float_sub(logits.clone(), max.clone())), last));
+    let log_normalizer = B::float_add(max, log_sum_exp);
+    let picked = B::float_gather(last, logits, targets);
+    (B::float_sub(picked, log_normalizer.clone()), log_normalizer)
+}
+
+#[derive(Debug)]
+struct TargetLogProbabilitiesBackward;
+
+impl<B: Backend> Backward<B, 1> for TargetLogProbabilitiesBackward {
+    /// The logits, the log normalizer and the targets.
+    type State = (FloatTensor<B>, FloatTensor<B>, IntTensor<B>);
+
+    /// ∂L/∂z_j = g·(1[j = y] − softmax(z)_j), g = ∂L/∂(log softmax(z)_y): −g·softmax(z), then
+    /// g added at the target.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [logits_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = logits_node else { return };
+        let (logits, log_normalizer, targets) = ops.state;
+        let (last, _) = last_dim::<B>(&logits);
+        let probabilities = B::float_exp(B::float_sub(logits, log_normalizer));
+        let spread = B::float_mul(probabilities, B::float_neg(grad.clone()));
+        grads.register::<B>(node.id, B::float_scatter(last, spread, targets, grad, IndexingUpdateOp::Add));
+    }
+}
+
+/// What the attention's forward leaves for its backward.
+struct AttentionParts<B: Backend> {
+    output: FloatTensor<B>,
+    state: AttentionState<B>,
+}
+
+#[derive(Debug, Clone)]
+struct AttentionState<B: Backend> {
+    q: FloatTensor<B>,
+    /// Keys and values repeated per head, other heads' dimensions zeroed: [B, H·T, D].
+    keys: FloatTensor<B>,
+    values: FloatTensor<B>,
+    /// softmax of the scores, [B, T, H·T].
+    probabilities: FloatTensor<B>,
+    head_mask: FloatTensor<B>,
+    scale: f32,
+}
+
+fn attention_forward<B: Backend>(qkv: FloatTensor<B>, head_mask: FloatTensor<B>, causal_bias: FloatTensor<B>, scale: f32) -> AttentionParts<B> {
+    let shape = qkv.shape();
+    let (batch, seq, d_model) = (shape[0], shape[1], shape[2] / 3);
+    let n_heads = head_mask.shape()[1];
+    let part = |i: usize| B::float_slice(qkv.clone(), &[Slice::from(0..batch), Slice::from(0..seq), Slice::from(i * d_model..(i + 1) * d_model)]);
+    let per_head = |t: FloatTensor<B>| {
+        let t = B::float_reshape(t, Shape::from(vec![batch, 1, seq, d_model]));
+        B::float_reshape(B::float_mul(t, head_mask.clone()), Shape::from(vec![batch, n_heads * seq, d_model]))
+    };
+    let (q, keys, values) = (part(0), per_head(part(1)), per_head(part(2)));
+    let scores = B::float_mul_scalar(B::float_matmul(q.clone(), B::float_swap_dims(keys.clone(), 1, 2)), scale.into());
+    let scores = B::float_add(B::float_reshape(scores, Shape::from(vec![batch, seq, n_heads, seq])), causal_bias);
+    let probabilities = B::float_reshape(softmax_forward::<B>(scores), Shape::from(vec![batch, seq, n_heads * seq]));
+    let output = B::float_matmul(probabilities.clone(), values.clone());
+    AttentionParts { output, state: AttentionState { q, keys, values, probabilities, head_mask, scale } }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: Backend> Backward<B, 1> for AttentionBackward {
+    type State = AttentionState<B>;
+
+    /// With P the probabilities, S the scores and dY the output's gradient (Y = P·V):
+    /// dV = Pᵀ·dY, dP = dY·Vᵀ, dS = P ⊙ (dP − Σ_row dP ⊙ P) (the softmax's backward, per head),
+    /// dQ = scale·dS·K, dK = scale·dSᵀ·Q; each repeated part's gradient is masked to its head
+    /// and summed over the heads, and [dQ, dK, dV] is the gradient of qkv.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [qkv_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = qkv_node else { return };
+        let AttentionState { q, keys, values, probabilities, head_mask, scale } = ops.state;
+        let shape = q.shape();
+        let (batch, seq, d_model) = (shape[0], shape[1], shape[2]);
+        let n_heads = head_mask.shape()[1];
+        let per_head_back = |t: FloatTensor<B>| {
+            let t = B::float_reshape(t, Shape::from(vec![batch, n_heads, seq, d_model]));
+            B::float_reshape(B::float_sum_dim(B::float_mul(t, head_mask.clone()), 1), Shape::from(vec![batch, seq, d_model]))
+        };
+        let d_values = B::float_matmul(B::float_swap_dims(probabilities.clone(), 1, 2), grad.clone());
+        let d_probabilities = B::float_matmul(grad, B::float_swap_dims(values, 1, 2));
+        let by_head = Shape::from(vec![batch, seq, n_heads, seq]);
+        let p = B::float_reshape(probabilities, by_head.clone());
+        let dp = B::float_reshape(d_probabilities, by_head);
+        let weighted = B::float_sum_dim(B::float_mul(dp.clone(), p.clone()), 3);
+        let d_scores = B::float_mul_scalar(B::float_mul(p, B::float_sub(dp, weighted)), scale.into());
+        let d_scores = B::float_reshape(d_scores, Shape::from(vec![batch, seq, n_heads * seq]));
+        let d_q = B::float_matmul(d_scores.clone(), keys);
+        let d_keys = B::float_matmul(B::float_swap_dims(d_scores, 1, 2), q);
+        let d_qkv = B::float_cat(vec![d_q, per_head_back(d_keys), per_head_back(d_values)], 2);
+        grads.register::<B>(node.id, d_qkv);
+    }
+}
+
 #[derive(Debug)]
 struct LayerNormBackward;
 
@@ -141,27 +285,32 @@ impl<B: Backend> Backward<B, 3> for LayerNormBackward {
 
     /// With g = ∂L/∂y·γ (per row, n = d):
     /// ∂L/∂x = r·(g − mean(g) − x̂·mean(g·x̂)),  ∂L/∂γ = Σ_rows ∂L/∂y·x̂,  ∂L/∂β = Σ_rows ∂L/∂y.
+    ///
+    /// The two row means are matrix products with γ, Σ_d ∂L/∂y_d·γ_d and Σ_d (∂L/∂y·x̂)_d·γ_d:
+    /// one kernel each, where the product g and its reduction were two, and ∂L/∂y·x̂ serves ∂L/∂γ
+    /// too. Everything runs on [rows, d] views made first: in burn's fusion a reshape between two
+    /// operations keeps them out of one kernel.
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node, gamma_node, beta_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (normalized, inverse_std, gamma) = ops.state;
-        let rank = normalized.shape().num_dims();
-        let (last, _) = last_dim::<B>(&normalized);
-        let gamma = as_row::<B>(gamma, rank); // before the fused operations (see the forward)
+        let shape = normalized.shape();
+        let d = shape[shape.num_dims() - 1];
+        let (grad, normalized, inverse_std) = (as_rows::<B>(grad), as_rows::<B>(normalized), as_rows::<B>(inverse_std));
+        let (gamma_column, gamma_row) = (B::float_reshape(gamma.clone(), Shape::from(vec![d, 1])), B::float_reshape(gamma, Shape::from(vec![1, d])));
+        let grad_normalized = B::float_mul(grad.clone(), normalized.clone());
         if let Some(node) = beta_node {
-            grads.register::<B>(node.id, column_sums::<B>(as_rows::<B>(grad.clone())));
+            grads.register::<B>(node.id, column_sums::<B>(grad.clone()));
         }
         if let Some(node) = gamma_node {
-            // Both reshaped before the product, so that it runs inside the reduction's kernel.
-            let product = B::float_mul(as_rows::<B>(grad.clone()), as_rows::<B>(normalized.clone()));
-            grads.register::<B>(node.id, column_sums::<B>(product));
+            grads.register::<B>(node.id, column_sums::<B>(grad_normalized.clone()));
         }
         if let Some(node) = x_node {
-            let g = B::float_mul(grad, gamma);
-            let mean_g = B::float_mean_dim(g.clone(), last);
-            let mean_g_normalized = B::float_mean_dim(B::float_mul(g.clone(), normalized.clone()), last);
-            let inner = B::float_sub(B::float_sub(g, mean_g), B::float_mul(normalized, mean_g_normalized));
-            grads.register::<B>(node.id, B::float_mul(inner, inverse_std));
+            let sum_g = B::float_matmul(grad.clone(), gamma_column.clone()); // [rows, 1]
+            let sum_g_normalized = B::float_matmul(grad_normalized, gamma_column);
+            let means = B::float_mul_scalar(B::float_add(sum_g, B::float_mul(normalized, sum_g_normalized)), (1.0 / d as f32).into());
+            let inner = B::float_sub(B::float_mul(grad, gamma_row), means);
+            grads.register::<B>(node.id, B::float_reshape(B::float_mul(inner, inverse_std), shape));
         }
     }
 }
@@ -228,6 +377,29 @@ impl<B: Backend, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
         }
     }
 
+    fn masked_head_attention(qkv: FloatTensor<Self>, head_mask: FloatTensor<Self>, causal_bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        // The mask and the bias are constants: only qkv is differentiated.
+        let (head_mask, causal_bias) = (head_mask.into_primitive(), causal_bias.into_primitive());
+        match AttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let parts = attention_forward::<B>(qkv.into_primitive(), head_mask, causal_bias, scale);
+                prep.finish(parts.state, parts.output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(attention_forward::<B>(qkv.into_primitive(), head_mask, causal_bias, scale).output),
+        }
+    }
+
+    fn target_log_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        match TargetLogProbabilitiesBackward.prepare::<C>([logits.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let logits = logits.into_primitive();
+                let (picked, log_normalizer) = target_log_probabilities_forward::<B>(logits.clone(), targets.clone());
+                prep.finish((logits, log_normalizer, targets), picked)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(target_log_probabilities_forward::<B>(logits.into_primitive(), targets).0),
+        }
+    }
+
     fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match LogSoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -244,7 +416,7 @@ mod tests {
     use super::*;
     use burn::nn::LayerNormConfig;
     use burn::tensor::activation;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, TensorData};
 
     fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tolerance: f32, what: &str) {
         let a: Vec<f32> = ours.into_data().iter::<f32>().collect();
@@ -304,6 +476,23 @@ mod tests {
             assert_close(ours, theirs, 1e-6, name);
             assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-5, name);
         }
+    }
+
+    #[test]
+    fn target_log_probabilities_match_a_gathered_log_softmax() {
+        let device = Device::flex().autodiff();
+        let (x, _) = input_and_weights(&device);
+        // Repeated targets in a row, so that the scatter must add rather than overwrite.
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(vec![0i32, 7, 7, 3, 3, 1], [2, 3]), &device);
+        let w = Tensor::<2>::random([2, 3], Distribution::Normal(0.0, 1.0), &device);
+        let x_ours = x.clone().require_grad();
+        let ours = target_log_probabilities(x_ours.clone(), targets.clone());
+        let grads_ours = (ours.clone() * w.clone()).sum().backward();
+        let x_theirs = x.require_grad();
+        let theirs = activation::log_softmax(x_theirs.clone(), 2).gather(2, targets.reshape([2, 3, 1])).reshape([2, 3]);
+        let grads_theirs = (theirs.clone() * w).sum().backward();
+        assert_close(ours, theirs, 1e-5, "forward");
+        assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂z");
     }
 
     #[test]

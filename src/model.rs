@@ -217,22 +217,20 @@ fn launches_dominate(device: &Device) -> bool {
 /// # Shapes
 /// - `qkv`: [batch, seq, 3·d_model]; `bias`: [1, 1, seq, seq] → [batch, seq, d_model]
 fn masked_head_attention(qkv: Tensor<3>, n_heads: usize, scale: f32, bias: Option<Tensor<4>>) -> Tensor<3> {
-    let [batch, seq, width] = qkv.dims();
+    let [_, seq, width] = qkv.dims();
     let d_model = width / 3;
     let head_dim = d_model / n_heads;
     let mask: Vec<f32> = (0..n_heads).flat_map(|h| (0..d_model).map(move |d| if d / head_dim == h { 1.0 } else { 0.0 })).collect();
     let mask = Tensor::<4>::from_data(TensorData::new(mask, [1, n_heads, 1, d_model]), &qkv.device());
-    let mut parts = qkv.chunk(3, 2).into_iter();
-    let (q, k, v) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-    let per_head = |t: Tensor<3>| (t.reshape([batch, 1, seq, d_model]) * mask.clone()).reshape([batch, n_heads * seq, d_model]);
-    let scores = q.matmul(per_head(k).swap_dims(1, 2)).mul_scalar(scale).reshape([batch, seq, n_heads, seq]);
     // The causal bias [1, 1, T, T] is [1, T, 1, T] in memory: the query, then the key.
-    let scores = match bias {
-        Some(bias) => scores + bias.reshape([1, seq, 1, seq]),
-        None => scores,
+    let bias = match bias {
+        Some(bias) => bias.reshape([1, seq, 1, seq]),
+        None => Tensor::zeros([1, seq, 1, seq], &qkv.device()),
     };
-    let attention = softmax(scores).reshape([batch, seq, n_heads * seq]);
-    attention.matmul(per_head(v))
+    // One operation with its gradient written out (`layers`): q, k and v, and the keys and
+    // values repeated per head with the others' dimensions zeroed, [B, H·T, D]; the scores
+    // q·kᵀ per head side by side, [B, T, H·T]; their softmax times the values.
+    crate::layers::masked_head_attention(qkv, mask, bias, scale)
 }
 
 /// The position-wise MLP: d → 4d → GELU → d.

@@ -45,8 +45,7 @@ pub(crate) fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], 
 /// # Shapes
 /// - `logits`: [batch, seq, vocab], `targets`: [batch, seq] → [batch, seq]
 pub(crate) fn token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [batch, seq, _] = logits.dims();
-    crate::layers::log_softmax(logits).gather(2, targets.reshape([batch, seq, 1])).reshape([batch, seq])
+    crate::layers::target_log_probabilities(logits, targets)
 }
 
 /// log π(a_t | s_t) at `temperature` for every completion slot, and the logits it came from.

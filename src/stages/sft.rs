@@ -53,18 +53,22 @@ pub fn loss_mask(sequences: &[Vec<u32>], mask: LossMask) -> Vec<f32> {
 /// Returns (mean loss over counted targets, correct count) as [1]-tensors.
 pub fn masked_lm_loss(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, device: &Device) -> (Tensor<1>, Tensor<1>, f32) {
     let rows = sequences.len();
-    let flat: Vec<u32> = sequences.iter().flatten().copied().collect();
-    let tokens = int_tensor(&flat, rows, SEQ_LEN, device);
-    let inputs = tokens.clone().slice([0..rows, 0..SEQ_LEN - 1]);
-    let targets = tokens.slice([0..rows, 1..SEQ_LEN]);
+    // Inputs and targets are cut on the host: on the device each cut is a kernel.
+    let inputs: Vec<u32> = sequences.iter().flat_map(|s| s[..SEQ_LEN - 1].iter().copied()).collect();
+    let targets: Vec<u32> = sequences.iter().flat_map(|s| s[1..].iter().copied()).collect();
+    let inputs = int_tensor(&inputs, rows, SEQ_LEN - 1, device);
+    let targets = int_tensor(&targets, rows, SEQ_LEN - 1, device);
     let weights = loss_mask(sequences, mask);
     let counted: f32 = weights.iter().sum::<f32>().max(1.0);
+    // −1/counted folded into the loss's weights on the host, where it costs no kernel forward
+    // or backward: loss = Σ_t −w_t·log π(y_t)/counted.
+    let loss_weights = float_tensor(weights.iter().map(|w| -w / counted).collect(), [rows, SEQ_LEN - 1], device);
     let weights = float_tensor(weights, [rows, SEQ_LEN - 1], device);
     let logits = model.forward(inputs); // [B, T−1, V]
     let predicted = logits.clone().argmax(2).reshape([rows, SEQ_LEN - 1]);
-    let correct = (predicted.equal(targets.clone()).float() * weights.clone()).sum();
+    let correct = (predicted.equal(targets.clone()).float() * weights).sum();
     let logprobs = token_logprobs(logits, targets); // [B, T−1]
-    let loss = (logprobs * weights).sum().neg().div_scalar(counted);
+    let loss = (logprobs * loss_weights).sum();
     (loss, correct, counted)
 }
 
