@@ -85,12 +85,15 @@ pub trait LastDimOps: Backend {
         layer_norm_forward::<Self>(x, gamma, beta, epsilon).output
     }
 
+    /// The backend's own softmax: a fused row-wise kernel on the CPU backend.
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        softmax_forward::<Self>(x)
+        let (last, _) = last_dim::<Self>(&x);
+        Self::softmax(x, last)
     }
 
     fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        log_softmax_forward::<Self>(x)
+        let (last, _) = last_dim::<Self>(&x);
+        Self::log_softmax(x, last)
     }
 
     fn masked_head_attention(qkv: FloatTensor<Self>, head_mask: FloatTensor<Self>, causal_bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
@@ -103,7 +106,14 @@ pub trait LastDimOps: Backend {
     }
 }
 
-impl LastDimOps for burn::backend::Flex {}
+/// The CPU backend runs a LayerNorm and a softmax as fused row-wise loops of its own, faster
+/// than the composed operations: used wherever no gradient is recorded (generation,
+/// evaluation, rollouts).
+impl LastDimOps for burn::backend::Flex {
+    fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), f64::from(epsilon))
+    }
+}
 
 #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
 impl LastDimOps for burn::backend::Cube {}
@@ -155,22 +165,6 @@ fn layer_norm_forward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta
     let normalized = B::float_mul(centered, inverse_std.clone());
     let output = B::float_add(B::float_mul(normalized.clone(), gamma), beta);
     LayerNormParts { output, normalized, inverse_std }
-}
-
-fn softmax_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
-    let (last, _) = last_dim::<B>(&x);
-    let max = B::float_max_dim(x.clone(), last);
-    let exp = B::float_exp(B::float_sub(x, max));
-    let sum = B::float_sum_dim(exp.clone(), last);
-    B::float_div(exp, sum)
-}
-
-fn log_softmax_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
-    let (last, _) = last_dim::<B>(&x);
-    let max = B::float_max_dim(x.clone(), last);
-    let shifted = B::float_sub(x, max);
-    let log_sum_exp = B::float_log(B::float_sum_dim(B::float_exp(shifted.clone()), last));
-    B::float_sub(shifted, log_sum_exp)
 }
 
 /// The picked log-probabilities and the log normalizer m + log Σ exp(z − m), m = max z.
@@ -234,7 +228,7 @@ fn attention_forward<B: Backend>(qkv: FloatTensor<B>, head_mask: FloatTensor<B>,
     let (q, keys, values) = (part(0), per_head(part(1)), per_head(part(2)));
     let scores = B::float_mul_scalar(B::float_matmul(q.clone(), B::float_swap_dims(keys.clone(), 1, 2)), scale.into());
     let scores = B::float_add(B::float_reshape(scores, Shape::from(vec![batch, seq, n_heads, seq])), causal_bias);
-    let probabilities = B::float_reshape(softmax_forward::<B>(scores), Shape::from(vec![batch, seq, n_heads * seq]));
+    let probabilities = B::float_reshape(B::softmax(scores, 3), Shape::from(vec![batch, seq, n_heads * seq]));
     let output = B::float_matmul(probabilities.clone(), values.clone());
     AttentionParts { output, state: AttentionState { q, keys, values, probabilities, head_mask, scale } }
 }
@@ -353,7 +347,7 @@ impl<B: Backend> Backward<B, 1> for LogSoftmaxBackward {
     }
 }
 
-impl<B: Backend, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
+impl<B: Backend + LastDimOps, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -361,19 +355,17 @@ impl<B: Backend, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
                 let parts = layer_norm_forward::<B>(x.into_primitive(), gamma.clone(), beta.into_primitive(), epsilon);
                 prep.finish((parts.normalized, parts.inverse_std, gamma), parts.output)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(layer_norm_forward::<B>(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon).output)
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_last(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon)),
         }
     }
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match SoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let output = softmax_forward::<B>(x.into_primitive());
+                let output = B::softmax_last(x.into_primitive());
                 prep.finish(output.clone(), output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(softmax_forward::<B>(x.into_primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive())),
         }
     }
 
@@ -403,10 +395,10 @@ impl<B: Backend, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
     fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match LogSoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let output = log_softmax_forward::<B>(x.into_primitive());
+                let output = B::log_softmax_last(x.into_primitive());
                 prep.finish(output.clone(), output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward::<B>(x.into_primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(B::log_softmax_last(x.into_primitive())),
         }
     }
 }
