@@ -7,7 +7,7 @@
 //! WebGPU (`rlhf bench` counts them).
 //!
 //! Sampling runs on the device with the Gumbel-max trick: argmax(z/T + g) with g ~ Gumbel(0, 1)
-//! is an exact draw from softmax(z/T). The noise is drawn on the host and uploaded once per call,
+//! is an exact draw from softmax(z/T). The noise is drawn on the host and uploaded before the loop,
 //! so the same seed samples the same tokens on WebGPU and on the CPU backend (their device
 //! generators differ), and nothing inside the loop reads back: `argmax` and `topk` are device
 //! kernels; only the final tokens come back, in one transfer.
@@ -98,12 +98,18 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
     }
     let steps = options.max_new_tokens;
     let greedy = options.temperature == 0.0;
-    let temperature = if greedy { 1.0 } else { options.temperature };
+    let temperature = options.temperature;
 
-    // Host-made Gumbel noise for every step, uploaded once: [steps, batch, vocab].
-    let noise = (!greedy).then(|| {
-        let values: Vec<f32> = (0..steps * batch * vocab).map(|_| rng.gumbel()).collect();
-        Tensor::<3>::from_data(TensorData::new(values, [steps, batch, vocab]), device)
+    // Host-made Gumbel noise, one [batch, vocab] upload per step, scaled by the temperature:
+    // argmax(z/T + g) = argmax(z + T·g) for T > 0, so neither the division nor a slice of one
+    // big noise tensor costs a kernel per token.
+    let noise: Option<Vec<Tensor<2>>> = (!greedy).then(|| {
+        (0..steps)
+            .map(|_| {
+                let values: Vec<f32> = (0..batch * vocab).map(|_| temperature * rng.gumbel()).collect();
+                Tensor::<2>::from_data(TensorData::new(values, [batch, vocab]), device)
+            })
+            .collect()
     });
 
     let prompt = Tensor::<2, Int>::from_data(TensorData::new(prompts.iter().map(|&t| t as i32).collect::<Vec<_>>(), [batch, prompt_len]), device);
@@ -115,8 +121,7 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
     let mut new_tokens = Vec::with_capacity(steps);
     for step in 0..steps {
         let hidden = last.take().expect("set before every step");
-        let logits = model.logits(hidden).reshape([batch, vocab]).div_scalar(temperature); // [B, V]
-        let mut scores = logits;
+        let mut scores = model.logits(hidden).reshape([batch, vocab]); // [B, V]
         if options.top_k > 0 && options.top_k < vocab {
             // Everything below the k-th largest logit is out.
             let kth = scores.clone().topk(options.top_k, 1).slice([0..batch, options.top_k - 1..options.top_k]); // [B, 1]
@@ -124,7 +129,7 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
             scores = scores.mask_fill(below, -1e9);
         }
         if let Some(noise) = &noise {
-            scores = scores + noise.clone().slice([step..step + 1, 0..batch, 0..vocab]).reshape([batch, vocab]);
+            scores = scores + noise[step].clone();
         }
         let next = scores.argmax(1); // [B, 1]
         let next = next.mask_fill(finished.clone(), PAD as i32);
