@@ -208,6 +208,47 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// The first sampled token follows softmax(z/T) of a plain forward, at a low and a high
+    /// temperature: the host-scaled Gumbel noise is the temperature, so it must be applied
+    /// exactly once and the right way round.
+    #[test]
+    fn samples_follow_the_softmax_at_the_temperature() {
+        struct Sharpen;
+        impl burn::module::ModuleMapper for Sharpen {
+            fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+                param.map(|t| t.mul_scalar(6.0))
+            }
+        }
+        let device = Device::flex();
+        let vocab = 12;
+        // Weights scaled up, so that the next-token distribution is far from uniform.
+        let model = Gpt::new(&Preset::Micro.model(vocab), &mut Rng::new(4), &device).map(&mut Sharpen);
+        let prompt = [1u32, 5];
+        let logits: Vec<f32> = model.forward(Tensor::from_data(TensorData::new(vec![1i32, 5], [1, 2]), &device)).into_data().iter::<f32>().collect();
+        let last = &logits[vocab..2 * vocab];
+        let rows = 4000;
+        let prompts: Vec<u32> = prompt.iter().copied().cycle().take(2 * rows).collect();
+        let mut top_probabilities = Vec::new();
+        for temperature in [0.5f32, 2.0] {
+            let max = last.iter().copied().fold(f32::MIN, f32::max);
+            let weights: Vec<f64> = last.iter().map(|&z| f64::from((z - max) / temperature).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            let out = pollster::block_on(generate(&model, &prompts, rows, SampleOptions { temperature, top_k: 0, max_new_tokens: 1 }, &mut Rng::new(9), &device)).unwrap();
+            let mut counts = vec![0usize; vocab];
+            for &t in &out.tokens {
+                counts[t as usize] += 1;
+            }
+            // Binomial standard deviation at 4,000 draws is at most 0.008.
+            for (token, (&w, &n)) in weights.iter().zip(&counts).enumerate() {
+                let (expected, seen) = (w / total, n as f64 / rows as f64);
+                assert!((expected - seen).abs() < 0.03, "T = {temperature}, token {token}: expected {expected:.3}, sampled {seen:.3}");
+            }
+            top_probabilities.push(weights.iter().copied().fold(0.0, f64::max) / total);
+        }
+        // The check above tells the temperatures apart only if their distributions differ.
+        assert!(top_probabilities[0] - top_probabilities[1] > 0.15, "{top_probabilities:?}");
+    }
+
     #[test]
     fn bad_requests_are_refused() {
         let device = Device::flex();
