@@ -260,8 +260,7 @@ impl<B: Backend> Backward<B, 1> for AttentionBackward {
         let by_head = Shape::from(vec![batch, seq, n_heads, seq]);
         let p = B::float_reshape(probabilities, by_head.clone());
         let dp = B::float_reshape(d_probabilities, by_head);
-        let weighted = B::float_sum_dim(B::float_mul(dp.clone(), p.clone()), 3);
-        let d_scores = B::float_mul_scalar(B::float_mul(p, B::float_sub(dp, weighted)), scale.into());
+        let d_scores = B::float_mul_scalar(softmax_backward::<B>(p, dp, 3), scale.into());
         let d_scores = B::float_reshape(d_scores, Shape::from(vec![batch, seq, n_heads * seq]));
         let d_q = B::float_matmul(d_scores.clone(), keys);
         let d_keys = B::float_matmul(B::float_swap_dims(d_scores, 1, 2), q);
@@ -316,16 +315,21 @@ impl<B: Backend> Backward<B, 1> for SoftmaxBackward {
     /// y = softmax(x).
     type State = FloatTensor<B>;
 
-    /// ∂L/∂x = y·(∂L/∂y − Σ_j ∂L/∂y_j·y_j).
+    /// ∂L/∂x = y·(∂L/∂y − Σ_j ∂L/∂y_j·y_j) (`softmax_backward`).
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let Some(node) = x_node else { return };
         let output = ops.state;
         let (last, _) = last_dim::<B>(&output);
-        let weighted = B::float_sum_dim(B::float_mul(grad.clone(), output.clone()), last);
-        grads.register::<B>(node.id, B::float_mul(output, B::float_sub(grad, weighted)));
+        grads.register::<B>(node.id, softmax_backward::<B>(output, grad, last));
     }
+}
+
+/// ∂L/∂x for y = softmax(x) along `dim`: y·(∂L/∂y − Σ_j ∂L/∂y_j·y_j).
+fn softmax_backward<B: Backend>(output: FloatTensor<B>, grad: FloatTensor<B>, dim: usize) -> FloatTensor<B> {
+    let weighted = B::float_sum_dim(B::float_mul(grad.clone(), output.clone()), dim);
+    B::float_mul(output, B::float_sub(grad, weighted))
 }
 
 #[derive(Debug)]
