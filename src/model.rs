@@ -12,12 +12,11 @@ use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-
-use crate::layers::softmax;
 use burn::tensor::module::embedding;
 use burn::tensor::TensorData;
 
 use crate::config::ModelConfig;
+use crate::layers::softmax;
 use crate::rng::Rng;
 
 /// GPT-2's initial scale for every weight matrix.
