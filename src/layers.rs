@@ -114,8 +114,14 @@ impl LastDimOps for burn::backend::Flex {
     }
 }
 
+/// On a GPU, a LayerNorm without a gradient is one kernel (`kernels`) instead of two
+/// reductions and the arithmetic around them.
 #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
-impl LastDimOps for burn::backend::Cube {}
+impl LastDimOps for burn::backend::Cube {
+    fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        <Self as crate::kernels::RowKernels>::layer_norm_rows(x, gamma, beta, epsilon)
+    }
+}
 
 /// What a LayerNorm's forward leaves for its backward.
 struct LayerNormParts<B: Backend> {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod heap;
+pub mod kernels;
 pub mod labels;
 pub mod layers;
 pub mod metrics;

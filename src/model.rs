@@ -154,6 +154,8 @@ impl CausalSelfAttention {
         if cache.is_none() && launches_dominate(&qkv.device()) {
             return dense(&self.proj, masked_head_attention(qkv, n_heads, scale, bias));
         }
+        // Kept for the one-position kernel below, which reads q from it.
+        let qkv_for_kernel = (seq == 1).then(|| qkv.clone());
         let (q, mut k, mut v) = if seq == 1 {
             // One position (generation): [B, 1, 3D] is already [B, 3H, 1, hd] in memory, and
             // the heads of q, k and v are slices of it; the transpose below would cost copies.
@@ -165,7 +167,9 @@ impl CausalSelfAttention {
             let mut parts = qkv.chunk(3, 2).into_iter();
             (heads(parts.next().unwrap()), heads(parts.next().unwrap()), heads(parts.next().unwrap()))
         };
+        let mut past_and_new = seq;
         if let Some(CacheSlot { buffers, past, capacity }) = cache {
+            past_and_new = past + seq;
             let (keys, values) = buffers.take().unwrap_or_else(|| {
                 let zeros = || Tensor::zeros([batch, n_heads, capacity, head_dim], &k.device());
                 (zeros(), zeros())
@@ -174,6 +178,12 @@ impl CausalSelfAttention {
             k = keys.slice_assign(written.clone(), k);
             v = values.slice_assign(written, v);
             *buffers = Some((k.clone(), v.clone()));
+        }
+        if seq == 1 && launches_dominate(&q.device()) {
+            // One new position on a GPU: its attention over the cache is one kernel. The cache
+            // holds `past` earlier positions and the new one, written above.
+            let qkv = qkv_for_kernel.expect("kept for one position");
+            return dense(&self.proj, crate::kernels::cached_attention(qkv, k, v, past_and_new, scale));
         }
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
         if let Some(bias) = bias {
@@ -453,23 +463,52 @@ mod tests {
         assert!((3 * v..4 * v).any(|i| (la[i] - lb[i]).abs() > 1e-4));
     }
 
+    /// Logits position by position through the KV cache (a prefix of 4, then one token at a
+    /// time: on a GPU, `kernels`' one-position attention) equal the full forward's, on two rows.
+    fn cached_forward_matches_the_full_forward_on(device: &Device) {
+        let config = Preset::Micro.model(40);
+        let model = Gpt::new(&config, &mut Rng::new(3), device);
+        let rows: [[i32; 7]; 2] = [[1, 5, 7, 9, 11, 13, 2], [1, 8, 3, 30, 4, 6, 12]];
+        let tokens = |range: std::ops::Range<usize>| {
+            let ids: Vec<i32> = rows.iter().flat_map(|row| row[range.clone()].to_vec()).collect();
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [2, range.len()]), device)
+        };
+        let full = read(model.logits(model.hidden(tokens(0..7)))); // [2, 7, V]
+        let mut cache = KvCache::new(&model);
+        let mut steps = vec![read(model.logits(model.hidden_cached(tokens(0..4), &mut cache)))];
+        for i in 4..7 {
+            steps.push(read(model.logits(model.hidden_cached(tokens(i..i + 1), &mut cache))));
+        }
+        let v = 40;
+        let lengths = [4, 1, 1, 1];
+        for b in 0..2 {
+            let mut position = 0;
+            for (step, &len) in steps.iter().zip(&lengths) {
+                for i in 0..len {
+                    let cached = &step[(b * len + i) * v..(b * len + i + 1) * v];
+                    let expected = &full[(b * 7 + position) * v..(b * 7 + position + 1) * v];
+                    for (c, f) in cached.iter().zip(expected) {
+                        assert!((f - c).abs() < 1e-4, "row {b}, position {position}: {f} vs {c}");
+                    }
+                    position += 1;
+                }
+            }
+        }
+    }
+
     #[test]
     fn cached_forward_matches_the_full_forward() {
-        let config = Preset::Micro.model(40);
-        let model = Gpt::new(&config, &mut Rng::new(3), &device());
-        let ids = vec![1i32, 5, 7, 9, 11, 13, 2];
-        let full = read(model.logits(model.hidden(Tensor::from_data(TensorData::new(ids.clone(), [1, 7]), &device()))));
-        let mut cache = KvCache::new(&model);
-        let prefix = model.hidden_cached(Tensor::from_data(TensorData::new(ids[..4].to_vec(), [1, 4]), &device()), &mut cache);
-        let mut cached = read(model.logits(prefix));
-        for &id in &ids[4..] {
-            let h = model.hidden_cached(Tensor::from_data(TensorData::new(vec![id], [1, 1]), &device()), &mut cache);
-            cached.extend(read(model.logits(h)));
-        }
-        assert_eq!(full.len(), cached.len());
-        for (f, c) in full.iter().zip(&cached) {
-            assert!((f - c).abs() < 1e-4, "{f} vs {c}");
-        }
+        cached_forward_matches_the_full_forward_on(&device());
+    }
+
+    /// The same on burn-wgpu (a software Vulkan device does): `cargo test --release --features
+    /// gpu --target-dir target/gpu cached_forward`.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn cached_forward_matches_the_full_forward_on_a_gpu() {
+        let (device, info) = crate::device::select(crate::device::BackendChoice::WebGpu);
+        assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
+        cached_forward_matches_the_full_forward_on(&device);
     }
 
     /// The masked-head attention computes what splitting the heads does ([B, H, T, hd], one

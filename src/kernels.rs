@@ -1,0 +1,329 @@
+//! Two forward passes written as single GPU kernels (cubecl), for the passes that record no
+//! gradient: a LayerNorm over rows, and one new position's attention over a KV cache.
+//!
+//! Generation launches its kernels once per token, and composed of burn's operations a
+//! LayerNorm is two reductions and the elementwise arithmetic between them, and one position's
+//! attention two matmuls, a softmax (two reductions, its arithmetic) and the masking: about
+//! half of a token's launches on burn-wgpu. Each is one kernel here. The work per launch is
+//! tiny (16 rows of 64 at batch 16), so each output element is one unit's plain loop: no shared
+//! memory, nothing to synchronize.
+//!
+//! The trait's default bodies are the same computations in burn's operations: the CPU backend
+//! and autodiff run those, and the tests compare the kernels against them. With burn's fusion
+//! (WebGPU, burn-wgpu) each call is registered as one opaque operation and runs the kernel when
+//! fusion executes its stream.
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Shape, TensorMetadata};
+use burn::prelude::*;
+use burn::tensor::Slice;
+
+/// LayerNorm over the last dimension, (x − μ)/√(σ² + ε)·γ + β with the biased variance: one
+/// kernel on a GPU. No gradient: for forwards that record none (see `layers::layer_norm`).
+///
+/// # Shapes
+/// - `x`: [..., d]; `gamma`, `beta`: [d] → [..., d]
+pub fn layer_norm_rows<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as RowKernels>::layer_norm_rows(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon))
+}
+
+/// One new position's causal attention over a KV cache, every head at once: for head h,
+/// softmax(q_h·K_hᵀ·scale)·V_h over the first `length` cached positions (the new one
+/// included, already written), heads side by side in the output.
+///
+/// # Shapes
+/// - `qkv`: [batch, 1, 3·d_model], the new position's queries, keys and values;
+///   `keys`, `values`: [batch, heads, capacity, head_dim] → [batch, 1, d_model]
+pub fn cached_attention(qkv: Tensor<3>, keys: Tensor<4>, values: Tensor<4>, length: usize, scale: f32) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as RowKernels>::cached_attention(qkv.into_dispatch(), keys.into_dispatch(), values.into_dispatch(), length, scale))
+}
+
+/// [batch, 1, 3·d_model] → [batch, 1, d_model].
+fn attention_output_shape(qkv: &Shape) -> Shape {
+    Shape::from(vec![qkv[0], qkv[1], qkv[2] / 3])
+}
+
+/// The operations. The default bodies, in burn's operations, are what the CPU backend and
+/// autodiff run; burn-cubecl's implementation launches the kernels below.
+#[backend_extension(
+    Flex: cfg(all()),
+    Cube: cfg(any(target_arch = "wasm32", feature = "gpu")),
+    Fusion: cfg(any(target_arch = "wasm32", feature = "gpu")),
+    Autodiff
+)]
+pub trait RowKernels: Backend {
+    #[fusion(dtype = x, shape = x)]
+    fn layer_norm_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        let last = x.shape().num_dims() - 1;
+        let d = x.shape()[last];
+        let rank = last + 1;
+        let row = |v: FloatTensor<Self>| {
+            let dims: Vec<usize> = (0..rank).map(|i| if i == last { d } else { 1 }).collect();
+            Self::float_reshape(v, Shape::from(dims))
+        };
+        let mean = Self::float_mean_dim(x.clone(), last);
+        let centered = Self::float_sub(x, mean);
+        let variance = Self::float_mean_dim(Self::float_mul(centered.clone(), centered.clone()), last);
+        let inverse_std = Self::float_powf_scalar(Self::float_add_scalar(variance, epsilon.into()), (-0.5f32).into());
+        let normalized = Self::float_mul(centered, inverse_std);
+        Self::float_add(Self::float_mul(normalized, row(gamma)), row(beta))
+    }
+
+    #[fusion(dtype = qkv, shape = attention_output_shape(qkv))]
+    fn cached_attention(qkv: FloatTensor<Self>, keys: FloatTensor<Self>, values: FloatTensor<Self>, length: usize, scale: f32) -> FloatTensor<Self> {
+        let [batch, heads, _, head_dim] = keys.shape().dims::<4>();
+        let d_model = heads * head_dim;
+        // q as [B, H, 1, hd]; the first `length` keys and values.
+        let q = Self::float_reshape(Self::float_slice(qkv, &[Slice::from(0..batch), Slice::from(0..1), Slice::from(0..d_model)]), Shape::from(vec![batch, 1, heads, head_dim]));
+        let q = Self::float_swap_dims(q, 1, 2);
+        let seen = [Slice::from(0..batch), Slice::from(0..heads), Slice::from(0..length), Slice::from(0..head_dim)];
+        let keys = Self::float_slice(keys, &seen);
+        let values = Self::float_slice(values, &seen);
+        let scores = Self::float_mul_scalar(Self::float_matmul(q, Self::float_swap_dims(keys, 2, 3)), scale.into()); // [B, H, 1, T]
+        let weights = Self::softmax(scores, 3);
+        let y = Self::float_matmul(weights, values); // [B, H, 1, hd]
+        Self::float_reshape(y, Shape::from(vec![batch, 1, d_model]))
+    }
+}
+
+impl RowKernels for burn::backend::Flex {}
+
+impl<B: Backend + RowKernels, C: CheckpointStrategy> RowKernels for Autodiff<B, C> {}
+
+#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+mod cube {
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::{Shape, TensorMetadata};
+    use burn_cubecl::cubecl;
+    use burn_cubecl::kernel::into_contiguous;
+    use burn_cubecl::ops::numeric::empty_device_dtype;
+    use burn_cubecl::CubeBackend;
+    use cubecl::prelude::*;
+    use cubecl::{CubeCount, CubeDim};
+
+    /// Units per cube: one element each, well under every device's limit.
+    const UNITS: u32 = 64;
+
+    fn cubes_for(units: usize) -> CubeCount {
+        CubeCount::Static((units as u32).div_ceil(UNITS).max(1), 1, 1)
+    }
+
+    /// One unit per row: its mean, its variance, then its `d` outputs.
+    #[cube(launch)]
+    fn layer_norm_rows_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, output: &mut Tensor<f32>, rows: u32, epsilon: f32) {
+        let row = ABSOLUTE_POS;
+        if row >= rows as usize {
+            terminate!();
+        }
+        let d = x.shape(x.rank() - 1);
+        let start = row * d;
+        let mut sum = f32::new(0.0);
+        for i in 0..d {
+            sum += x[start + i];
+        }
+        let mean = sum / f32::cast_from(d);
+        let mut squares = f32::new(0.0);
+        for i in 0..d {
+            let centered = x[start + i] - mean;
+            squares += centered * centered;
+        }
+        let inverse_std = f32::new(1.0) / (squares / f32::cast_from(d) + epsilon).sqrt();
+        for i in 0..d {
+            output[start + i] = (x[start + i] - mean) * inverse_std * gamma[i] + beta[i];
+        }
+    }
+
+    /// One unit per output element (b, head h, dimension j): the scores of its head over the
+    /// `length` cached positions, softmax-weighted values through the online softmax (a running
+    /// maximum m and normalizer l, rescaled as m grows), so one pass over the cache.
+    #[cube(launch)]
+    fn cached_attention_kernel(qkv: &Tensor<f32>, keys: &Tensor<f32>, values: &Tensor<f32>, output: &mut Tensor<f32>, length: u32, scale: f32) {
+        let position = ABSOLUTE_POS;
+        if position >= output.len() {
+            terminate!();
+        }
+        let d_model = output.shape(2);
+        let head_dim = keys.shape(3);
+        let b = position / d_model;
+        let channel = position % d_model;
+        let h = channel / head_dim;
+        let j = channel % head_dim;
+        let q_start = b * qkv.stride(0) + h * head_dim * qkv.stride(2);
+        let cache_start = b * keys.stride(0) + h * keys.stride(1);
+        // WGSL has no infinity literal: a finite floor below any score.
+        let mut running_max = f32::new(-1.0e30);
+        let mut normalizer = f32::new(0.0);
+        let mut accumulated = f32::new(0.0);
+        for t in 0..length as usize {
+            let row = cache_start + t * keys.stride(2);
+            let mut score = f32::new(0.0);
+            for i in 0..head_dim {
+                score += qkv[q_start + i * qkv.stride(2)] * keys[row + i * keys.stride(3)];
+            }
+            score *= scale;
+            let new_max = f32::max(running_max, score);
+            let rescale = (running_max - new_max).exp();
+            let weight = (score - new_max).exp();
+            normalizer = normalizer * rescale + weight;
+            accumulated = accumulated * rescale + weight * values[cache_start + t * values.stride(2) + j * values.stride(3)];
+            running_max = new_max;
+        }
+        // The output is contiguous (allocated below): [B, 1, D] in order.
+        output[position] = accumulated / normalizer;
+    }
+
+    impl super::RowKernels for CubeBackend {
+        fn layer_norm_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+            let x = into_contiguous(x);
+            let gamma = into_contiguous(gamma);
+            let beta = into_contiguous(beta);
+            let shape = x.shape();
+            let rows = shape.num_elements() / shape[shape.num_dims() - 1];
+            let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+            let client = x.client.clone();
+            layer_norm_rows_kernel::launch(
+                &client,
+                cubes_for(rows),
+                CubeDim::new_1d(UNITS),
+                x.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                rows as u32,
+                epsilon,
+            );
+            output
+        }
+
+        fn cached_attention(qkv: FloatTensor<Self>, keys: FloatTensor<Self>, values: FloatTensor<Self>, length: usize, scale: f32) -> FloatTensor<Self> {
+            let shape = super::attention_output_shape(&qkv.shape());
+            let units = shape.num_elements();
+            let output = empty_device_dtype(qkv.client.clone(), qkv.device.clone(), Shape::from(shape), qkv.dtype);
+            let client = qkv.client.clone();
+            cached_attention_kernel::launch(
+                &client,
+                cubes_for(units),
+                CubeDim::new_1d(UNITS),
+                qkv.into_tensor_arg(),
+                keys.into_tensor_arg(),
+                values.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                length as u32,
+                scale,
+            );
+            output
+        }
+    }
+}
+
+/// Host references in f64, and the inputs the tests (here and in the browser) feed both the
+/// kernels and the operations.
+pub mod reference {
+    /// A pseudo-random tensor's values in [-2, 2): the same on every backend.
+    pub fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        (0..n).map(|_| rng.uniform() * 4.0 - 2.0).collect()
+    }
+
+    /// LayerNorm of each row of `d` values.
+    pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
+        let d = gamma.len();
+        x.chunks(d)
+            .flat_map(|row| {
+                let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
+                let variance = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / d as f64;
+                let inverse_std = 1.0 / (variance + f64::from(epsilon)).sqrt();
+                row.iter().enumerate().map(move |(i, &v)| ((f64::from(v) - mean) * inverse_std * f64::from(gamma[i]) + f64::from(beta[i])) as f32).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// One position's attention over the first `length` of `capacity` cached positions.
+    /// `qkv`: [batch, 3·heads·head_dim]; `keys`, `values`: [batch, heads, capacity, head_dim].
+    #[allow(clippy::too_many_arguments)]
+    pub fn cached_attention(qkv: &[f32], keys: &[f32], values: &[f32], batch: usize, heads: usize, capacity: usize, head_dim: usize, length: usize, scale: f32) -> Vec<f32> {
+        let d = heads * head_dim;
+        let mut out = vec![0.0f32; batch * d];
+        for b in 0..batch {
+            for h in 0..heads {
+                let cache = |t: usize, i: usize| ((b * heads + h) * capacity + t) * head_dim + i;
+                let scores: Vec<f64> = (0..length).map(|t| (0..head_dim).map(|i| f64::from(qkv[b * 3 * d + h * head_dim + i]) * f64::from(keys[cache(t, i)])).sum::<f64>() * f64::from(scale)).collect();
+                let max = scores.iter().copied().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for j in 0..head_dim {
+                    let y: f64 = (0..length).map(|t| weights[t] * f64::from(values[cache(t, j)])).sum::<f64>() / total;
+                    out[b * d + h * head_dim + j] = y as f32;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference;
+    use burn::prelude::*;
+    use burn::tensor::TensorData;
+
+    fn assert_close(ours: Vec<f32>, expected: &[f32], what: &str) {
+        assert_eq!(ours.len(), expected.len(), "{what}");
+        for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{what}[{i}]: {a} vs {b}");
+        }
+    }
+
+    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    /// Checks both operations on `device` against the host references: a LayerNorm of 48 rows
+    /// of 64, and attention at batch 3, 4 heads of 16, over 7 of 12 cached positions, the rest
+    /// of the cache filled with large values that would show if they were read.
+    fn check_against_the_host(device: &Device) {
+        let (rows, d) = (48, 64);
+        let x = reference::values(rows * d, 1);
+        let gamma = reference::values(d, 2);
+        let beta = reference::values(d, 3);
+        let ours = super::layer_norm_rows(
+            Tensor::<3>::from_data(TensorData::new(x.clone(), [4, rows / 4, d]), device),
+            Tensor::from_data(TensorData::new(gamma.clone(), [d]), device),
+            Tensor::from_data(TensorData::new(beta.clone(), [d]), device),
+            1e-5,
+        );
+        assert_close(read(ours), &reference::layer_norm(&x, &gamma, &beta, 1e-5), "layer norm");
+
+        let (batch, heads, capacity, head_dim, length) = (3, 4, 12, 16, 7);
+        let qkv = reference::values(batch * 3 * heads * head_dim, 4);
+        let mut keys = reference::values(batch * heads * capacity * head_dim, 5);
+        let mut values = reference::values(batch * heads * capacity * head_dim, 6);
+        for (i, (k, v)) in keys.iter_mut().zip(values.iter_mut()).enumerate() {
+            if (i / head_dim) % capacity >= length {
+                (*k, *v) = (1e3, 1e3);
+            }
+        }
+        let scale = 0.25;
+        let cache = |v: &[f32]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [batch, heads, capacity, head_dim]), device);
+        let ours = super::cached_attention(Tensor::from_data(TensorData::new(qkv.clone(), [batch, 1, 3 * heads * head_dim]), device), cache(&keys), cache(&values), length, scale);
+        assert_eq!(ours.dims(), [batch, 1, heads * head_dim]);
+        assert_close(read(ours), &reference::cached_attention(&qkv, &keys, &values, batch, heads, capacity, head_dim, length, scale), "cached attention");
+    }
+
+    #[test]
+    fn the_operations_match_the_host_on_the_cpu_backend() {
+        check_against_the_host(&Device::flex());
+    }
+
+    /// The kernels themselves, on burn-wgpu (a software Vulkan device does): run with
+    /// `cargo test --release --features gpu --target-dir target/gpu kernels`.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn the_kernels_match_the_host_on_a_gpu() {
+        let (device, info) = crate::device::select(crate::device::BackendChoice::WebGpu);
+        assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
+        check_against_the_host(&device);
+    }
+}
