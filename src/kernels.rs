@@ -40,6 +40,33 @@ pub fn cached_attention(qkv: Tensor<3>, keys: Tensor<4>, values: Tensor<4>, leng
     Tensor::from_dispatch(<Dispatch as RowKernels>::cached_attention(qkv.into_dispatch(), keys.into_dispatch(), values.into_dispatch(), length, scale))
 }
 
+/// x·W + b over the last dimension of x after a LayerNorm of it, then GELU if `gelu`: one
+/// kernel on a GPU, where it is a LayerNorm, a matmul and a fused elementwise kernel. For a
+/// few rows (generation's one position); no gradient.
+///
+/// # Shapes
+/// - `x`: [..., d]; `gamma`, `beta`: [d]; `weight`: [d, n] (any strides); `bias`: [n] → [..., n]
+#[allow(clippy::too_many_arguments)]
+pub fn norm_linear_rows<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f32, weight: Tensor<2>, bias: Tensor<1>, gelu: bool) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as RowKernels>::norm_linear_rows(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon, weight.into_dispatch(), bias.into_dispatch(), gelu))
+}
+
+/// residual + x·W + b over the last dimension: one kernel on a GPU (a matmul and a fused
+/// elementwise kernel otherwise). For a few rows; no gradient.
+///
+/// # Shapes
+/// - `x`: [..., d]; `weight`: [d, n] (any strides); `bias`: [n]; `residual`: [..., n] → [..., n]
+pub fn linear_residual_rows<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>, residual: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as RowKernels>::linear_residual_rows(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), residual.into_dispatch()))
+}
+
+/// [..., d] times [d, n] → [..., n].
+fn linear_output_shape(x: &Shape, weight: &Shape) -> Shape {
+    let mut dims: Vec<usize> = (0..x.num_dims()).map(|i| x[i]).collect();
+    *dims.last_mut().expect("a tensor of rank ≥ 1") = weight[1];
+    Shape::from(dims)
+}
+
 /// [batch, 1, 3·d_model] → [batch, 1, d_model].
 fn attention_output_shape(qkv: &Shape) -> Shape {
     Shape::from(vec![qkv[0], qkv[1], qkv[2] / 3])
@@ -71,6 +98,22 @@ pub trait RowKernels: Backend {
         Self::float_add(Self::float_mul(normalized, row(gamma)), row(beta))
     }
 
+    #[fusion(dtype = x, shape = linear_output_shape(x, weight))]
+    #[allow(clippy::too_many_arguments)]
+    fn norm_linear_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gelu: bool) -> FloatTensor<Self> {
+        let y = linear::<Self>(Self::layer_norm_rows(x, gamma, beta, epsilon), weight, bias);
+        if gelu {
+            Self::gelu(y)
+        } else {
+            y
+        }
+    }
+
+    #[fusion(dtype = x, shape = linear_output_shape(x, weight))]
+    fn linear_residual_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, residual: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_add(linear::<Self>(x, weight, bias), residual)
+    }
+
     #[fusion(dtype = qkv, shape = attention_output_shape(qkv))]
     fn cached_attention(qkv: FloatTensor<Self>, keys: FloatTensor<Self>, values: FloatTensor<Self>, length: usize, scale: f32) -> FloatTensor<Self> {
         let [batch, heads, _, head_dim] = keys.shape().dims::<4>();
@@ -86,6 +129,18 @@ pub trait RowKernels: Backend {
         let y = Self::float_matmul(weights, values); // [B, H, 1, hd]
         Self::float_reshape(y, Shape::from(vec![batch, 1, d_model]))
     }
+}
+
+/// x·W + b in burn's operations: [..., d] as [rows, d], one matmul, the bias as a row.
+fn linear<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / d;
+    let output_shape = linear_output_shape(&shape, &weight.shape());
+    let n = weight.shape()[1];
+    let y = B::float_matmul(B::float_reshape(x, Shape::from(vec![rows, d])), weight);
+    let y = B::float_add(y, B::float_reshape(bias, Shape::from(vec![1, n])));
+    B::float_reshape(y, output_shape)
 }
 
 impl RowKernels for burn::backend::Flex {}
@@ -119,6 +174,15 @@ mod cube {
         }
         let d = x.shape(x.rank() - 1);
         let start = row * d;
+        let (mean, inverse_std) = row_statistics(x, start, d, epsilon);
+        for i in 0..d {
+            output[start + i] = (x[start + i] - mean) * inverse_std * gamma[i] + beta[i];
+        }
+    }
+
+    /// A row's mean and 1/√(σ² + ε), its `d` values from `start`.
+    #[cube]
+    fn row_statistics(x: &Tensor<f32>, start: usize, d: usize, epsilon: f32) -> (f32, f32) {
         let mut sum = f32::new(0.0);
         for i in 0..d {
             sum += x[start + i];
@@ -129,10 +193,54 @@ mod cube {
             let centered = x[start + i] - mean;
             squares += centered * centered;
         }
-        let inverse_std = f32::new(1.0) / (squares / f32::cast_from(d) + epsilon).sqrt();
-        for i in 0..d {
-            output[start + i] = (x[start + i] - mean) * inverse_std * gamma[i] + beta[i];
+        (mean, f32::new(1.0) / (squares / f32::cast_from(d) + epsilon).sqrt())
+    }
+
+    /// One unit per output element (row, column): its row's statistics (recomputed by every
+    /// unit of the row: d is small, and no unit waits for another), then the dot product of
+    /// the normalized row with the weight's column, the bias, and GELU (exact, with erf) if
+    /// asked for.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    fn norm_linear_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, output: &mut Tensor<f32>, epsilon: f32, #[comptime] gelu: bool) {
+        let position = ABSOLUTE_POS;
+        if position >= output.len() {
+            terminate!();
         }
+        let n = output.shape(output.rank() - 1);
+        let d = x.shape(x.rank() - 1);
+        let row = position / n;
+        let column = position % n;
+        let start = row * d;
+        let (mean, inverse_std) = row_statistics(x, start, d, epsilon);
+        let mut sum = bias[column];
+        for i in 0..d {
+            let normalized = (x[start + i] - mean) * inverse_std * gamma[i] + beta[i];
+            sum += normalized * weight[i * weight.stride(0) + column * weight.stride(1)];
+        }
+        if gelu {
+            sum = f32::new(0.5) * sum * (f32::new(1.0) + Erf::erf(sum * f32::new(core::f32::consts::FRAC_1_SQRT_2)));
+        }
+        output[position] = sum;
+    }
+
+    /// One unit per output element: residual + the dot product of x's row with the weight's
+    /// column + the bias.
+    #[cube(launch)]
+    fn linear_residual_kernel(x: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, residual: &Tensor<f32>, output: &mut Tensor<f32>) {
+        let position = ABSOLUTE_POS;
+        if position >= output.len() {
+            terminate!();
+        }
+        let n = output.shape(output.rank() - 1);
+        let d = x.shape(x.rank() - 1);
+        let row = position / n;
+        let column = position % n;
+        let mut sum = residual[position] + bias[column];
+        for i in 0..d {
+            sum += x[row * d + i] * weight[i * weight.stride(0) + column * weight.stride(1)];
+        }
+        output[position] = sum;
     }
 
     /// One unit per output element (b, head h, dimension j): the scores of its head over the
@@ -197,6 +305,47 @@ mod cube {
             output
         }
 
+        fn norm_linear_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gelu: bool) -> FloatTensor<Self> {
+            let (x, gamma, beta, bias) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta), into_contiguous(bias));
+            let shape = super::linear_output_shape(&x.shape(), &weight.shape());
+            let units = shape.num_elements();
+            let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+            let client = x.client.clone();
+            norm_linear_kernel::launch(
+                &client,
+                cubes_for(units),
+                CubeDim::new_1d(UNITS),
+                x.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
+                weight.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                epsilon,
+                gelu,
+            );
+            output
+        }
+
+        fn linear_residual_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, residual: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (x, bias, residual) = (into_contiguous(x), into_contiguous(bias), into_contiguous(residual));
+            let shape = super::linear_output_shape(&x.shape(), &weight.shape());
+            let units = shape.num_elements();
+            let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+            let client = x.client.clone();
+            linear_residual_kernel::launch(
+                &client,
+                cubes_for(units),
+                CubeDim::new_1d(UNITS),
+                x.into_tensor_arg(),
+                weight.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                residual.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+            );
+            output
+        }
+
         fn cached_attention(qkv: FloatTensor<Self>, keys: FloatTensor<Self>, values: FloatTensor<Self>, length: usize, scale: f32) -> FloatTensor<Self> {
             let shape = super::attention_output_shape(&qkv.shape());
             let units = shape.num_elements();
@@ -240,6 +389,30 @@ pub mod reference {
             .collect()
     }
 
+    /// erf by Abramowitz and Stegun 7.1.26 (absolute error ≤ 1.5e-7): std has none.
+    fn erf(x: f64) -> f64 {
+        let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+        let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+        (1.0 - poly * (-x * x).exp()).copysign(x)
+    }
+
+    /// residual + x·W + b for each row of `x`; `weight`: [d, n] row-major; then GELU if asked.
+    pub fn linear(x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>, gelu: bool) -> Vec<f32> {
+        let n = bias.len();
+        let d = weight.len() / n;
+        let mut out = Vec::with_capacity(x.len() / d * n);
+        for (r, row) in x.chunks(d).enumerate() {
+            for c in 0..n {
+                let mut y = f64::from(bias[c]) + (0..d).map(|i| f64::from(row[i]) * f64::from(weight[i * n + c])).sum::<f64>();
+                if gelu {
+                    y = 0.5 * y * (1.0 + erf(y / std::f64::consts::SQRT_2));
+                }
+                out.push((y + residual.map_or(0.0, |res| f64::from(res[r * n + c]))) as f32);
+            }
+        }
+        out
+    }
+
     /// One position's attention over the first `length` of `capacity` cached positions.
     /// `qkv`: [batch, 3·heads·head_dim]; `keys`, `values`: [batch, heads, capacity, head_dim].
     #[allow(clippy::too_many_arguments)]
@@ -280,8 +453,9 @@ mod tests {
         t.into_data().iter::<f32>().collect()
     }
 
-    /// Checks both operations on `device` against the host references: a LayerNorm of 48 rows
-    /// of 64, and attention at batch 3, 4 heads of 16, over 7 of 12 cached positions, the rest
+    /// Checks the operations on `device` against the host references: a LayerNorm of 48 rows
+    /// of 64, the same rows through a LayerNorm and a linear layer of 40 outputs (with and
+    /// without GELU) and through a linear layer with a residual, and attention at batch 3, 4 heads of 16, over 7 of 12 cached positions, the rest
     /// of the cache filled with large values that would show if they were read.
     fn check_against_the_host(device: &Device) {
         let (rows, d) = (48, 64);
@@ -295,6 +469,33 @@ mod tests {
             1e-5,
         );
         assert_close(read(ours), &reference::layer_norm(&x, &gamma, &beta, 1e-5), "layer norm");
+
+        // The weight as a transposed view, [d, n] with strides [1, d], as the LM head's wteᵀ.
+        let n = 40;
+        let weight_t = reference::values(n * d, 7);
+        let weight: Vec<f32> = (0..d * n).map(|k| weight_t[(k % n) * d + k / n]).collect();
+        let bias = reference::values(n, 8);
+        let normalized = reference::layer_norm(&x, &gamma, &beta, 1e-5);
+        for gelu in [false, true] {
+            let ours = super::norm_linear_rows(
+                Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, d]), device),
+                Tensor::from_data(TensorData::new(gamma.clone(), [d]), device),
+                Tensor::from_data(TensorData::new(beta.clone(), [d]), device),
+                1e-5,
+                Tensor::<2>::from_data(TensorData::new(weight_t.clone(), [n, d]), device).transpose(),
+                Tensor::from_data(TensorData::new(bias.clone(), [n]), device),
+                gelu,
+            );
+            assert_close(read(ours), &reference::linear(&normalized, &weight, &bias, None, gelu), &format!("norm linear, gelu {gelu}"));
+        }
+        let residual = reference::values(rows * n, 9);
+        let ours = super::linear_residual_rows(
+            Tensor::<3>::from_data(TensorData::new(x.clone(), [2, rows / 2, d]), device),
+            Tensor::<2>::from_data(TensorData::new(weight.clone(), [d, n]), device),
+            Tensor::from_data(TensorData::new(bias.clone(), [n]), device),
+            Tensor::<3>::from_data(TensorData::new(residual.clone(), [2, rows / 2, n]), device),
+        );
+        assert_close(read(ours), &reference::linear(&x, &weight, &bias, Some(&residual), false), "linear residual");
 
         let (batch, heads, capacity, head_dim, length) = (3, 4, 12, 16, 7);
         let qkv = reference::values(batch * 3 * heads * head_dim, 4);

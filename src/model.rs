@@ -123,6 +123,24 @@ struct CacheSlot<'a> {
     capacity: usize,
 }
 
+impl CacheSlot<'_> {
+    /// Writes the new positions' keys and values, [B, H, T, hd], after the `past` cached ones;
+    /// returns the whole buffers, [B, H, capacity, hd].
+    fn write(self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [batch, n_heads, seq, head_dim] = k.dims();
+        let (past, capacity) = (self.past, self.capacity);
+        let (keys, values) = self.buffers.take().unwrap_or_else(|| {
+            let zeros = || Tensor::zeros([batch, n_heads, capacity, head_dim], &k.device());
+            (zeros(), zeros())
+        });
+        let written = [0..batch, 0..n_heads, past..past + seq, 0..head_dim];
+        let keys = keys.slice_assign(written.clone(), k);
+        let values = values.slice_assign(written, v);
+        *self.buffers = Some((keys.clone(), values.clone()));
+        (keys, values)
+    }
+}
+
 /// Multi-head causal self-attention with one fused QKV projection.
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
@@ -154,8 +172,6 @@ impl CausalSelfAttention {
         if cache.is_none() && launches_dominate(&qkv.device()) {
             return dense(&self.proj, masked_head_attention(qkv, n_heads, scale, bias));
         }
-        // Kept for the one-position kernel below, which reads q from it.
-        let qkv_for_kernel = (seq == 1).then(|| qkv.clone());
         let (q, mut k, mut v) = if seq == 1 {
             // One position (generation): [B, 1, 3D] is already [B, 3H, 1, hd] in memory, and
             // the heads of q, k and v are slices of it; the transpose below would cost copies.
@@ -167,23 +183,8 @@ impl CausalSelfAttention {
             let mut parts = qkv.chunk(3, 2).into_iter();
             (heads(parts.next().unwrap()), heads(parts.next().unwrap()), heads(parts.next().unwrap()))
         };
-        let mut past_and_new = seq;
-        if let Some(CacheSlot { buffers, past, capacity }) = cache {
-            past_and_new = past + seq;
-            let (keys, values) = buffers.take().unwrap_or_else(|| {
-                let zeros = || Tensor::zeros([batch, n_heads, capacity, head_dim], &k.device());
-                (zeros(), zeros())
-            });
-            let written = [0..batch, 0..n_heads, past..past + seq, 0..head_dim];
-            k = keys.slice_assign(written.clone(), k);
-            v = values.slice_assign(written, v);
-            *buffers = Some((k.clone(), v.clone()));
-        }
-        if seq == 1 && launches_dominate(&q.device()) {
-            // One new position on a GPU: its attention over the cache is one kernel. The cache
-            // holds `past` earlier positions and the new one, written above.
-            let qkv = qkv_for_kernel.expect("kept for one position");
-            return dense(&self.proj, crate::kernels::cached_attention(qkv, k, v, past_and_new, scale));
+        if let Some(slot) = cache {
+            (k, v) = slot.write(k, v);
         }
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
         if let Some(bias) = bias {
@@ -198,6 +199,25 @@ impl CausalSelfAttention {
             _ => y.swap_dims(1, 2).reshape([batch, seq, d_model]),
         };
         dense(&self.proj, y)
+    }
+}
+
+impl CausalSelfAttention {
+    /// One new position's attention on a GPU: its keys and values into the cache, then one
+    /// kernel over the cache (`kernels::cached_attention`).
+    ///
+    /// # Shapes
+    /// - `qkv`: [batch, 1, 3·d_model] → [batch, 1, d_model]
+    fn attend_one_position(&self, qkv: Tensor<3>, slot: CacheSlot) -> Tensor<3> {
+        let [batch, _, width] = qkv.dims();
+        let n_heads = self.n_heads;
+        let head_dim = width / 3 / n_heads;
+        let length = slot.past + 1;
+        // [B, 1, 3D] is [B, 3H, 1, hd] in memory: the keys and values are slices of it.
+        let all = qkv.clone().reshape([batch, 3 * n_heads, 1, head_dim]);
+        let part = |i: usize| all.clone().slice([0..batch, i * n_heads..(i + 1) * n_heads]);
+        let (keys, values) = slot.write(part(1), part(2));
+        crate::kernels::cached_attention(qkv, keys, values, length, 1.0 / (head_dim as f32).sqrt())
     }
 }
 
@@ -287,6 +307,53 @@ impl Block {
     }
 }
 
+impl Block {
+    /// One new position on a GPU, the block as five kernels and the cache write: LayerNorm and
+    /// the QKV projection, the attention over the cache, the output projection with the
+    /// residual, LayerNorm with the MLP's first layer and GELU, its second layer with the
+    /// residual (`kernels`). Composed of burn's operations, with fusion, it was about 26.
+    fn forward_one_position(&self, x: Tensor<3>, slot: CacheSlot) -> Tensor<3> {
+        let qkv = norm_linear(&self.ln_1, &self.attn.qkv, x.clone(), false);
+        let x = linear_residual(&self.attn.proj, self.attn.attend_one_position(qkv, slot), x);
+        let hidden = norm_linear(&self.ln_2, &self.mlp.fc, x.clone(), true);
+        linear_residual(&self.mlp.proj, hidden, x)
+    }
+}
+
+/// γ and β of a LayerNorm (β zero where it has none).
+fn norm_parameters(norm: &LayerNorm, device: &Device) -> (Tensor<1>, Tensor<1>) {
+    let d = norm.gamma.dims()[0];
+    let beta = match &norm.beta {
+        Some(beta) => beta.val(),
+        None => Tensor::from_data(TensorData::new(vec![0.0f32; d], [d]), device),
+    };
+    (norm.gamma.val(), beta)
+}
+
+/// A linear layer's bias (zero where it has none).
+fn bias_of(layer: &Linear, device: &Device) -> Tensor<1> {
+    match &layer.bias {
+        Some(bias) => bias.val(),
+        None => {
+            let n = layer.weight.dims()[1];
+            Tensor::from_data(TensorData::new(vec![0.0f32; n], [n]), device)
+        }
+    }
+}
+
+/// layer(LayerNorm(x)), then GELU if `gelu`: one kernel (`kernels::norm_linear_rows`).
+fn norm_linear(norm: &LayerNorm, layer: &Linear, x: Tensor<3>, gelu: bool) -> Tensor<3> {
+    let device = x.device();
+    let (gamma, beta) = norm_parameters(norm, &device);
+    crate::kernels::norm_linear_rows(x, gamma, beta, LAYER_NORM_EPSILON, layer.weight.val(), bias_of(layer, &device), gelu)
+}
+
+/// residual + layer(x): one kernel (`kernels::linear_residual_rows`).
+fn linear_residual(layer: &Linear, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+    let device = x.device();
+    crate::kernels::linear_residual_rows(x, layer.weight.val(), bias_of(layer, &device), residual)
+}
+
 /// The decoder-only transformer. `wte`, `wpe`, `ln_f` as in GPT-2; the LM head is `wte`ᵀ.
 #[derive(Module, Debug)]
 pub struct Gpt {
@@ -350,6 +417,45 @@ impl Gpt {
         layer_norm(&self.ln_f, x)
     }
 
+    /// The next token's logits after one new token per row, the cache growing by one: what
+    /// generation runs for every token after the prompt. On a GPU each block is a handful of
+    /// kernels (`Block::forward_one_position`) and the final LayerNorm with the LM head one
+    /// more; elsewhere it is `logits(hidden_cached(tokens))`.
+    ///
+    /// # Shapes
+    /// - `tokens`: [batch, 1] → [batch, vocab]
+    pub fn next_token_logits(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let [batch, seq] = tokens.dims();
+        assert_eq!(seq, 1, "one new token per row");
+        let vocab = self.vocab_size();
+        let device = tokens.device();
+        if !launches_dominate(&device) {
+            return self.logits(self.hidden_cached(tokens, cache)).reshape([batch, vocab]);
+        }
+        let (past, capacity) = (cache.len, cache.capacity);
+        assert!(past < capacity, "{past} cached positions fill the context length {capacity}");
+        let mut x = self.embed(tokens, past, &device);
+        for (block, buffers) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward_one_position(x, CacheSlot { buffers, past, capacity });
+        }
+        cache.len += 1;
+        let (gamma, beta) = norm_parameters(&self.ln_f, &device);
+        let head = self.wte.weight.val().transpose(); // [D, V], a view
+        crate::kernels::norm_linear_rows(x, gamma, beta, LAYER_NORM_EPSILON, head, self.never_written(&device), false).reshape([batch, vocab])
+    }
+
+    /// Added to every logit: far down for PAD, BOS and UNK (see `logits`). Made on the host.
+    fn never_written(&self, device: &Device) -> Tensor<1> {
+        let vocab = self.vocab_size();
+        let mut never = vec![0.0f32; vocab];
+        for id in NEVER_WRITTEN {
+            if (id as usize) < vocab {
+                never[id as usize] = MASKED_SCORE;
+            }
+        }
+        Tensor::from_data(TensorData::new(never, [vocab]), device)
+    }
+
     fn embed(&self, tokens: Tensor<2, Int>, start: usize, device: &Device) -> Tensor<3> {
         let [batch, seq] = tokens.dims();
         let positions: Vec<i32> = (start as i32..(start + seq) as i32).collect();
@@ -372,13 +478,7 @@ impl Gpt {
         let [batch, seq, d_model] = hidden.dims();
         let vocab = self.vocab_size();
         let weight = self.wte.weight.val(); // [V, D]
-        let mut never = vec![0.0f32; vocab];
-        for id in NEVER_WRITTEN {
-            if (id as usize) < vocab {
-                never[id as usize] = MASKED_SCORE;
-            }
-        }
-        let never = Tensor::<3>::from_data(TensorData::new(never, [1, 1, vocab]), &hidden.device());
+        let never = self.never_written(&hidden.device()).reshape([1, 1, vocab]);
         hidden.reshape([batch * seq, d_model]).matmul(weight.transpose()).reshape([batch, seq, vocab]) + never
     }
 
@@ -464,7 +564,7 @@ mod tests {
     }
 
     /// Logits position by position through the KV cache (a prefix of 4, then one token at a
-    /// time: on a GPU, `kernels`' one-position attention) equal the full forward's, on two rows.
+    /// time: on a GPU, through `kernels`) equal the full forward's, on two rows.
     fn cached_forward_matches_the_full_forward_on(device: &Device) {
         let config = Preset::Micro.model(40);
         let model = Gpt::new(&config, &mut Rng::new(3), device);
@@ -477,7 +577,7 @@ mod tests {
         let mut cache = KvCache::new(&model);
         let mut steps = vec![read(model.logits(model.hidden_cached(tokens(0..4), &mut cache)))];
         for i in 4..7 {
-            steps.push(read(model.logits(model.hidden_cached(tokens(i..i + 1), &mut cache))));
+            steps.push(model.next_token_logits(tokens(i..i + 1), &mut cache).into_data().iter::<f32>().collect());
         }
         let v = 40;
         let lengths = [4, 1, 1, 1];

@@ -116,12 +116,12 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
     let mut cache = KvCache::new(model);
     let hidden = model.hidden_cached(prompt, &mut cache); // [B, P, D]
     let d_model = hidden.dims()[2];
-    let mut last = Some(hidden.slice([0..batch, prompt_len - 1..prompt_len, 0..d_model])); // [B, 1, D]
+    let last = hidden.slice([0..batch, prompt_len - 1..prompt_len, 0..d_model]); // [B, 1, D]
+    let mut next_scores = Some(model.logits(last).reshape([batch, vocab])); // [B, V]
     let mut finished = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; batch], [batch, 1]), device);
     let mut new_tokens = Vec::with_capacity(steps);
     for step in 0..steps {
-        let hidden = last.take().expect("set before every step");
-        let mut scores = model.logits(hidden).reshape([batch, vocab]); // [B, V]
+        let mut scores = next_scores.take().expect("set before every step");
         if options.top_k > 0 && options.top_k < vocab {
             // Everything below the k-th largest logit is out.
             let kth = scores.clone().topk(options.top_k, 1).slice([0..batch, options.top_k - 1..options.top_k]); // [B, 1]
@@ -136,7 +136,7 @@ pub fn generate_on_device(model: &Gpt, prompts: &[u32], batch: usize, options: S
         finished = finished.bool_or(next.clone().equal_elem(EOS as i32));
         new_tokens.push(next.clone());
         if step + 1 < steps {
-            last = Some(model.hidden_cached(next, &mut cache));
+            next_scores = Some(model.next_token_logits(next, &mut cache));
         }
     }
     // One column per step: in groups, so that WebGPU fuses each (src/concat.rs).
