@@ -150,7 +150,7 @@ impl<B: Backend + RowKernels, C: CheckpointStrategy> RowKernels for Autodiff<B, 
 #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
 mod cube {
     use burn::backend::tensor::FloatTensor;
-    use burn::backend::{Shape, TensorMetadata};
+    use burn::backend::TensorMetadata;
     use burn_cubecl::cubecl;
     use burn_cubecl::kernel::into_contiguous;
     use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -166,7 +166,7 @@ mod cube {
     }
 
     /// One unit per row: its mean, its variance, then its `d` outputs.
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     fn layer_norm_rows_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, output: &mut Tensor<f32>, rows: u32, epsilon: f32) {
         let row = ABSOLUTE_POS;
         if row >= rows as usize {
@@ -196,90 +196,128 @@ mod cube {
         (mean, f32::new(1.0) / (squares / f32::cast_from(d) + epsilon).sqrt())
     }
 
-    /// One unit per output element (row, column): its row's statistics (recomputed by every
-    /// unit of the row: d is small, and no unit waits for another), then the dot product of
-    /// the normalized row with the weight's column, the bias, and GELU (exact, with erf) if
-    /// asked for.
-    #[cube(launch)]
+    /// Copies a row of `d` values from `start` into shared memory, the cube's units striding
+    /// over it, and waits for all of them.
+    #[cube]
+    fn row_to_shared(x: &Tensor<f32>, start: usize, #[comptime] d: usize) -> Shared<[f32]> {
+        let mut row = Shared::<[f32]>::new_slice(d);
+        let mut i = UNIT_POS_X as usize;
+        while i < d {
+            row[i] = x[start + i];
+            i += CUBE_DIM_X as usize;
+        }
+        sync_cube();
+        row
+    }
+
+    /// One cube per row. The row goes to shared memory once; every unit reads its mean and
+    /// variance from there (d reads each, no second barrier), the normalized row is written
+    /// back to shared memory, and each unit then computes its columns: the dot product with
+    /// the weight's column, the bias, and GELU (exact, with erf) if asked for. Consecutive
+    /// units read consecutive columns of a row-major weight.
+    #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
-    fn norm_linear_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, output: &mut Tensor<f32>, epsilon: f32, #[comptime] gelu: bool) {
-        let position = ABSOLUTE_POS;
-        if position >= output.len() {
-            terminate!();
-        }
+    fn norm_linear_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, output: &mut Tensor<f32>, epsilon: f32, #[comptime] d: usize, #[comptime] gelu: bool) {
+        let row = CUBE_POS_X as usize;
         let n = output.shape(output.rank() - 1);
-        let d = x.shape(x.rank() - 1);
-        let row = position / n;
-        let column = position % n;
-        let start = row * d;
-        let (mean, inverse_std) = row_statistics(x, start, d, epsilon);
-        let mut sum = bias[column];
+        let mut values = row_to_shared(x, row * d, d);
+        let mut sum = f32::new(0.0);
         for i in 0..d {
-            let normalized = (x[start + i] - mean) * inverse_std * gamma[i] + beta[i];
-            sum += normalized * weight[i * weight.stride(0) + column * weight.stride(1)];
+            sum += values[i];
         }
-        if gelu {
-            sum = f32::new(0.5) * sum * (f32::new(1.0) + Erf::erf(sum * f32::new(core::f32::consts::FRAC_1_SQRT_2)));
+        let mean = sum / f32::cast_from(d);
+        let mut squares = f32::new(0.0);
+        for i in 0..d {
+            let centered = values[i] - mean;
+            squares += centered * centered;
         }
-        output[position] = sum;
+        let inverse_std = f32::new(1.0) / (squares / f32::cast_from(d) + epsilon).sqrt();
+        // Every unit has read the whole row: only then may it be overwritten.
+        sync_cube();
+        let mut i = UNIT_POS_X as usize;
+        while i < d {
+            values[i] = (values[i] - mean) * inverse_std * gamma[i] + beta[i];
+            i += CUBE_DIM_X as usize;
+        }
+        sync_cube();
+        let (weight_row, weight_column) = (weight.stride(0), weight.stride(1));
+        let mut column = UNIT_POS_X as usize;
+        while column < n {
+            let mut y = bias[column];
+            for i in 0..d {
+                y += values[i] * weight[i * weight_row + column * weight_column];
+            }
+            if gelu {
+                y = f32::new(0.5) * y * (f32::new(1.0) + Erf::erf(y * f32::new(core::f32::consts::FRAC_1_SQRT_2)));
+            }
+            output[row * n + column] = y;
+            column += CUBE_DIM_X as usize;
+        }
     }
 
-    /// One unit per output element: residual + the dot product of x's row with the weight's
-    /// column + the bias.
-    #[cube(launch)]
-    fn linear_residual_kernel(x: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, residual: &Tensor<f32>, output: &mut Tensor<f32>) {
-        let position = ABSOLUTE_POS;
-        if position >= output.len() {
-            terminate!();
-        }
+    /// One cube per row: the row to shared memory, then each unit's columns: residual + the
+    /// dot product with the weight's column + the bias.
+    #[cube(launch_unchecked)]
+    fn linear_residual_kernel(x: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, residual: &Tensor<f32>, output: &mut Tensor<f32>, #[comptime] d: usize) {
+        let row = CUBE_POS_X as usize;
         let n = output.shape(output.rank() - 1);
-        let d = x.shape(x.rank() - 1);
-        let row = position / n;
-        let column = position % n;
-        let mut sum = residual[position] + bias[column];
-        for i in 0..d {
-            sum += x[row * d + i] * weight[i * weight.stride(0) + column * weight.stride(1)];
+        let values = row_to_shared(x, row * d, d);
+        let (weight_row, weight_column) = (weight.stride(0), weight.stride(1));
+        let mut column = UNIT_POS_X as usize;
+        while column < n {
+            let mut y = residual[row * n + column] + bias[column];
+            for i in 0..d {
+                y += values[i] * weight[i * weight_row + column * weight_column];
+            }
+            output[row * n + column] = y;
+            column += CUBE_DIM_X as usize;
         }
-        output[position] = sum;
     }
 
-    /// One unit per output element (b, head h, dimension j): the scores of its head over the
-    /// `length` cached positions, softmax-weighted values through the online softmax (a running
-    /// maximum m and normalizer l, rescaled as m grows), so one pass over the cache.
-    #[cube(launch)]
-    fn cached_attention_kernel(qkv: &Tensor<f32>, keys: &Tensor<f32>, values: &Tensor<f32>, output: &mut Tensor<f32>, length: u32, scale: f32) {
-        let position = ABSOLUTE_POS;
-        if position >= output.len() {
-            terminate!();
-        }
-        let d_model = output.shape(2);
+    /// One cube per (row b, head h). Each unit scores cached positions (q_h·k_t·scale, into
+    /// shared memory); after a barrier every unit reads the scores' maximum and normalizer,
+    /// and each unit then computes output dimensions: Σ_t softmax_t·v_t,j.
+    #[cube(launch_unchecked)]
+    fn cached_attention_kernel(qkv: &Tensor<f32>, keys: &Tensor<f32>, values: &Tensor<f32>, output: &mut Tensor<f32>, length: u32, scale: f32, #[comptime] capacity: usize) {
+        let heads = keys.shape(1);
         let head_dim = keys.shape(3);
-        let b = position / d_model;
-        let channel = position % d_model;
-        let h = channel / head_dim;
-        let j = channel % head_dim;
+        let b = CUBE_POS_X as usize / heads;
+        let h = CUBE_POS_X as usize % heads;
+        let length = length as usize;
         let q_start = b * qkv.stride(0) + h * head_dim * qkv.stride(2);
         let cache_start = b * keys.stride(0) + h * keys.stride(1);
-        // WGSL has no infinity literal: a finite floor below any score.
-        let mut running_max = f32::new(-1.0e30);
-        let mut normalizer = f32::new(0.0);
-        let mut accumulated = f32::new(0.0);
-        for t in 0..length as usize {
+        let mut scores = Shared::<[f32]>::new_slice(capacity);
+        let mut t = UNIT_POS_X as usize;
+        while t < length {
             let row = cache_start + t * keys.stride(2);
             let mut score = f32::new(0.0);
             for i in 0..head_dim {
                 score += qkv[q_start + i * qkv.stride(2)] * keys[row + i * keys.stride(3)];
             }
-            score *= scale;
-            let new_max = f32::max(running_max, score);
-            let rescale = (running_max - new_max).exp();
-            let weight = (score - new_max).exp();
-            normalizer = normalizer * rescale + weight;
-            accumulated = accumulated * rescale + weight * values[cache_start + t * values.stride(2) + j * values.stride(3)];
-            running_max = new_max;
+            scores[t] = score * scale;
+            t += CUBE_DIM_X as usize;
         }
-        // The output is contiguous (allocated below): [B, 1, D] in order.
-        output[position] = accumulated / normalizer;
+        sync_cube();
+        // WGSL has no infinity literal: a finite floor below any score.
+        let mut max = f32::new(-1.0e30);
+        for t in 0..length {
+            max = f32::max(max, scores[t]);
+        }
+        let mut normalizer = f32::new(0.0);
+        for t in 0..length {
+            normalizer += (scores[t] - max).exp();
+        }
+        let values_start = b * values.stride(0) + h * values.stride(1);
+        let mut j = UNIT_POS_X as usize;
+        while j < head_dim {
+            let mut y = f32::new(0.0);
+            for t in 0..length {
+                y += (scores[t] - max).exp() * values[values_start + t * values.stride(2) + j * values.stride(3)];
+            }
+            // The output is contiguous (allocated by the caller): [B, 1, D] in order.
+            output[b * heads * head_dim + h * head_dim + j] = y / normalizer;
+            j += CUBE_DIM_X as usize;
+        }
     }
 
     impl super::RowKernels for CubeBackend {
@@ -291,77 +329,97 @@ mod cube {
             let rows = shape.num_elements() / shape[shape.num_dims() - 1];
             let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
             let client = x.client.clone();
-            layer_norm_rows_kernel::launch(
-                &client,
-                cubes_for(rows),
-                CubeDim::new_1d(UNITS),
-                x.into_tensor_arg(),
-                gamma.into_tensor_arg(),
-                beta.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                rows as u32,
-                epsilon,
-            );
+            // Safety: every unit checks its position against the output's length, and reads
+            // only within the shapes it is given.
+            unsafe {
+                layer_norm_rows_kernel::launch_unchecked(
+                    &client,
+                    cubes_for(rows),
+                    CubeDim::new_1d(UNITS),
+                    x.into_tensor_arg(),
+                    gamma.into_tensor_arg(),
+                    beta.into_tensor_arg(),
+                    output.clone().into_tensor_arg(),
+                    rows as u32,
+                    epsilon,
+                );
+            }
             output
         }
 
         fn norm_linear_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gelu: bool) -> FloatTensor<Self> {
             let (x, gamma, beta, bias) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta), into_contiguous(bias));
             let shape = super::linear_output_shape(&x.shape(), &weight.shape());
-            let units = shape.num_elements();
+            let d = x.shape()[x.shape().num_dims() - 1];
+            let rows = x.shape().num_elements() / d;
             let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
             let client = x.client.clone();
-            norm_linear_kernel::launch(
-                &client,
-                cubes_for(units),
-                CubeDim::new_1d(UNITS),
-                x.into_tensor_arg(),
-                gamma.into_tensor_arg(),
-                beta.into_tensor_arg(),
-                weight.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                epsilon,
-                gelu,
-            );
+            // Safety: one cube per row; units stride within the row's d inputs and n outputs.
+            unsafe {
+                norm_linear_kernel::launch_unchecked(
+                    &client,
+                    CubeCount::Static(rows as u32, 1, 1),
+                    CubeDim::new_1d(UNITS),
+                    x.into_tensor_arg(),
+                    gamma.into_tensor_arg(),
+                    beta.into_tensor_arg(),
+                    weight.into_tensor_arg(),
+                    bias.into_tensor_arg(),
+                    output.clone().into_tensor_arg(),
+                    epsilon,
+                    d,
+                    gelu,
+                );
+            }
             output
         }
 
         fn linear_residual_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, residual: FloatTensor<Self>) -> FloatTensor<Self> {
             let (x, bias, residual) = (into_contiguous(x), into_contiguous(bias), into_contiguous(residual));
             let shape = super::linear_output_shape(&x.shape(), &weight.shape());
-            let units = shape.num_elements();
+            let d = x.shape()[x.shape().num_dims() - 1];
+            let rows = x.shape().num_elements() / d;
             let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
             let client = x.client.clone();
-            linear_residual_kernel::launch(
-                &client,
-                cubes_for(units),
-                CubeDim::new_1d(UNITS),
-                x.into_tensor_arg(),
-                weight.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                residual.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-            );
+            // Safety: one cube per row; units stride within the row's d inputs and n outputs.
+            unsafe {
+                linear_residual_kernel::launch_unchecked(
+                    &client,
+                    CubeCount::Static(rows as u32, 1, 1),
+                    CubeDim::new_1d(UNITS),
+                    x.into_tensor_arg(),
+                    weight.into_tensor_arg(),
+                    bias.into_tensor_arg(),
+                    residual.into_tensor_arg(),
+                    output.clone().into_tensor_arg(),
+                    d,
+                );
+            }
             output
         }
 
         fn cached_attention(qkv: FloatTensor<Self>, keys: FloatTensor<Self>, values: FloatTensor<Self>, length: usize, scale: f32) -> FloatTensor<Self> {
             let shape = super::attention_output_shape(&qkv.shape());
-            let units = shape.num_elements();
-            let output = empty_device_dtype(qkv.client.clone(), qkv.device.clone(), Shape::from(shape), qkv.dtype);
+            let [batch, heads, capacity, _] = keys.shape().dims::<4>();
+            assert!(length <= capacity, "{length} positions in a cache of {capacity}");
+            let output = empty_device_dtype(qkv.client.clone(), qkv.device.clone(), shape, qkv.dtype);
             let client = qkv.client.clone();
-            cached_attention_kernel::launch(
-                &client,
-                cubes_for(units),
-                CubeDim::new_1d(UNITS),
-                qkv.into_tensor_arg(),
-                keys.into_tensor_arg(),
-                values.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                length as u32,
-                scale,
-            );
+            // Safety: one cube per (row, head); units stride within the `length` ≤ capacity
+            // cached positions and the head's dimensions.
+            unsafe {
+                cached_attention_kernel::launch_unchecked(
+                    &client,
+                    CubeCount::Static((batch * heads) as u32, 1, 1),
+                    CubeDim::new_1d(UNITS),
+                    qkv.into_tensor_arg(),
+                    keys.into_tensor_arg(),
+                    values.into_tensor_arg(),
+                    output.clone().into_tensor_arg(),
+                    length as u32,
+                    scale,
+                    capacity,
+                );
+            }
             output
         }
     }
