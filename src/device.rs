@@ -157,3 +157,13 @@ fn native_gpu() -> (Device, BackendInfo) {
 fn native_gpu() -> (Device, BackendInfo) {
     cpu("a GPU was asked for, but this build has no `gpu` feature", true)
 }
+
+/// The burn-wgpu device for the native `gpu` tests: a process initializes it once, and the tests
+/// of a `cargo test` run share one process.
+#[cfg(all(test, feature = "gpu"))]
+pub(crate) fn test_gpu() -> Device {
+    static GPU: std::sync::OnceLock<(Device, BackendInfo)> = std::sync::OnceLock::new();
+    let (device, info) = GPU.get_or_init(native_gpu);
+    assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
+    device.clone()
+}

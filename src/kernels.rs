@@ -67,7 +67,8 @@ fn linear_output_shape(x: &Shape, weight: &Shape) -> Shape {
     Shape::from(dims)
 }
 
-/// [batch, 1, 3·d_model] → [batch, 1, d_model].
+/// [batch, 1, 3·d_model] → [batch, 1, d_model]. Needed only where fusion registers the operation.
+#[cfg_attr(not(any(target_arch = "wasm32", feature = "gpu")), allow(dead_code))]
 fn attention_output_shape(qkv: &Shape) -> Shape {
     Shape::from(vec![qkv[0], qkv[1], qkv[2] / 3])
 }
@@ -494,66 +495,60 @@ pub mod reference {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// The operations on a device against the host references, for the tests here and in the
+/// browser (`tests/web.rs`), where a read must be asynchronous.
+pub mod check {
     use super::reference;
     use burn::prelude::*;
     use burn::tensor::TensorData;
 
-    fn assert_close(ours: Vec<f32>, expected: &[f32], what: &str) {
-        assert_eq!(ours.len(), expected.len(), "{what}");
-        for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{what}[{i}]: {a} vs {b}");
+    async fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
+        let data = t.into_data_async().await.map_err(|e| format!("reading back: {e:?}"))?;
+        Ok(data.iter::<f32>().collect())
+    }
+
+    fn close(ours: &[f32], expected: &[f32], what: &str) -> Result<(), String> {
+        if ours.len() != expected.len() {
+            return Err(format!("{what}: {} values, expected {}", ours.len(), expected.len()));
+        }
+        match ours.iter().zip(expected).position(|(a, b)| (a - b).abs() > 1e-4 * b.abs().max(1.0)) {
+            Some(i) => Err(format!("{what}[{i}]: {} vs {}", ours[i], expected[i])),
+            None => Ok(()),
         }
     }
 
-    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().iter::<f32>().collect()
-    }
-
-    /// Checks the operations on `device` against the host references: a LayerNorm of 48 rows
-    /// of 64, the same rows through a LayerNorm and a linear layer of 40 outputs (with and
-    /// without GELU) and through a linear layer with a residual, and attention at batch 3, 4 heads of 16, over 7 of 12 cached positions, the rest
-    /// of the cache filled with large values that would show if they were read.
-    fn check_against_the_host(device: &Device) {
+    /// A LayerNorm of 48 rows of 64; the same rows through a LayerNorm and a linear layer of
+    /// 40 outputs (with and without GELU; the weight a transposed view, as the LM head's wteᵀ)
+    /// and through a linear layer with a residual; attention at batch 3, 4 heads of 16, over
+    /// 7 of 12 cached positions, the rest of the cache filled with values that would show if
+    /// they were read.
+    pub async fn operations(device: &Device) -> Result<(), String> {
         let (rows, d) = (48, 64);
         let x = reference::values(rows * d, 1);
         let gamma = reference::values(d, 2);
         let beta = reference::values(d, 3);
-        let ours = super::layer_norm_rows(
-            Tensor::<3>::from_data(TensorData::new(x.clone(), [4, rows / 4, d]), device),
-            Tensor::from_data(TensorData::new(gamma.clone(), [d]), device),
-            Tensor::from_data(TensorData::new(beta.clone(), [d]), device),
-            1e-5,
-        );
-        assert_close(read(ours), &reference::layer_norm(&x, &gamma, &beta, 1e-5), "layer norm");
-
-        // The weight as a transposed view, [d, n] with strides [1, d], as the LM head's wteᵀ.
-        let n = 40;
-        let weight_t = reference::values(n * d, 7);
-        let weight: Vec<f32> = (0..d * n).map(|k| weight_t[(k % n) * d + k / n]).collect();
-        let bias = reference::values(n, 8);
+        let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+        let ours = super::layer_norm_rows(Tensor::<3>::from_data(TensorData::new(x.clone(), [4, rows / 4, d]), device), vector(&gamma), vector(&beta), 1e-5);
         let normalized = reference::layer_norm(&x, &gamma, &beta, 1e-5);
+        close(&read(ours).await?, &normalized, "layer norm")?;
+
+        let n = 40;
+        let weight_t = reference::values(n * d, 7); // [n, d]
+        let weight: Vec<f32> = (0..d * n).map(|k| weight_t[(k % n) * d + k / n]).collect(); // [d, n]
+        let bias = reference::values(n, 8);
         for gelu in [false, true] {
-            let ours = super::norm_linear_rows(
-                Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, d]), device),
-                Tensor::from_data(TensorData::new(gamma.clone(), [d]), device),
-                Tensor::from_data(TensorData::new(beta.clone(), [d]), device),
-                1e-5,
-                Tensor::<2>::from_data(TensorData::new(weight_t.clone(), [n, d]), device).transpose(),
-                Tensor::from_data(TensorData::new(bias.clone(), [n]), device),
-                gelu,
-            );
-            assert_close(read(ours), &reference::linear(&normalized, &weight, &bias, None, gelu), &format!("norm linear, gelu {gelu}"));
+            let weight_view = Tensor::<2>::from_data(TensorData::new(weight_t.clone(), [n, d]), device).transpose();
+            let ours = super::norm_linear_rows(Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, d]), device), vector(&gamma), vector(&beta), 1e-5, weight_view, vector(&bias), gelu);
+            close(&read(ours).await?, &reference::linear(&normalized, &weight, &bias, None, gelu), &format!("norm linear, gelu {gelu}"))?;
         }
         let residual = reference::values(rows * n, 9);
         let ours = super::linear_residual_rows(
             Tensor::<3>::from_data(TensorData::new(x.clone(), [2, rows / 2, d]), device),
             Tensor::<2>::from_data(TensorData::new(weight.clone(), [d, n]), device),
-            Tensor::from_data(TensorData::new(bias.clone(), [n]), device),
+            vector(&bias),
             Tensor::<3>::from_data(TensorData::new(residual.clone(), [2, rows / 2, n]), device),
         );
-        assert_close(read(ours), &reference::linear(&x, &weight, &bias, Some(&residual), false), "linear residual");
+        close(&read(ours).await?, &reference::linear(&x, &weight, &bias, Some(&residual), false), "linear residual")?;
 
         let (batch, heads, capacity, head_dim, length) = (3, 4, 12, 16, 7);
         let qkv = reference::values(batch * 3 * heads * head_dim, 4);
@@ -567,13 +562,20 @@ mod tests {
         let scale = 0.25;
         let cache = |v: &[f32]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [batch, heads, capacity, head_dim]), device);
         let ours = super::cached_attention(Tensor::from_data(TensorData::new(qkv.clone(), [batch, 1, 3 * heads * head_dim]), device), cache(&keys), cache(&values), length, scale);
-        assert_eq!(ours.dims(), [batch, 1, heads * head_dim]);
-        assert_close(read(ours), &reference::cached_attention(&qkv, &keys, &values, batch, heads, capacity, head_dim, length, scale), "cached attention");
+        if ours.dims() != [batch, 1, heads * head_dim] {
+            return Err(format!("cached attention: shape {:?}", ours.dims()));
+        }
+        close(&read(ours).await?, &reference::cached_attention(&qkv, &keys, &values, batch, heads, capacity, head_dim, length, scale), "cached attention")
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::*;
 
     #[test]
     fn the_operations_match_the_host_on_the_cpu_backend() {
-        check_against_the_host(&Device::flex());
+        pollster::block_on(super::check::operations(&Device::flex())).unwrap();
     }
 
     /// The kernels themselves, on burn-wgpu (a software Vulkan device does): run with
@@ -581,8 +583,7 @@ mod tests {
     #[cfg(feature = "gpu")]
     #[test]
     fn the_kernels_match_the_host_on_a_gpu() {
-        let (device, info) = crate::device::select(crate::device::BackendChoice::WebGpu);
-        assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
-        check_against_the_host(&device);
+        let device = crate::device::test_gpu();
+        pollster::block_on(super::check::operations(&device)).unwrap();
     }
 }

@@ -311,7 +311,8 @@ impl Block {
     /// One new position on a GPU, the block as five kernels and the cache write: LayerNorm and
     /// the QKV projection, the attention over the cache, the output projection with the
     /// residual, LayerNorm with the MLP's first layer and GELU, its second layer with the
-    /// residual (`kernels`). Composed of burn's operations, with fusion, it was about 26.
+    /// residual (`kernels`). A whole token of the tiny GPT (two blocks, the LM head, sampling)
+    /// took 57.65 launches on burn-wgpu composed of burn's operations, and takes 21.95 so.
     fn forward_one_position(&self, x: Tensor<3>, slot: CacheSlot) -> Tensor<3> {
         let qkv = norm_linear(&self.ln_1, &self.attn.qkv, x.clone(), false);
         let x = linear_residual(&self.attn.proj, self.attn.attend_one_position(qkv, slot), x);
@@ -606,8 +607,7 @@ mod tests {
     #[cfg(feature = "gpu")]
     #[test]
     fn cached_forward_matches_the_full_forward_on_a_gpu() {
-        let (device, info) = crate::device::select(crate::device::BackendChoice::WebGpu);
-        assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
+        let device = crate::device::test_gpu();
         cached_forward_matches_the_full_forward_on(&device);
     }
 

@@ -176,6 +176,48 @@ async fn every_stage_on_webgpu_matches_the_cpu_backend() {
     }
 }
 
+/// Generation's kernels (`rlhf_lab::kernels`) on WebGPU: each against the host references, then
+/// the next-token logits through the KV cache against the full forward on the CPU backend, from
+/// the same weights.
+#[wasm_bindgen_test]
+async fn generation_kernels_on_webgpu_match_the_host_and_the_cpu_backend() {
+    use burn::tensor::TensorData;
+    use rlhf_lab::model::{Gpt, KvCache};
+    use rlhf_lab::rng::Rng;
+    if !has_webgpu() {
+        web_sys::console::log_1(&"no navigator.gpu in this browser: the WebGPU comparison does not apply".into());
+        return;
+    }
+    let (device, info) = auto_device().await;
+    assert_eq!(info.backend, "webgpu", "{info:?}");
+    rlhf_lab::kernels::check::operations(&device).await.unwrap();
+
+    let vocab = 40;
+    let rows: [[i32; 7]; 2] = [[1, 5, 7, 9, 11, 13, 2], [1, 8, 3, 30, 4, 6, 12]];
+    let tokens = |range: std::ops::Range<usize>, device: &Device| {
+        let ids: Vec<i32> = rows.iter().flat_map(|row| row[range.clone()].to_vec()).collect();
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [2, range.len()]), device)
+    };
+    async fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data_async().await.unwrap().iter::<f32>().collect()
+    }
+    let cpu = Device::flex();
+    let reference = Gpt::new(&Preset::Micro.model(vocab), &mut Rng::new(3), &cpu);
+    let full = read(reference.forward(tokens(0..7, &cpu))).await; // [2, 7, V]
+    let model = Gpt::new(&Preset::Micro.model(vocab), &mut Rng::new(3), &device);
+    let mut cache = KvCache::new(&model);
+    let _ = model.hidden_cached(tokens(0..4, &device), &mut cache);
+    for position in 4..7 {
+        let next = read(model.next_token_logits(tokens(position..position + 1, &device), &mut cache)).await; // [2, V]
+        for b in 0..2 {
+            let expected = &full[(b * 7 + position) * vocab..(b * 7 + position + 1) * vocab];
+            for (g, c) in next[b * vocab..(b + 1) * vocab].iter().zip(expected) {
+                assert!((g - c).abs() <= 1e-4 * c.abs().max(1.0), "row {b}, position {position}: WebGPU {g} vs CPU {c}");
+            }
+        }
+    }
+}
+
 #[path = "common/bad_inputs.rs"]
 mod bad_inputs_cases;
 
