@@ -155,6 +155,7 @@ mod cube {
     use burn_cubecl::cubecl;
     use burn_cubecl::kernel::into_contiguous;
     use burn_cubecl::ops::numeric::empty_device_dtype;
+    use burn_cubecl::tensor::CubeTensor;
     use burn_cubecl::CubeBackend;
     use cubecl::prelude::*;
     use cubecl::{CubeCount, CubeDim};
@@ -321,13 +322,27 @@ mod cube {
         }
     }
 
+    /// The output of x·W for `x` [..., d] and `weight` [d, n], allocated (contiguous), with
+    /// the number of rows and d. The shapes are checked here: the kernels read unchecked.
+    fn linear_output(x: &CubeTensor, weight: &CubeTensor, bias: &CubeTensor) -> (CubeTensor, usize, usize) {
+        let d = x.shape()[x.shape().num_dims() - 1];
+        let [weight_rows, n] = weight.shape().dims::<2>();
+        assert_eq!(weight_rows, d, "a weight of {weight_rows} rows for inputs of {d}");
+        assert_eq!(bias.shape().num_elements(), n, "the bias must have the weight's {n} columns");
+        let shape = super::linear_output_shape(&x.shape(), &weight.shape());
+        let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+        (output, x.shape().num_elements() / d, d)
+    }
+
     impl super::RowKernels for CubeBackend {
         fn layer_norm_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
             let x = into_contiguous(x);
             let gamma = into_contiguous(gamma);
             let beta = into_contiguous(beta);
             let shape = x.shape();
-            let rows = shape.num_elements() / shape[shape.num_dims() - 1];
+            let d = shape[shape.num_dims() - 1];
+            assert!(gamma.shape().num_elements() == d && beta.shape().num_elements() == d, "γ and β must have the row's {d} values");
+            let rows = shape.num_elements() / d;
             let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
             let client = x.client.clone();
             // Safety: every unit checks its position against the output's length, and reads
@@ -350,10 +365,8 @@ mod cube {
 
         fn norm_linear_rows(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gelu: bool) -> FloatTensor<Self> {
             let (x, gamma, beta, bias) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta), into_contiguous(bias));
-            let shape = super::linear_output_shape(&x.shape(), &weight.shape());
-            let d = x.shape()[x.shape().num_dims() - 1];
-            let rows = x.shape().num_elements() / d;
-            let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+            let (output, rows, d) = linear_output(&x, &weight, &bias);
+            assert!(gamma.shape().num_elements() == d && beta.shape().num_elements() == d, "γ and β must have the row's {d} values");
             let client = x.client.clone();
             // Safety: one cube per row; units stride within the row's d inputs and n outputs.
             unsafe {
@@ -377,10 +390,8 @@ mod cube {
 
         fn linear_residual_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, residual: FloatTensor<Self>) -> FloatTensor<Self> {
             let (x, bias, residual) = (into_contiguous(x), into_contiguous(bias), into_contiguous(residual));
-            let shape = super::linear_output_shape(&x.shape(), &weight.shape());
-            let d = x.shape()[x.shape().num_dims() - 1];
-            let rows = x.shape().num_elements() / d;
-            let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+            let (output, rows, d) = linear_output(&x, &weight, &bias);
+            assert_eq!(residual.shape(), output.shape(), "the residual must have the output's shape");
             let client = x.client.clone();
             // Safety: one cube per row; units stride within the row's d inputs and n outputs.
             unsafe {
@@ -401,8 +412,10 @@ mod cube {
 
         fn cached_attention(qkv: FloatTensor<Self>, keys: FloatTensor<Self>, values: FloatTensor<Self>, length: usize, scale: f32) -> FloatTensor<Self> {
             let shape = super::attention_output_shape(&qkv.shape());
-            let [batch, heads, capacity, _] = keys.shape().dims::<4>();
+            let [batch, heads, capacity, head_dim] = keys.shape().dims::<4>();
             assert!(length <= capacity, "{length} positions in a cache of {capacity}");
+            assert_eq!(values.shape(), keys.shape(), "keys and values must have one shape");
+            assert_eq!(qkv.shape().dims::<3>(), [batch, 1, 3 * heads * head_dim], "qkv must be one position's queries, keys and values");
             let output = empty_device_dtype(qkv.client.clone(), qkv.device.clone(), shape, qkv.dtype);
             let client = qkv.client.clone();
             // Safety: one cube per (row, head); units stride within the `length` ≤ capacity
