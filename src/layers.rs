@@ -12,8 +12,8 @@
 //! The public functions take and return `Tensor`s; `Dispatch` routes them to the backend a
 //! tensor lives on (`#[backend_extension]`), to the autodiff implementation when it tracks
 //! gradients. Forwards without a gradient use the backend's own LayerNorm and softmax where it
-//! has them (the CPU backend's fused row loops). The tests check every forward and gradient
-//! against burn's own operations.
+//! has them (the CPU backend's fused row loops), and on GPUs the LayerNorm kernel of `kernels`.
+//! The tests check every forward and gradient against burn's own operations.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
