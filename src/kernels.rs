@@ -166,66 +166,35 @@ mod cube {
     /// Units per cube: under every device's limit; they stride over a row's outputs.
     const UNITS: u32 = 64;
 
-    fn cubes_for(units: usize) -> CubeCount {
-        CubeCount::Static((units as u32).div_ceil(UNITS).max(1), 1, 1)
+    /// One cube per row, spread over the grid's dimensions where rows pass a dimension's limit
+    /// (65,535 on WebGPU); a kernel's row is its `CUBE_POS`, and the cubes past the last row
+    /// return at once.
+    fn row_cubes(x: &CubeTensor, rows: usize) -> CubeCount {
+        cubecl::calculate_cube_count_elemwise(&x.client, rows, CubeDim::new_1d(1))
     }
 
-    /// One unit per row: its mean, its variance, then its `d` outputs.
+    /// One cube per row: the row to shared memory, normalized there, then written out.
     #[cube(launch_unchecked)]
-    fn layer_norm_rows_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, output: &mut Tensor<f32>, rows: u32, epsilon: f32) {
-        let row = ABSOLUTE_POS;
+    fn layer_norm_rows_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, output: &mut Tensor<f32>, rows: u32, epsilon: f32, #[comptime] d: usize) {
+        let row = CUBE_POS as usize;
         if row >= rows as usize {
             terminate!();
         }
-        let d = x.shape(x.rank() - 1);
         let start = row * d;
-        let (mean, inverse_std) = row_statistics(x, start, d, epsilon);
-        for i in 0..d {
-            output[start + i] = (x[start + i] - mean) * inverse_std * gamma[i] + beta[i];
-        }
-    }
-
-    /// A row's mean and 1/√(σ² + ε), its `d` values from `start`.
-    #[cube]
-    fn row_statistics(x: &Tensor<f32>, start: usize, d: usize, epsilon: f32) -> (f32, f32) {
-        let mut sum = f32::new(0.0);
-        for i in 0..d {
-            sum += x[start + i];
-        }
-        let mean = sum / f32::cast_from(d);
-        let mut squares = f32::new(0.0);
-        for i in 0..d {
-            let centered = x[start + i] - mean;
-            squares += centered * centered;
-        }
-        (mean, f32::new(1.0) / (squares / f32::cast_from(d) + epsilon).sqrt())
-    }
-
-    /// Copies a row of `d` values from `start` into shared memory, the cube's units striding
-    /// over it, and waits for all of them.
-    #[cube]
-    fn row_to_shared(x: &Tensor<f32>, start: usize, #[comptime] d: usize) -> Shared<[f32]> {
-        let mut row = Shared::<[f32]>::new_slice(d);
+        let mut values = row_to_shared(x, start, d);
+        normalize_in_shared(&mut values, gamma, beta, epsilon, d);
         let mut i = UNIT_POS_X as usize;
         while i < d {
-            row[i] = x[start + i];
+            output[start + i] = values[i];
             i += CUBE_DIM_X as usize;
         }
-        sync_cube();
-        row
     }
 
-    /// One cube per row. The row goes to shared memory once; every unit reads its mean and
-    /// variance from there (d reads each, no second barrier), the normalized row is written
-    /// back to shared memory, and each unit then computes its columns: the dot product with
-    /// the weight's column, the bias, and GELU (exact, with erf) if asked for. Consecutive
-    /// units read consecutive columns of a row-major weight.
-    #[cube(launch_unchecked)]
-    #[allow(clippy::too_many_arguments)]
-    fn norm_linear_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, output: &mut Tensor<f32>, epsilon: f32, #[comptime] d: usize, #[comptime] gelu: bool) {
-        let row = CUBE_POS_X as usize;
-        let n = output.shape(output.rank() - 1);
-        let mut values = row_to_shared(x, row * d, d);
+    /// LayerNorm of a row held in shared memory, in place: every unit reads the row's mean
+    /// and variance from there (d reads each, no reduction to wait on), then the units stride
+    /// over the row writing (x − μ)·r·γ + β, and wait for each other.
+    #[cube]
+    fn normalize_in_shared(values: &mut Shared<[f32]>, gamma: &Tensor<f32>, beta: &Tensor<f32>, epsilon: f32, #[comptime] d: usize) {
         let mut sum = f32::new(0.0);
         for i in 0..d {
             sum += values[i];
@@ -245,6 +214,36 @@ mod cube {
             i += CUBE_DIM_X as usize;
         }
         sync_cube();
+    }
+
+    /// Copies a row of `d` values from `start` into shared memory, the cube's units striding
+    /// over it, and waits for all of them.
+    #[cube]
+    fn row_to_shared(x: &Tensor<f32>, start: usize, #[comptime] d: usize) -> Shared<[f32]> {
+        let mut row = Shared::<[f32]>::new_slice(d);
+        let mut i = UNIT_POS_X as usize;
+        while i < d {
+            row[i] = x[start + i];
+            i += CUBE_DIM_X as usize;
+        }
+        sync_cube();
+        row
+    }
+
+    /// One cube per row. The row goes to shared memory once and is normalized there; each
+    /// unit then computes its columns: the dot product with
+    /// the weight's column, the bias, and GELU (exact, with erf) if asked for. Consecutive
+    /// units read consecutive columns of a row-major weight.
+    #[cube(launch_unchecked)]
+    #[allow(clippy::too_many_arguments)]
+    fn norm_linear_kernel(x: &Tensor<f32>, gamma: &Tensor<f32>, beta: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, output: &mut Tensor<f32>, rows: u32, epsilon: f32, #[comptime] d: usize, #[comptime] gelu: bool) {
+        let row = CUBE_POS as usize;
+        if row >= rows as usize {
+            terminate!();
+        }
+        let n = output.shape(output.rank() - 1);
+        let mut values = row_to_shared(x, row * d, d);
+        normalize_in_shared(&mut values, gamma, beta, epsilon, d);
         let (weight_row, weight_column) = (weight.stride(0), weight.stride(1));
         let mut column = UNIT_POS_X as usize;
         while column < n {
@@ -263,8 +262,11 @@ mod cube {
     /// One cube per row: the row to shared memory, then each unit's columns: residual + the
     /// dot product with the weight's column + the bias.
     #[cube(launch_unchecked)]
-    fn linear_residual_kernel(x: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, residual: &Tensor<f32>, output: &mut Tensor<f32>, #[comptime] d: usize) {
-        let row = CUBE_POS_X as usize;
+    fn linear_residual_kernel(x: &Tensor<f32>, weight: &Tensor<f32>, bias: &Tensor<f32>, residual: &Tensor<f32>, output: &mut Tensor<f32>, rows: u32, #[comptime] d: usize) {
+        let row = CUBE_POS as usize;
+        if row >= rows as usize {
+            terminate!();
+        }
         let n = output.shape(output.rank() - 1);
         let values = row_to_shared(x, row * d, d);
         let (weight_row, weight_column) = (weight.stride(0), weight.stride(1));
@@ -348,12 +350,12 @@ mod cube {
             let rows = shape.num_elements() / d;
             let output = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
             let client = x.client.clone();
-            // Safety: every unit checks its position against the output's length, and reads
-            // only within the shapes it is given.
+            let cubes = row_cubes(&x, rows);
+            // Safety: one cube per row; units stride within the row's d values.
             unsafe {
                 layer_norm_rows_kernel::launch_unchecked(
                     &client,
-                    cubes_for(rows),
+                    cubes,
                     CubeDim::new_1d(UNITS),
                     x.into_tensor_arg(),
                     gamma.into_tensor_arg(),
@@ -361,6 +363,7 @@ mod cube {
                     output.clone().into_tensor_arg(),
                     rows as u32,
                     epsilon,
+                    d,
                 );
             }
             output
@@ -371,11 +374,12 @@ mod cube {
             let (output, rows, d) = linear_output(&x, &weight, &bias);
             assert!(gamma.shape().num_elements() == d && beta.shape().num_elements() == d, "γ and β must have the row's {d} values");
             let client = x.client.clone();
+            let cubes = row_cubes(&x, rows);
             // Safety: one cube per row; units stride within the row's d inputs and n outputs.
             unsafe {
                 norm_linear_kernel::launch_unchecked(
                     &client,
-                    CubeCount::Static(rows as u32, 1, 1),
+                    cubes,
                     CubeDim::new_1d(UNITS),
                     x.into_tensor_arg(),
                     gamma.into_tensor_arg(),
@@ -383,6 +387,7 @@ mod cube {
                     weight.into_tensor_arg(),
                     bias.into_tensor_arg(),
                     output.clone().into_tensor_arg(),
+                    rows as u32,
                     epsilon,
                     d,
                     gelu,
@@ -396,17 +401,19 @@ mod cube {
             let (output, rows, d) = linear_output(&x, &weight, &bias);
             assert_eq!(residual.shape(), output.shape(), "the residual must have the output's shape");
             let client = x.client.clone();
+            let cubes = row_cubes(&x, rows);
             // Safety: one cube per row; units stride within the row's d inputs and n outputs.
             unsafe {
                 linear_residual_kernel::launch_unchecked(
                     &client,
-                    CubeCount::Static(rows as u32, 1, 1),
+                    cubes,
                     CubeDim::new_1d(UNITS),
                     x.into_tensor_arg(),
                     weight.into_tensor_arg(),
                     bias.into_tensor_arg(),
                     residual.into_tensor_arg(),
                     output.clone().into_tensor_arg(),
+                    rows as u32,
                     d,
                 );
             }
@@ -533,7 +540,7 @@ pub mod check {
         }
     }
 
-    /// A LayerNorm of 48 rows of 64; the same rows through a LayerNorm and a linear layer of
+    /// A LayerNorm of 48 rows of 64, and of 66,000 rows of 4; the 48 rows through a LayerNorm and a linear layer of
     /// 40 outputs (with and without GELU; the weight a transposed view, as the LM head's wteᵀ)
     /// and through a linear layer with a residual; attention at batch 3, 4 heads of 16, over
     /// 7 of 12 cached positions, the rest of the cache filled with values that would show if
@@ -547,6 +554,13 @@ pub mod check {
         let ours = super::layer_norm_rows(Tensor::<3>::from_data(TensorData::new(x.clone(), [4, rows / 4, d]), device), vector(&gamma), vector(&beta), 1e-5);
         let normalized = reference::layer_norm(&x, &gamma, &beta, 1e-5);
         close(&read(ours).await?, &normalized, "layer norm")?;
+
+        // More rows than a grid dimension holds on WebGPU (65,535): the cubes spread.
+        let (many, short) = (66_000, 4);
+        let long = reference::values(many * short, 10);
+        let (gamma_short, beta_short) = (&gamma[..short], &beta[..short]);
+        let ours = super::layer_norm_rows(Tensor::<2>::from_data(TensorData::new(long.clone(), [many, short]), device), vector(gamma_short), vector(beta_short), 1e-5);
+        close(&read(ours).await?, &reference::layer_norm(&long, gamma_short, beta_short, 1e-5), "layer norm of 66,000 rows")?;
 
         let n = 40;
         let weight_t = reference::values(n * d, 7); // [n, d]

@@ -86,12 +86,8 @@ const LAYER_NORM_EPSILON: f32 = 1e-5;
 /// operations its backward was 28 kernel launches on burn-wgpu; `layers` keeps the forward in
 /// fusible operations and gives autodiff one node with the closed-form backward.
 fn layer_norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
-    let d = x.dims()[2];
-    let beta = match &norm.beta {
-        Some(beta) => beta.val(),
-        None => Tensor::zeros([d], &x.device()),
-    };
-    crate::layers::layer_norm(x, norm.gamma.val(), beta, LAYER_NORM_EPSILON)
+    let (gamma, beta) = norm_parameters(norm, &x.device());
+    crate::layers::layer_norm(x, gamma, beta, LAYER_NORM_EPSILON)
 }
 
 /// Keys and values of earlier positions, one entry per block, for autoregressive generation.
