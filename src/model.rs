@@ -169,11 +169,8 @@ impl CausalSelfAttention {
             return dense(&self.proj, masked_head_attention(qkv, n_heads, scale, bias));
         }
         let (q, mut k, mut v) = if seq == 1 {
-            // One position (generation): [B, 1, 3D] is already [B, 3H, 1, hd] in memory, and
-            // the heads of q, k and v are slices of it; the transpose below would cost copies.
-            let all = qkv.reshape([batch, 3 * n_heads, 1, head_dim]);
-            let part = |i: usize| all.clone().slice([0..batch, i * n_heads..(i + 1) * n_heads]);
-            (part(0), part(1), part(2))
+            let [q, k, v] = one_position_heads(qkv, n_heads);
+            (q, k, v)
         } else {
             let heads = |t: Tensor<3>| t.reshape([batch, seq, n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
             let mut parts = qkv.chunk(3, 2).into_iter();
@@ -196,25 +193,29 @@ impl CausalSelfAttention {
         };
         dense(&self.proj, y)
     }
-}
 
-impl CausalSelfAttention {
     /// One new position's attention on a GPU: its keys and values into the cache, then one
     /// kernel over the cache (`kernels::cached_attention`).
     ///
     /// # Shapes
     /// - `qkv`: [batch, 1, 3·d_model] → [batch, 1, d_model]
     fn attend_one_position(&self, qkv: Tensor<3>, slot: CacheSlot) -> Tensor<3> {
-        let [batch, _, width] = qkv.dims();
         let n_heads = self.n_heads;
-        let head_dim = width / 3 / n_heads;
+        let head_dim = qkv.dims()[2] / 3 / n_heads;
         let length = slot.past + 1;
-        // [B, 1, 3D] is [B, 3H, 1, hd] in memory: the keys and values are slices of it.
-        let all = qkv.clone().reshape([batch, 3 * n_heads, 1, head_dim]);
-        let part = |i: usize| all.clone().slice([0..batch, i * n_heads..(i + 1) * n_heads]);
-        let (keys, values) = slot.write(part(1), part(2));
+        let [_, k, v] = one_position_heads(qkv.clone(), n_heads);
+        let (keys, values) = slot.write(k, v);
         crate::kernels::cached_attention(qkv, keys, values, length, 1.0 / (head_dim as f32).sqrt())
     }
+}
+
+/// One position's q, k and v heads, each [B, H, 1, hd]: its qkv [B, 1, 3D] is [B, 3H, 1, hd] in
+/// memory, and they are slices of it, where the transpose of the general case would cost copies.
+fn one_position_heads(qkv: Tensor<3>, n_heads: usize) -> [Tensor<4>; 3] {
+    let [batch, _, width] = qkv.dims();
+    let head_dim = width / 3 / n_heads;
+    let all = qkv.reshape([batch, 3 * n_heads, 1, head_dim]);
+    [0, 1, 2].map(|i| all.clone().slice([0..batch, i * n_heads..(i + 1) * n_heads]))
 }
 
 /// Whether a step's time on `device` goes to launching kernels rather than to arithmetic: on
@@ -301,9 +302,7 @@ impl Block {
         let x = x.clone() + self.attn.forward(layer_norm(&self.ln_1, x), bias, cache);
         x.clone() + self.mlp.forward(layer_norm(&self.ln_2, x))
     }
-}
 
-impl Block {
     /// One new position on a GPU, the block as five kernels and the cache write: LayerNorm and
     /// the QKV projection, the attention over the cache, the output projection with the
     /// residual, LayerNorm with the MLP's first layer and GELU, its second layer with the
