@@ -21,9 +21,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::{backend_extension, Backend, Dispatch, Shape, TensorMetadata};
 use burn::prelude::*;
 use burn::tensor::{IndexingUpdateOp, Slice};
+
+use crate::cpu_math;
 
 /// LayerNorm (Ba et al., 2016) over the last dimension: (x − μ)/√(σ² + ε)·γ + β, σ² the biased
 /// variance, as `burn::nn::LayerNorm` computes it.
@@ -31,17 +34,28 @@ use burn::tensor::{IndexingUpdateOp, Slice};
 /// # Shapes
 /// - `x`: [..., d]; `gamma`, `beta`: [d] → [..., d]
 pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f32) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as LastDimOps>::layer_norm_last(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon))
+    Tensor::from_dispatch(<Dispatch as LayerOps>::layer_norm_last(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon))
+}
+
+/// GELU(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)), elementwise (what `burn::tensor::activation::gelu`
+/// computes; on the CPU backend with `cpu_math`'s vectorized erf).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LayerOps>::gelu_elementwise(x.into_dispatch()))
+}
+
+/// e^x, elementwise (on the CPU backend with `cpu_math`'s vectorized exp).
+pub fn exp<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LayerOps>::exp_elementwise(x.into_dispatch()))
 }
 
 /// softmax(x)_i = exp(x_i − max x)/Σ_j exp(x_j − max x) over the last dimension.
 pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as LastDimOps>::softmax_last(x.into_dispatch()))
+    Tensor::from_dispatch(<Dispatch as LayerOps>::softmax_last(x.into_dispatch()))
 }
 
 /// log softmax(x)_i = x_i − m − log Σ_j exp(x_j − m), m = max x, over the last dimension.
 pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as LastDimOps>::log_softmax_last(x.into_dispatch()))
+    Tensor::from_dispatch(<Dispatch as LayerOps>::log_softmax_last(x.into_dispatch()))
 }
 
 /// log softmax(z)[target] for each position: the log-probability of one token per position,
@@ -56,7 +70,7 @@ pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 pub fn target_log_probabilities(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [batch, seq, _] = logits.dims();
     let targets = targets.reshape([batch, seq, 1]);
-    let picked: Tensor<3> = Tensor::from_dispatch(<Dispatch as LastDimOps>::target_log_probabilities(logits.into_dispatch(), targets.into_dispatch()));
+    let picked: Tensor<3> = Tensor::from_dispatch(<Dispatch as LayerOps>::target_log_probabilities(logits.into_dispatch(), targets.into_dispatch()));
     picked.reshape([batch, seq])
 }
 
@@ -72,19 +86,31 @@ pub fn target_log_probabilities(logits: Tensor<3>, targets: Tensor<2, Int>) -> T
 /// - `qkv`: [batch, seq, 3·d_model]; `head_mask`: [1, heads, 1, d_model], 1 where a dimension
 ///   belongs to the head; `causal_bias`: [1, seq, 1, seq] → [batch, seq, d_model]
 pub fn masked_head_attention(qkv: Tensor<3>, head_mask: Tensor<4>, causal_bias: Tensor<4>, scale: f32) -> Tensor<3> {
-    Tensor::from_dispatch(<Dispatch as LastDimOps>::masked_head_attention(qkv.into_dispatch(), head_mask.into_dispatch(), causal_bias.into_dispatch(), scale))
+    Tensor::from_dispatch(<Dispatch as LayerOps>::masked_head_attention(qkv.into_dispatch(), head_mask.into_dispatch(), causal_bias.into_dispatch(), scale))
 }
 
 /// The operations, per backend. The default bodies are the forward passes in the backend's own
 /// operations (the CPU backend; burn's fusion over cubecl, which fuses them lazily); autodiff
 /// has its own implementation, which records one node with a written-out backward.
 #[backend_extension(Flex: cfg(all()), Cube: cfg(any(target_arch = "wasm32", feature = "gpu")), Autodiff)]
-pub trait LastDimOps: Backend {
+pub trait LayerOps: Backend {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         layer_norm_forward::<Self>(x, gamma, beta, epsilon).output
     }
 
-    /// The backend's own softmax: a fused row-wise kernel on the CPU backend.
+    fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_exp(x)
+    }
+
+    fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
+    /// ∂L/∂x = ∂L/∂y·GELU'(x) for y = GELU(x).
+    fn gelu_elementwise_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu_backward(x, grad)
+    }
+
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let last = last_dim::<Self>(&x);
         Self::softmax(x, last)
@@ -105,19 +131,75 @@ pub trait LastDimOps: Backend {
     }
 }
 
-/// The CPU backend runs a LayerNorm and a softmax as fused row-wise loops of its own, faster
-/// than the composed operations: used wherever no gradient is recorded (generation,
-/// evaluation, rollouts).
-impl LastDimOps for burn::backend::Flex {
+/// The CPU backend runs a LayerNorm as its own fused row-wise loop, and exp, GELU and the
+/// softmaxes with `cpu_math`'s vectorized exp and erf (flex computes them one float at a time).
+impl LayerOps for burn::backend::Flex {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), f64::from(epsilon))
+    }
+
+    fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_f32::map(x, cpu_math::exp_slice).unwrap_or_else(|x| Self::float_exp(x))
+    }
+
+    fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_f32::map(x, cpu_math::gelu_slice).unwrap_or_else(|x| Self::gelu(x))
+    }
+
+    fn gelu_elementwise_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_f32::map2(x, grad, cpu_math::gelu_backward_slice).unwrap_or_else(|(x, grad)| Self::gelu_backward(x, grad))
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let width = x.shape()[last_dim::<Self>(&x)];
+        flex_f32::map(x, |input, output| cpu_math::softmax_rows(input, width, output)).unwrap_or_else(|x| {
+            let last = last_dim::<Self>(&x);
+            Self::softmax(x, last)
+        })
+    }
+
+    fn log_softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let width = x.shape()[last_dim::<Self>(&x)];
+        flex_f32::map(x, |input, output| cpu_math::log_softmax_rows(input, width, output)).unwrap_or_else(|x| {
+            let last = last_dim::<Self>(&x);
+            Self::log_softmax(x, last)
+        })
+    }
+}
+
+/// `cpu_math`'s slice functions on the CPU backend's tensors.
+mod flex_f32 {
+    use burn::backend::flex::FlexTensor;
+    use burn::tensor::DType;
+
+    /// A new tensor of `input`'s shape holding `f(input's floats)`. `input` back unchanged when
+    /// it does not hold `f32`s or is empty: the caller falls back to flex's own operation.
+    pub fn map(input: FlexTensor, f: impl FnOnce(&[f32], &mut [f32])) -> Result<FlexTensor, FlexTensor> {
+        if input.dtype() != DType::F32 || input.layout().num_elements() == 0 {
+            return Err(input);
+        }
+        let input = input.to_contiguous();
+        let mut output = FlexTensor::empty(input.layout().shape().clone(), DType::F32);
+        f(input.as_slice::<f32>().expect("contiguous f32"), output.storage_mut::<f32>());
+        Ok(output)
+    }
+
+    /// As `map`, for two tensors of one shape (no broadcasting: other shapes fall back).
+    pub fn map2(a: FlexTensor, b: FlexTensor, f: impl FnOnce(&[f32], &[f32], &mut [f32])) -> Result<FlexTensor, (FlexTensor, FlexTensor)> {
+        if a.dtype() != DType::F32 || b.dtype() != DType::F32 || a.layout().shape() != b.layout().shape() || a.layout().num_elements() == 0 {
+            return Err((a, b));
+        }
+        let (a, b) = (a.to_contiguous(), b.to_contiguous());
+        let mut output = FlexTensor::empty(a.layout().shape().clone(), DType::F32);
+        f(a.as_slice::<f32>().expect("contiguous f32"), b.as_slice::<f32>().expect("contiguous f32"), output.storage_mut::<f32>());
+        Ok(output)
     }
 }
 
 /// On a GPU, a LayerNorm without a gradient is one kernel (`kernels`) instead of two
 /// reductions and the arithmetic around them.
 #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
-impl LastDimOps for burn::backend::Cube {
+impl LayerOps for burn::backend::Cube {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         <Self as crate::kernels::RowKernels>::layer_norm_rows(x, gamma, beta, epsilon)
     }
@@ -172,10 +254,10 @@ fn layer_norm_forward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta
 }
 
 /// The picked log-probabilities and the log normalizer m + log Σ exp(z − m), m = max z.
-fn target_log_probabilities_forward<B: Backend>(logits: FloatTensor<B>, targets: IntTensor<B>) -> (FloatTensor<B>, FloatTensor<B>) {
+fn target_log_probabilities_forward<B: Backend + LayerOps>(logits: FloatTensor<B>, targets: IntTensor<B>) -> (FloatTensor<B>, FloatTensor<B>) {
     let last = last_dim::<B>(&logits);
     let max = B::float_max_dim(logits.clone(), last);
-    let log_sum_exp = B::float_log(B::float_sum_dim(B::float_exp(B::float_sub(logits.clone(), max.clone())), last));
+    let log_sum_exp = B::float_log(B::float_sum_dim(B::exp_elementwise(B::float_sub(logits.clone(), max.clone())), last));
     let log_normalizer = B::float_add(max, log_sum_exp);
     let picked = B::float_gather(last, logits, targets);
     (B::float_sub(picked, log_normalizer.clone()), log_normalizer)
@@ -184,7 +266,7 @@ fn target_log_probabilities_forward<B: Backend>(logits: FloatTensor<B>, targets:
 #[derive(Debug)]
 struct TargetLogProbabilitiesBackward;
 
-impl<B: Backend> Backward<B, 1> for TargetLogProbabilitiesBackward {
+impl<B: Backend + LayerOps> Backward<B, 1> for TargetLogProbabilitiesBackward {
     /// The logits, the log normalizer and the targets.
     type State = (FloatTensor<B>, FloatTensor<B>, IntTensor<B>);
 
@@ -196,7 +278,7 @@ impl<B: Backend> Backward<B, 1> for TargetLogProbabilitiesBackward {
         let Some(node) = logits_node else { return };
         let (logits, log_normalizer, targets) = ops.state;
         let last = last_dim::<B>(&logits);
-        let probabilities = B::float_exp(B::float_sub(logits, log_normalizer));
+        let probabilities = B::exp_elementwise(B::float_sub(logits, log_normalizer));
         let spread = B::float_mul(probabilities, B::float_neg(grad.clone()));
         grads.register::<B>(node.id, B::float_scatter(last, spread, targets, grad, IndexingUpdateOp::Add));
     }
@@ -220,7 +302,7 @@ struct AttentionState<B: Backend> {
     scale: f32,
 }
 
-fn attention_forward<B: Backend>(qkv: FloatTensor<B>, head_mask: FloatTensor<B>, causal_bias: FloatTensor<B>, scale: f32) -> AttentionParts<B> {
+fn attention_forward<B: Backend + LayerOps>(qkv: FloatTensor<B>, head_mask: FloatTensor<B>, causal_bias: FloatTensor<B>, scale: f32) -> AttentionParts<B> {
     let shape = qkv.shape();
     let (batch, seq, d_model) = (shape[0], shape[1], shape[2] / 3);
     let n_heads = head_mask.shape()[1];
@@ -232,7 +314,7 @@ fn attention_forward<B: Backend>(qkv: FloatTensor<B>, head_mask: FloatTensor<B>,
     let (q, keys, values) = (part(0), per_head(part(1)), per_head(part(2)));
     let scores = B::float_mul_scalar(B::float_matmul(q.clone(), B::float_swap_dims(keys.clone(), 1, 2)), scale.into());
     let scores = B::float_add(B::float_reshape(scores, Shape::from(vec![batch, seq, n_heads, seq])), causal_bias);
-    let probabilities = B::float_reshape(B::softmax(scores, 3), Shape::from(vec![batch, seq, n_heads * seq]));
+    let probabilities = B::float_reshape(B::softmax_last(scores), Shape::from(vec![batch, seq, n_heads * seq]));
     let output = B::float_matmul(probabilities.clone(), values.clone());
     AttentionParts { output, state: AttentionState { q, keys, values, probabilities, head_mask, scale } }
 }
@@ -339,7 +421,7 @@ fn softmax_backward<B: Backend>(output: FloatTensor<B>, grad: FloatTensor<B>, di
 #[derive(Debug)]
 struct LogSoftmaxBackward;
 
-impl<B: Backend> Backward<B, 1> for LogSoftmaxBackward {
+impl<B: Backend + LayerOps> Backward<B, 1> for LogSoftmaxBackward {
     /// y = log softmax(x).
     type State = FloatTensor<B>;
 
@@ -351,11 +433,63 @@ impl<B: Backend> Backward<B, 1> for LogSoftmaxBackward {
         let output = ops.state;
         let last = last_dim::<B>(&output);
         let total = B::float_sum_dim(grad.clone(), last);
-        grads.register::<B>(node.id, B::float_sub(grad, B::float_mul(B::float_exp(output), total)));
+        grads.register::<B>(node.id, B::float_sub(grad, B::float_mul(B::exp_elementwise(output), total)));
     }
 }
 
-impl<B: Backend + LastDimOps, C: CheckpointStrategy> LastDimOps for Autodiff<B, C> {
+#[derive(Debug)]
+struct ExpBackward;
+
+impl<B: Backend> Backward<B, 1> for ExpBackward {
+    /// y = e^x.
+    type State = FloatTensor<B>;
+
+    /// ∂L/∂x = ∂L/∂y·e^x = ∂L/∂y·y.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = x_node else { return };
+        grads.register::<B>(node.id, B::float_mul(grad, ops.state));
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl<B: Backend + LayerOps> Backward<B, 1> for GeluBackward {
+    /// x.
+    type State = FloatTensor<B>;
+
+    /// ∂L/∂x = ∂L/∂y·(Φ(x) + x·φ(x)).
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = x_node else { return };
+        grads.register::<B>(node.id, B::gelu_elementwise_backward(ops.state, grad));
+    }
+}
+
+impl<B: Backend + LayerOps, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
+    fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match ExpBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = B::exp_elementwise(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::exp_elementwise(x.into_primitive())),
+        }
+    }
+
+    fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let x = x.into_primitive();
+                prep.finish(x.clone(), B::gelu_elementwise(x))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gelu_elementwise(x.into_primitive())),
+        }
+    }
+
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -479,6 +613,28 @@ mod tests {
     }
 
     #[test]
+    fn gelu_and_exp_match_burns_forward_and_gradients() {
+        let device = Device::flex().autodiff();
+        let (x, w) = input_and_weights(&device);
+        for (name, ours_fn, theirs_fn) in [
+            ("GELU", gelu::<3> as fn(Tensor<3>) -> Tensor<3>, activation::gelu as fn(Tensor<3>) -> Tensor<3>),
+            ("exp", exp::<3>, |x: Tensor<3>| x.exp()),
+        ] {
+            let x_ours = x.clone().require_grad();
+            let ours = ours_fn(x_ours.clone());
+            let grads_ours = (ours.clone() * w.clone()).sum().backward();
+            let x_theirs = x.clone().require_grad();
+            let theirs = theirs_fn(x_theirs.clone());
+            let grads_theirs = (theirs.clone() * w.clone()).sum().backward();
+            // x ~ N(0.5, 2): e^x reaches ~e^7, so exp's tolerance is relative.
+            let scale = theirs.clone().abs().max().into_scalar::<f32>().max(1.0);
+            assert_close(ours, theirs, 1e-6 * scale, name);
+            let grad_scale = x_theirs.grad(&grads_theirs).unwrap().abs().max().into_scalar::<f32>().max(1.0);
+            assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-6 * grad_scale, name);
+        }
+    }
+
+    #[test]
     fn target_log_probabilities_match_a_gathered_log_softmax() {
         let device = Device::flex().autodiff();
         let (x, _) = input_and_weights(&device);
@@ -501,6 +657,17 @@ mod tests {
         let (x, _) = input_and_weights(&device);
         assert_close(softmax(x.clone()), activation::softmax(x.clone(), 2), 1e-6, "softmax");
         assert_close(log_softmax(x.clone()), activation::log_softmax(x.clone(), 2), 1e-6, "log-softmax");
+        assert_close(gelu(x.clone()), activation::gelu(x.clone()), 1e-6, "GELU");
+        // A strided input (a transposed view) and a NaN: the CPU path copies it to rows first,
+        // and NaN stays NaN.
+        let transposed = x.clone().swap_dims(1, 2);
+        assert_close(gelu(transposed.clone()), activation::gelu(transposed.clone()), 1e-6, "GELU of a view");
+        assert_close(softmax(transposed.clone()), activation::softmax(transposed, 2), 1e-6, "softmax of a view");
+        let with_nan = Tensor::<1>::from_floats([0.5, f32::NAN, -1.0], &device);
+        let values: Vec<f32> = gelu(with_nan.clone()).into_data().iter::<f32>().collect();
+        assert!(values[1].is_nan() && !values[0].is_nan(), "GELU of NaN: {values:?}");
+        let values: Vec<f32> = exp(with_nan).into_data().iter::<f32>().collect();
+        assert!(values[1].is_nan() && !values[0].is_nan(), "exp of NaN: {values:?}");
         let gamma = Tensor::<1>::random([8], Distribution::Normal(1.0, 0.5), &device);
         let beta = Tensor::<1>::random([8], Distribution::Normal(0.0, 0.5), &device);
         let mut norm = LayerNormConfig::new(8).init(&device);

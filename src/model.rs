@@ -11,7 +11,6 @@
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::module::embedding;
 use burn::tensor::TensorData;
 
@@ -275,7 +274,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        dense(&self.proj, gelu(dense(&self.fc, x)))
+        dense(&self.proj, crate::layers::gelu(dense(&self.fc, x)))
     }
 }
 
