@@ -47,26 +47,30 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// erf(x) for one float. Near 0, where 1 − (…) would cancel, musl's rational approximation
-/// erf(x) = x + x·P(x²)/Q(x²) (|x| < 0.84375, within 1 ulp); elsewhere Abramowitz & Stegun
-/// 7.1.26 (absolute error below 1.5·10⁻⁷). Both are computed and one is selected, so the slice
-/// loops stay branch-free.
+/// erf(x) by Abramowitz & Stegun 7.1.26: absolute error below 1.5·10⁻⁷, but near 0 the
+/// subtraction 1 − (…) leaves a relative error of up to ~10⁻⁴ (see `erf`).
 #[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26.
+fn erf_absolute(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
     let magnitude = x.abs();
     let t = 1.0 / (1.0 + P * magnitude);
     let polynomial = (((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0];
     // erf is odd: copy x's sign (also keeps erf(NaN) NaN).
-    let far = (1.0 - polynomial * t * exp(-magnitude * magnitude)).copysign(x);
-    // musl `erff`, |x| < 0.84375.
+    (1.0 - polynomial * t * exp(-magnitude * magnitude)).copysign(x)
+}
+
+/// erf(x) for one float. Near 0, where `erf_absolute` cancels, musl's rational approximation
+/// erf(x) = x + x·P(x²)/Q(x²) (|x| < 0.84375, within 1 ulp); elsewhere `erf_absolute`. Both are
+/// computed and one is selected, so that loops over slices stay branch-free.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
     let z = x * x;
     let numerator = 1.283_791_7e-1 + z * (-3.250_421e-1 + z * (-2.848_175e-2 + z * (-5.770_270_2e-3 + z * -2.376_301_7e-5)));
     let denominator = 1.0 + z * (3.979_172_1e-1 + z * (6.502_225e-2 + z * (5.081_306_2e-3 + z * (1.324_947_4e-4 + z * -3.960_228_2e-6))));
     let near = x + x * (numerator / denominator);
-    if magnitude < 0.843_75 {
+    let far = erf_absolute(x);
+    if x.abs() < 0.843_75 {
         near
     } else {
         far
@@ -77,16 +81,18 @@ pub fn erf(x: f32) -> f32 {
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// GELU(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)) (Hendrycks & Gimpel, 2016), the erf form that
-/// `burn::tensor::activation::gelu` computes.
+/// `burn::tensor::activation::gelu` computes. GELU adds erf to 1 and scales by x/2, so erf's
+/// absolute error is what reaches it (below 10⁻⁷·|x|): `erf_absolute`, without `erf`'s second
+/// approximation near 0 and its division.
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+    0.5 * x * (1.0 + erf_absolute(x * FRAC_1_SQRT_2))
 }
 
-/// d GELU/dx = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π).
+/// d GELU/dx = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π) (Φ with `erf_absolute`, as in `gelu`).
 #[inline(always)]
 pub fn gelu_derivative(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+    let cdf = 0.5 * (1.0 + erf_absolute(x * FRAC_1_SQRT_2));
     cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x)
 }
 
