@@ -116,10 +116,30 @@ fn configure_fusion() {
     });
 }
 
+/// Runs the module's static constructors once: the `inventory` registrations of pliron, the IR
+/// library under cubecl, ~4,900 of them, which WebGPU's kernel compiler looks up.
+///
+/// Referencing `__wasm_call_ctors` here is also what keeps them from running on every call:
+/// when nothing in a module calls it, wasm-ld treats the module as a "command" and wraps each
+/// export in a call to all of them. Every call from JS into the core (each `step`, each poll of
+/// an async call, each JS object handed over) then ran them again; in the page that was ~17% of
+/// a CPU-backend training step (`scripts/profile-cpu.sh`, 2026-11-30).
+#[cfg(target_arch = "wasm32")]
+pub fn run_static_constructors() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: wasm-ld defines the function; `Once` runs it a single time, before any backend
+    // exists, as a reactor module's `_initialize` would.
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+}
+
 /// Picks the backend in the page. Never fails: WebGPU problems fall back to the CPU backend,
 /// with the reason recorded.
 #[cfg(target_arch = "wasm32")]
 pub async fn select(choice: BackendChoice) -> (Device, BackendInfo) {
+    run_static_constructors();
     if choice == BackendChoice::Cpu {
         return cpu("the CPU backend was chosen in the settings", false);
     }

@@ -19,6 +19,7 @@ use crate::session::{Role, Session, Stage};
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+    device::run_static_constructors();
 }
 
 fn js_error(error: LabError) -> JsValue {

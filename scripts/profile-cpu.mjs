@@ -1,0 +1,48 @@
+// Where the CPU backend's time goes in the page's wasm: runs SFT training steps of the tiny
+// preset (batch 16, as `bench`) in Node's V8, the engine of Chromium, and prints each function's
+// share of the samples taken during the measured steps (self time). Start-up and warm-up steps
+// are outside the profile. The wasm must keep its function names: `scripts/profile-cpu.sh`
+// builds one and calls this.
+//
+//   node scripts/profile-cpu.mjs <dir with rlhf_lab.js and rlhf_lab_bg.wasm> [steps] [top]
+import { readFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+
+const [dir, steps = '100', top = '30'] = process.argv.slice(2);
+if (!dir) {
+  console.error('usage: node scripts/profile-cpu.mjs <pkg dir> [steps] [top]');
+  process.exit(2);
+}
+const core = await import(`${dir}/rlhf_lab.js`);
+core.initSync({ module: readFileSync(`${dir}/rlhf_lab_bg.wasm`) });
+
+const config = JSON.parse(core.Lab.defaultConfig());
+Object.assign(config.sft, { batch_size: 16, steps: Number(steps) + 11, eval_every: 100000, train_examples: 512, held_out_examples: 16 });
+const lab = await core.Lab.create('cpu', JSON.stringify(config));
+lab.baseFromScratch();
+lab.sftBegin();
+// The first step evaluates on held-out data; the next ones warm V8's tiers up.
+for (let i = 0; i < 10; i++) await lab.step('sft');
+
+const session = new Session();
+session.connect();
+await session.post('Profiler.enable');
+await session.post('Profiler.setSamplingInterval', { interval: 200 });
+await session.post('Profiler.start');
+const started = performance.now();
+for (let i = 0; i < Number(steps); i++) await lab.step('sft');
+const elapsed = performance.now() - started;
+const { profile } = await session.post('Profiler.stop');
+
+const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+const samples = new Map();
+for (const id of profile.samples) {
+  // Rust's mangled hashes and generic arguments make names long: keep the path.
+  const name = (byId.get(id).callFrame.functionName || '(anonymous)').replace(/::h[0-9a-f]{16}$/, '');
+  samples.set(name, (samples.get(name) ?? 0) + 1);
+}
+const total = profile.samples.length;
+console.log(`${steps} SFT steps, tiny preset, CPU backend: ${(elapsed / Number(steps)).toFixed(1)} ms per step (with the profiler on), ${total} samples`);
+for (const [name, count] of [...samples].sort((a, b) => b[1] - a[1]).slice(0, Number(top))) {
+  console.log(`${((100 * count) / total).toFixed(1).padStart(5)}%  ${name.length > 140 ? name.slice(0, 137) + '...' : name}`);
+}
