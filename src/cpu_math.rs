@@ -51,13 +51,18 @@ pub fn exp(x: f32) -> f32 {
 /// subtraction 1 − (…) leaves a relative error of up to ~10⁻⁴ (see `erf`).
 #[inline(always)]
 fn erf_absolute(x: f32) -> f32 {
+    erf_absolute_with(x, exp(-x * x))
+}
+
+/// `erf_absolute(x)` given `gaussian` = e^(−x²), which GELU's derivative needs too.
+#[inline(always)]
+fn erf_absolute_with(x: f32, gaussian: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
-    let magnitude = x.abs();
-    let t = 1.0 / (1.0 + P * magnitude);
+    let t = 1.0 / (1.0 + P * x.abs());
     let polynomial = (((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0];
     // erf is odd: copy x's sign (also keeps erf(NaN) NaN).
-    (1.0 - polynomial * t * exp(-magnitude * magnitude)).copysign(x)
+    (1.0 - polynomial * t * gaussian).copysign(x)
 }
 
 /// erf(x) for one float. Near 0, where `erf_absolute` cancels, musl's rational approximation
@@ -92,8 +97,10 @@ pub fn gelu(x: f32) -> f32 {
 /// d GELU/dx = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π) (Φ with `erf_absolute`, as in `gelu`).
 #[inline(always)]
 pub fn gelu_derivative(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + erf_absolute(x * FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x)
+    // e^(−x²/2) is both φ's numerator and the e^(−u²) of erf(u), u = x/√2: computed once.
+    let gaussian = exp(-0.5 * x * x);
+    let cdf = 0.5 * (1.0 + erf_absolute_with(x * FRAC_1_SQRT_2, gaussian));
+    cdf + x * INV_SQRT_2PI * gaussian
 }
 
 /// `output[i] = exp(input[i])`.
