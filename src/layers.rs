@@ -1,5 +1,5 @@
-//! LayerNorm, softmax, log-softmax, target log-probabilities and the GPU layout of attention,
-//! each one operation to autodiff with its gradient written out.
+//! LayerNorm, softmax, log-softmax, target log-probabilities, GELU, exp and the GPU layout of
+//! attention, each one operation to autodiff with its gradient written out.
 //!
 //! Written with tensor operations, each of these is several operations that autodiff
 //! differentiates one at a time, and their backward passes were most of a training step's
@@ -11,8 +11,10 @@
 //!
 //! The public functions take and return `Tensor`s; `Dispatch` routes them to the backend a
 //! tensor lives on (`#[backend_extension]`), to the autodiff implementation when it tracks
-//! gradients. Forwards without a gradient use the backend's own LayerNorm and softmax where it
-//! has them (the CPU backend's fused row loops), and on GPUs the LayerNorm kernel of `kernels`.
+//! gradients. Forwards without a gradient use the backend's own LayerNorm where it has one (the
+//! CPU backend's fused row loop), and on GPUs the LayerNorm kernel of `kernels`. On the CPU
+//! backend, exp, GELU and the softmaxes run `cpu_math`'s vectorized functions, forward and
+//! backward; flex computes exp and erf one float at a time.
 //! The tests check every forward and gradient against burn's own operations.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
