@@ -134,11 +134,8 @@ pub fn softmax_rows(input: &[f32], width: usize, output: &mut [f32]) {
     assert_eq!(input.len(), output.len(), "softmax_rows: lengths");
     assert!(width > 0 && input.len() % width == 0, "softmax_rows: rows of {width}");
     for (row, out) in input.chunks_exact(width).zip(output.chunks_exact_mut(width)) {
-        let max = row_max(row);
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o = exp(x - max);
-        }
-        let scale = 1.0 / out.iter().sum::<f32>();
+        let (_, total) = shifted_exponentials(row, out);
+        let scale = 1.0 / total;
         for o in out.iter_mut() {
             *o *= scale;
         }
@@ -150,15 +147,22 @@ pub fn log_softmax_rows(input: &[f32], width: usize, output: &mut [f32]) {
     assert_eq!(input.len(), output.len(), "log_softmax_rows: lengths");
     assert!(width > 0 && input.len() % width == 0, "log_softmax_rows: rows of {width}");
     for (row, out) in input.chunks_exact(width).zip(output.chunks_exact_mut(width)) {
-        let max = row_max(row);
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o = exp(x - max);
-        }
-        let log_normalizer = max + out.iter().sum::<f32>().ln();
+        let (max, total) = shifted_exponentials(row, out);
+        let log_normalizer = max + total.ln();
         for (o, &x) in out.iter_mut().zip(row) {
             *o = x - log_normalizer;
         }
     }
+}
+
+/// `out[j] = exp(row[j] − max)`; returns (max, Σ_j out[j]). Shifting by the maximum keeps every
+/// exponential ≤ 1, so none overflows.
+fn shifted_exponentials(row: &[f32], out: &mut [f32]) -> (f32, f32) {
+    let max = row_max(row);
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = exp(x - max);
+    }
+    (max, out.iter().sum())
 }
 
 /// The largest entry (NaN if any entry is NaN, so that a NaN row stays NaN).
