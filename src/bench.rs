@@ -146,8 +146,13 @@ pub struct BenchPlan {
 }
 
 impl BenchPlan {
+    /// Ten warm-up steps: in the page, V8 compiles hot wasm functions again with its optimizing
+    /// tier while they run, and a step reaches its steady time after ~8 steps. Measured in Node
+    /// (2026-11-30, tiny preset, CPU backend): 20 steps after 3 warm-up ones averaged 31–39 ms,
+    /// after 8 or more 24–29 ms. Until then this plan warmed up 3 steps, and the page's CPU
+    /// figures were the slower ones.
     pub fn full() -> Self {
-        Self { warmup_steps: 3, train_steps: 20, generations: 5, ppo_iterations: 2 }
+        Self { warmup_steps: 10, train_steps: 20, generations: 5, ppo_iterations: 2 }
     }
 
     pub fn quick() -> Self {
