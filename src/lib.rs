@@ -29,6 +29,7 @@ pub mod optim;
 pub mod rng;
 pub mod sample;
 pub mod session;
+pub mod shard;
 pub mod snapshot;
 pub mod stages;
 pub mod task;

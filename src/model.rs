@@ -367,6 +367,20 @@ impl Gpt {
         Self { wte, wpe, blocks, ln_f: LayerNormConfig::new(config.d_model).init(device) }
     }
 
+    /// The shape this model was made with, read from its parameters.
+    pub fn config(&self) -> ModelConfig {
+        let [vocab_size, d_model] = self.wte.weight.dims();
+        let first = self.blocks.first();
+        ModelConfig {
+            vocab_size,
+            context_length: self.context_length(),
+            d_model,
+            n_layers: self.blocks.len(),
+            n_heads: first.map_or(1, |b| b.attn.n_heads),
+            mlp_ratio: first.map_or(1, |b| b.mlp.fc.weight.dims()[1] / d_model),
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.wte.weight.dims()[0]
     }

@@ -49,6 +49,47 @@ struct Slot {
     len: usize,
 }
 
+/// Every parameter of a module that has a gradient, in the module's visiting order: the layout
+/// of the flat vectors (θ, gradient, moments).
+struct Gather<'a> {
+    grads: &'a GradientsParams,
+    slots: Vec<Slot>,
+    values: Vec<Tensor<1>>,
+    gradients: Vec<Tensor<1>>,
+    offset: usize,
+}
+
+impl<'a> Gather<'a> {
+    fn new<M: Module>(module: &M, grads: &'a GradientsParams) -> Self {
+        let mut gather = Gather { grads, slots: Vec::new(), values: Vec::new(), gradients: Vec::new(), offset: 0 };
+        module.visit(&mut gather);
+        gather
+    }
+}
+
+impl ModuleVisitor for Gather<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(grad) = self.grads.get::<D>(param.id) else { return };
+        let len = param.shape().num_elements();
+        self.values.push(param.val().inner().reshape([len]));
+        self.gradients.push(grad.reshape([len]));
+        self.slots.push(Slot { id: param.id, start: self.offset, len });
+        self.offset += len;
+    }
+}
+
+/// The gradient as one flat vector, in the layout `FlatAdam` updates (`None`: no parameter has
+/// one). What a helper of a data-parallel step sends back (`shard.rs`).
+pub fn flat_gradient<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    let gather = Gather::new(module, grads);
+    (!gather.gradients.is_empty()).then(|| concatenate(gather.gradients, 0))
+}
+
+/// How many values `flat_gradient` would give.
+pub fn flat_gradient_len<M: Module>(module: &M, grads: &GradientsParams) -> usize {
+    Gather::new(module, grads).offset
+}
+
 /// The optimizer's state as plain data: the step count and the two moment vectors (f32 bytes).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AdamCounters {
@@ -90,25 +131,13 @@ impl FlatAdam {
     /// restored together with this optimizer (`import`): parameters changed behind the
     /// optimizer's back under the same ids would be overwritten by its kept θ.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: &GradientsParams) -> (M, Tensor<1>) {
-        struct Gather<'a> {
-            grads: &'a GradientsParams,
-            slots: Vec<Slot>,
-            values: Vec<Tensor<1>>,
-            gradients: Vec<Tensor<1>>,
-            offset: usize,
-        }
-        impl ModuleVisitor for Gather<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let Some(grad) = self.grads.get::<D>(param.id) else { return };
-                let len = param.shape().num_elements();
-                self.values.push(param.val().inner().reshape([len]));
-                self.gradients.push(grad.reshape([len]));
-                self.slots.push(Slot { id: param.id, start: self.offset, len });
-                self.offset += len;
-            }
-        }
-        let mut gather = Gather { grads, slots: Vec::new(), values: Vec::new(), gradients: Vec::new(), offset: 0 };
-        module.visit(&mut gather);
+        self.step_with(lr, module, grads, None)
+    }
+
+    /// `step` with `extra` added to the flat gradient first: the summed gradients of the other
+    /// shards of a data-parallel step (`shard.rs`), in the layout `flat_gradient` gives.
+    pub fn step_with<M: Module>(&mut self, lr: f64, module: M, grads: &GradientsParams, extra: Option<Tensor<1>>) -> (M, Tensor<1>) {
+        let gather = Gather::new(&module, grads);
         if gather.slots.is_empty() {
             let device = Device::flex();
             return (module, Tensor::zeros([1], &device));
@@ -119,6 +148,10 @@ impl FlatAdam {
             _ => concatenate(gather.values, 0),
         };
         let g = concatenate(gather.gradients, 0);
+        let g = match extra {
+            Some(extra) => g + extra,
+            None => g,
+        };
         let norm = g.clone().square().sum().sqrt();
 
         self.time += 1;

@@ -22,6 +22,7 @@ use crate::rng::Rng;
 use crate::stages::dpo::{DpoInspection, DpoTrainer};
 use crate::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
+use crate::shard::{ShardResult, ShardWork};
 use crate::stages::sft::{prompt_samples, PromptSample, SftTrainer};
 use crate::stages::sweep::{FrontierPoint, Sweep, SweepRun};
 use crate::task::Tokenizer;
@@ -306,6 +307,32 @@ impl Session {
             Stage::Ppo => self.ppo_step().await,
             Stage::Dpo => self.dpo_step().await,
             Stage::Sweep => self.sweep_step().await,
+        }
+    }
+
+    /// θ and the helpers' work for a data-parallel step of `stage` in `shards` (`shard.rs`), or
+    /// `None` when the stage takes whole steps (only the masked-LM stages split so far).
+    pub async fn shard_plan(&self, stage: Stage, shards: usize) -> Result<Option<(Vec<f32>, Vec<ShardWork>)>> {
+        let trainer = match stage {
+            Stage::Pretrain => self.pretrain.as_ref().ok_or_else(|| LabError::NotReady("pretraining has not begun".into()))?,
+            Stage::Sft => self.sft.as_ref().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?,
+            _ => return Ok(None),
+        };
+        Ok(Some(trainer.shard_plan(shards).await?))
+    }
+
+    /// One data-parallel step of `stage` in `shards`: shard 0 here, the others' results from
+    /// `helpers` (see `SftTrainer::step_sharded`).
+    pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, stage: Stage, shards: usize, helpers: F) -> Result<Metrics> {
+        match stage {
+            Stage::Pretrain => {
+                let trainer = self.pretrain.as_mut().ok_or_else(|| LabError::NotReady("pretraining has not begun".into()))?;
+                let metrics = trainer.step_sharded(shards, helpers).await?;
+                self.base = Some(trainer.model());
+                Ok(metrics)
+            }
+            Stage::Sft => self.sft.as_mut().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?.step_sharded(shards, helpers).await,
+            other => Err(LabError::InvalidInput(format!("{} takes whole steps: it has no data-parallel step", other.name()))),
         }
     }
 

@@ -124,6 +124,33 @@ impl Lab {
         to_js(&metrics)
     }
 
+    /// For a data-parallel step (`shard.rs`, driven by `www/shards.js`): `{theta, work}` —
+    /// every parameter as a `Float32Array`, and what each of the other `shards − 1` workers
+    /// computes — or `null` when `stage` takes whole steps. Changes nothing.
+    #[wasm_bindgen(js_name = shardPlan)]
+    pub async fn shard_plan(&self, stage: String, shards: usize) -> Result<JsValue, JsValue> {
+        let stage = Stage::parse(&stage).map_err(js_error)?;
+        let Some((theta, work)) = self.session.shard_plan(stage, shards).await.map_err(js_error)? else { return Ok(JsValue::NULL) };
+        let plan = js_sys::Object::new();
+        set(&plan, "theta", &js_sys::Float32Array::from(theta.as_slice()).into())?;
+        set(&plan, "work", &to_js(&work)?)?;
+        Ok(plan.into())
+    }
+
+    /// One data-parallel step of `stage` → its metrics: this worker computes shard 0 of
+    /// `shards` while `results` (a promise) brings the other shards' `GradientWorker.gradient`
+    /// answers, in shard order.
+    #[wasm_bindgen(js_name = stepSharded)]
+    pub async fn step_sharded(&mut self, stage: String, shards: usize, results: js_sys::Promise) -> Result<JsValue, JsValue> {
+        let stage = Stage::parse(&stage).map_err(js_error)?;
+        let helpers = async move {
+            let results = wasm_bindgen_futures::JsFuture::from(results).await.map_err(|e| LabError::InvalidInput(format!("a helper worker failed: {}", describe(&e))))?;
+            js_sys::Array::from(&results).iter().map(|r| shard_result(&r)).collect::<Result<Vec<_>, LabError>>()
+        };
+        let metrics = self.session.step_sharded(stage, shards, helpers).await.map_err(js_error)?;
+        to_js(&metrics)
+    }
+
     /// Fault injection for tests: step `step` of `stage` (a PPO update, for `ppo`) computes a
     /// NaN loss, as a diverging run would.
     pub fn poison(&mut self, stage: String, step: usize) -> Result<(), JsValue> {
@@ -281,6 +308,60 @@ impl Lab {
         let header = self.session.load(&bytes).map_err(js_error)?;
         to_js(&header)
     }
+}
+
+/// A helper of data-parallel steps, in a Web Worker of its own (`www/shard-worker.js`).
+#[wasm_bindgen]
+pub struct GradientWorker {
+    inner: crate::shard::GradientWorker,
+}
+
+#[wasm_bindgen]
+impl GradientWorker {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> GradientWorker {
+        GradientWorker { inner: crate::shard::GradientWorker::new() }
+    }
+
+    /// The gradient of one shard (`work`, from `Lab.shardPlan`) at parameters `theta` →
+    /// `{step, gradient: Float32Array, sums}`.
+    pub async fn gradient(&mut self, theta: Vec<f32>, work: JsValue) -> Result<JsValue, JsValue> {
+        let work: crate::shard::ShardWork = serde_wasm_bindgen::from_value(work).map_err(|e| js_error(LabError::InvalidInput(format!("not a shard's work: {e}"))))?;
+        let result = self.inner.gradient(&theta, &work).await.map_err(js_error)?;
+        let out = js_sys::Object::new();
+        set(&out, "step", &JsValue::from(result.step as f64))?;
+        set(&out, "gradient", &js_sys::Float32Array::from(result.gradient.as_slice()).into())?;
+        set(&out, "sums", &js_sys::Float32Array::from(result.sums.as_slice()).into())?;
+        Ok(out.into())
+    }
+}
+
+impl Default for GradientWorker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn set(object: &js_sys::Object, key: &str, value: &JsValue) -> Result<(), JsValue> {
+    js_sys::Reflect::set(object, &key.into(), value).map(|_| ())
+}
+
+fn describe(error: &JsValue) -> String {
+    error.as_string().or_else(|| js_sys::Reflect::get(error, &"message".into()).ok().and_then(|m| m.as_string())).unwrap_or_else(|| format!("{error:?}"))
+}
+
+/// One `GradientWorker.gradient` answer, as it came back through the page.
+fn shard_result(value: &JsValue) -> Result<crate::shard::ShardResult, LabError> {
+    let field = |key: &str| js_sys::Reflect::get(value, &key.into()).map_err(|_| LabError::InvalidInput(format!("a shard's result has no {key}")));
+    let step = field("step")?.as_f64().filter(|s| *s >= 0.0 && s.fract() == 0.0).ok_or_else(|| LabError::InvalidInput("a shard's result has no step number".into()))? as usize;
+    let floats = |key: &str| -> Result<Vec<f32>, LabError> {
+        let v = field(key)?;
+        if !v.is_instance_of::<js_sys::Float32Array>() {
+            return Err(LabError::InvalidInput(format!("a shard's {key} must be a Float32Array")));
+        }
+        Ok(js_sys::Float32Array::from(v).to_vec())
+    };
+    Ok(crate::shard::ShardResult { step, gradient: floats("gradient")?, sums: floats("sums")? })
 }
 
 /// The benchmark in the page: each preset on the backend chosen by `backend` (`webgpu` or `cpu`),

@@ -10,6 +10,8 @@
 //! demonstrated, and PAD never counts. The same loss over every token is how the base model is
 //! pretrained on the task's free text.
 
+use std::future::Future;
+
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::Serialize;
@@ -20,6 +22,7 @@ use crate::error::{LabError, Result};
 use crate::metrics::{metrics, Metrics};
 use crate::optim::FlatAdam;
 use crate::model::Gpt;
+use crate::shard::{flat_parameters, shard_rows, sum_results, ShardObjective, ShardResult, ShardWork};
 use crate::rng::Rng;
 use crate::sample::{generate, SampleOptions};
 use crate::task::{self, grammar, prompt_tokens, Completion, Demonstrations, Tokenizer, EOS, MAX_COMPLETION, PAD, PROMPT_LEN, PRODUCTS_COUNT, SEQ_LEN};
@@ -50,8 +53,22 @@ pub fn loss_mask(sequences: &[Vec<u32>], mask: LossMask) -> Vec<f32> {
 }
 
 /// Masked next-token cross-entropy and the number of correctly ranked targets.
-/// Returns (mean loss over counted targets, correct count) as [1]-tensors.
+/// Returns (mean loss over counted targets, correct count) as [1]-tensors, and the count.
 pub fn masked_lm_loss(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, device: &Device) -> (Tensor<1>, Tensor<1>, f32) {
+    let counted = counted_targets(sequences, mask);
+    let (loss, correct) = masked_lm_loss_over(model, sequences, mask, counted, device);
+    (loss, correct, counted)
+}
+
+/// The targets `mask` counts in `sequences` (at least 1: the loss's divisor).
+pub fn counted_targets(sequences: &[Vec<u32>], mask: LossMask) -> f32 {
+    loss_mask(sequences, mask).iter().sum::<f32>().max(1.0)
+}
+
+/// The masked cross-entropy *summed* over `sequences`' counted targets and divided by `counted`,
+/// which may count a larger batch that these sequences are a shard of (`shard.rs`): the shards'
+/// losses, and their gradients, then add up to the batch's.
+pub fn masked_lm_loss_over(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, counted: f32, device: &Device) -> (Tensor<1>, Tensor<1>) {
     let rows = sequences.len();
     // Inputs and targets are cut on the host: on the device each cut is a kernel.
     let inputs: Vec<u32> = sequences.iter().flat_map(|s| s[..SEQ_LEN - 1].iter().copied()).collect();
@@ -59,7 +76,6 @@ pub fn masked_lm_loss(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, devic
     let inputs = int_tensor(&inputs, rows, SEQ_LEN - 1, device);
     let targets = int_tensor(&targets, rows, SEQ_LEN - 1, device);
     let weights = loss_mask(sequences, mask);
-    let counted: f32 = weights.iter().sum::<f32>().max(1.0);
     // −1/counted folded into the loss's weights on the host, where it costs no kernel forward
     // or backward: loss = Σ_t −w_t·log π(y_t)/counted.
     let loss_weights = float_tensor(weights.iter().map(|w| -w / counted).collect(), [rows, SEQ_LEN - 1], device);
@@ -69,7 +85,7 @@ pub fn masked_lm_loss(model: &Gpt, sequences: &[Vec<u32>], mask: LossMask, devic
     let correct = (predicted.equal(targets.clone()).float() * weights).sum();
     let logprobs = token_logprobs(logits, targets); // [B, T−1]
     let loss = (logprobs * loss_weights).sum();
-    (loss, correct, counted)
+    (loss, correct)
 }
 
 /// Where the training sequences come from.
@@ -198,27 +214,88 @@ impl SftTrainer {
     /// One optimizer step (and, every `eval_every` steps and at the last, a held-out evaluation).
     /// Reads the device once. A non-finite loss or gradient leaves the model as it was.
     pub async fn step(&mut self) -> Result<Metrics> {
+        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
+    }
+
+    fn refuse_if_done(&self) -> Result<()> {
         if self.is_done() {
             return Err(LabError::NotReady(format!("all {} steps are done", self.total_steps)));
         }
-        let position = self.corpus.position();
-        let batch: Vec<Vec<u32>> = match &mut self.corpus {
-            Corpus::Fixed { train, batches } => batches.next(self.batch_size).into_iter().map(|i| train[i].clone()).collect(),
+        Ok(())
+    }
+
+    /// The next batch (advances the corpus).
+    fn next_batch(corpus: &mut Corpus, batch_size: usize) -> Vec<Vec<u32>> {
+        match corpus {
+            Corpus::Fixed { train, batches } => batches.next(batch_size).into_iter().map(|i| train[i].clone()).collect(),
             Corpus::Stream { rng } => {
                 let tokenizer = Tokenizer::new();
-                (0..self.batch_size).map(|_| free_text(&tokenizer, rng)).collect()
+                (0..batch_size).map(|_| free_text(&tokenizer, rng)).collect()
             }
-        };
+        }
+    }
+
+    /// The next step split into `shards` (fewer if the batch has fewer rows) for a data-parallel
+    /// step (`shard.rs`): θ, every parameter as one vector (one readback), and the work of
+    /// shards 1.., for the helpers. Changes nothing: `step_sharded` with as many shards then
+    /// draws the same batch.
+    pub async fn shard_plan(&self, shards: usize) -> Result<(Vec<f32>, Vec<ShardWork>)> {
+        self.refuse_if_done()?;
+        let batch = Self::next_batch(&mut self.corpus.clone(), self.batch_size);
+        let shards = shards.clamp(1, batch.len());
+        let counted = counted_targets(&batch, self.mask);
+        let model = self.model.config();
+        let work = (1..shards)
+            .map(|i| ShardWork {
+                step: self.step,
+                model: model.clone(),
+                objective: ShardObjective::MaskedLm { sequences: batch[shard_rows(batch.len(), shards, i)].to_vec(), all_tokens: self.mask == LossMask::AllTokens, counted },
+            })
+            .collect();
+        let theta = super::read_floats(flat_parameters(&self.model.valid())).await?;
+        Ok((theta, work))
+    }
+
+    /// One optimizer step whose batch is split into `shards`: this trainer computes shard 0's
+    /// gradient, `helpers` resolves to the other shards' results (`shard_plan`'s work, computed
+    /// elsewhere meanwhile), and their sum makes the step. With one shard and no helpers, this is
+    /// `step`. Reads the device once; a helper's failure or a non-finite value leaves the model
+    /// as it was.
+    pub async fn step_sharded<F: Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
+        self.refuse_if_done()?;
+        let position = self.corpus.position();
+        let batch = Self::next_batch(&mut self.corpus, self.batch_size);
         let rows = batch.len();
-        let (mut loss, correct, counted) = masked_lm_loss(&self.model, &batch, self.mask, &self.train_device);
+        let shards = shards.clamp(1, rows);
+        let counted = counted_targets(&batch, self.mask);
+        let own = &batch[shard_rows(rows, shards, 0)];
+        let (mut loss, correct) = masked_lm_loss_over(&self.model, own, self.mask, counted, &self.train_device);
         if self.poisoned_step == Some(self.step + 1) {
             self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        // The others' gradients, summed on the host in shard order: one upload.
+        let (extra, helper_sums) = match helpers.await.and_then(|results| {
+            if results.len() != shards - 1 {
+                return Err(LabError::InvalidInput(format!("{} shards answered; the step has {}", results.len() + 1, shards)));
+            }
+            if results.is_empty() {
+                return Ok((None, vec![0.0; 2]));
+            }
+            let (gradient, sums) = sum_results(&results, self.step, crate::optim::flat_gradient_len(&self.model, &grads), 2)?;
+            let len = gradient.len();
+            Ok((Some(float_tensor(gradient, [len], &self.device)), sums))
+        }) {
+            Ok(summed) => summed,
+            Err(e) => {
+                self.corpus.rewind(position);
+                return Err(e);
+            }
+        };
         let before = (self.model.clone(), self.optim.clone());
         let lr = super::linear_decay(self.learning_rate, self.step, self.total_steps);
-        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, extra);
         self.model = model;
         self.step += 1;
 
@@ -231,7 +308,9 @@ impl SftTrainer {
             scalars.push(held_loss_sum);
             scalars.push(held_correct);
         }
-        let values = read_scalars(scalars).await?;
+        let mut values = read_scalars(scalars).await?;
+        values[0] += helper_sums[0];
+        values[1] += helper_sums[1];
         if let Some(quantity) = first_non_finite(&["loss", "correct", "gradient norm"], &values) {
             (self.model, self.optim) = before;
             self.corpus.rewind(position);
@@ -428,5 +507,72 @@ mod tests {
         // And training goes on from there (the poison was for step 3 only).
         trainer.poisoned_step = None;
         assert!(pollster::block_on(trainer.step()).is_ok());
+    }
+
+    fn sft_trainer(batch_size: usize, steps: usize) -> SftTrainer {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
+        let config = SftConfig { steps, batch_size, eval_every: 2, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
+        SftTrainer::sft(model, &config, &tok, 7, &device).unwrap()
+    }
+
+    /// A data-parallel step's helpers, in-process: each shard's work computed by a
+    /// `GradientWorker` of its own, as the page's helper workers do.
+    fn helpers(trainer: &SftTrainer, shards: usize) -> Vec<ShardResult> {
+        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap();
+        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+    }
+
+    fn parameters(trainer: &SftTrainer) -> Vec<f32> {
+        flat_parameters(&trainer.model()).into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn a_step_split_across_workers_is_the_whole_batch_step() {
+        // 7 rows in 3 shards: unequal shards, and a batch whose shards count different targets.
+        let (mut whole, mut split) = (sft_trainer(7, 5), sft_trainer(7, 5));
+        for step in 1..=4 {
+            let shards = if step % 2 == 0 { 3 } else { 2 };
+            let expected = pollster::block_on(whole.step()).unwrap();
+            let results = helpers(&split, shards);
+            assert_eq!(results.len(), shards - 1);
+            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
+            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+            for (name, value) in &expected {
+                let tolerance = 1e-5 * value.abs().max(1.0);
+                assert!((got[name] - value).abs() <= tolerance, "step {step}, {name}: {} split vs {value} whole", got[name]);
+            }
+            let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "step {step}: parameters differ by {worst}");
+        }
+    }
+
+    #[test]
+    fn a_failed_or_stale_helper_changes_nothing() {
+        let mut trainer = sft_trainer(8, 5);
+        pollster::block_on(trainer.step()).unwrap();
+        let before = parameters(&trainer);
+        let failed = pollster::block_on(trainer.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
+        assert!(failed.to_string().contains("gone"), "{failed}");
+        // Results planned for an earlier step are refused.
+        let stale = helpers(&trainer, 2);
+        pollster::block_on(trainer.step()).unwrap();
+        let after_one = parameters(&trainer);
+        let refused = pollster::block_on(trainer.step_sharded(2, std::future::ready(Ok(stale)))).unwrap_err();
+        assert!(refused.to_string().contains("step 2, not step 3"), "{refused}");
+        // Too few answers.
+        let missing = pollster::block_on(trainer.step_sharded(3, std::future::ready(Ok(helpers(&trainer, 2))))).unwrap_err();
+        assert!(missing.to_string().contains("2 shards answered; the step has 3"), "{missing}");
+        assert_eq!(trainer.step_count(), 2);
+        assert_ne!(before, after_one);
+        assert_eq!(parameters(&trainer), after_one);
+        // The corpus was rewound each time: the next step is the one a fresh run takes third.
+        let mut fresh = sft_trainer(8, 5);
+        for _ in 0..3 {
+            pollster::block_on(fresh.step()).unwrap();
+        }
+        pollster::block_on(trainer.step()).unwrap();
+        assert_eq!(parameters(&trainer), parameters(&fresh));
     }
 }

@@ -1,0 +1,230 @@
+//! Data-parallel training steps for the CPU backend: one batch, split across Web Workers.
+//!
+//! wasm in the page runs on one thread, and a CPU training step of the tiny GPT is ~60% matrix
+//! products already at the 4-lane SIMD peak (README, "A faster CPU backend"). Threads inside
+//! one module would need nightly Rust, `+atomics` and a second `.wasm` (burn-wgpu does not build
+//! with it), and burn's CPU backend parallelizes only the largest products. Splitting the *batch*
+//! needs none of that: each extra Web Worker runs its own instance of the same module, and a step
+//! is
+//!
+//! 1. the session's trainer draws its batch and splits it into shards (`ShardWork`), without
+//!    changing its state, and hands the helpers θ (every parameter, one vector);
+//! 2. each helper (`GradientWorker`) loads θ and computes its shard's gradient; meanwhile the
+//!    trainer computes shard 0's;
+//! 3. the trainer adds the helpers' gradients, in shard order, to its own and takes one Adam step.
+//!
+//! Every shard's loss is divided by the *whole* batch's count of targets, so the sum of the
+//! shards' gradients is the batch's gradient: the same step as on one worker, up to the order of
+//! float additions (a test holds the two within 1e-5). The page owns the clock and the workers
+//! (`www/shards.js`); Rust owns the bounded pieces.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::{LabError, Result};
+use crate::model::Gpt;
+use crate::rng::Rng;
+use crate::stages::sft::{masked_lm_loss_over, LossMask};
+use crate::task::SEQ_LEN;
+
+/// What one shard of a step computes. Only the masked language-model loss (SFT, pretraining)
+/// is split so far; other stages take whole steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ShardObjective {
+    /// Σ over counted targets of −log π(y_t | y_<t), divided by `counted`: the targets counted
+    /// in the whole batch, not in this shard.
+    MaskedLm { sequences: Vec<Vec<u32>>, all_tokens: bool, counted: f32 },
+}
+
+/// One helper's part of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardWork {
+    /// The step (0-based) it belongs to: a result for another step is refused.
+    pub step: usize,
+    /// The model θ is laid out for.
+    pub model: ModelConfig,
+    pub objective: ShardObjective,
+}
+
+/// A helper's answer: its shard's gradient (the layout of `optim::flat_gradient`) and its
+/// shard's share of the step's sums (for the masked LM loss: loss, correctly ranked targets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardResult {
+    pub step: usize,
+    pub gradient: Vec<f32>,
+    pub sums: Vec<f32>,
+}
+
+/// The rows of a batch of `rows` that shard `index` of `shards` takes: contiguous, sizes
+/// differing by at most one.
+pub fn shard_rows(rows: usize, shards: usize, index: usize) -> std::ops::Range<usize> {
+    let start = rows * index / shards;
+    let end = rows * (index + 1) / shards;
+    start..end
+}
+
+/// Every float parameter of `module`, in its visiting order, as one vector on its device.
+pub fn flat_parameters<M: Module>(module: &M) -> Tensor<1> {
+    struct Collect(Vec<Tensor<1>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let len = param.shape().num_elements();
+            self.0.push(param.val().inner().reshape([len]));
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    module.visit(&mut collect);
+    crate::concat::concatenate(collect.0, 0)
+}
+
+/// `module` with its float parameters replaced, in visiting order, by `values`.
+pub fn with_flat_parameters<M: Module>(module: M, values: &[f32], device: &Device) -> Result<M> {
+    let expected = module.num_params();
+    if values.len() != expected {
+        return Err(LabError::InvalidInput(format!("θ has {} values; the model has {expected} parameters", values.len())));
+    }
+    struct Load<'a> {
+        values: &'a [f32],
+        offset: usize,
+        device: Device,
+    }
+    impl ModuleMapper for Load<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, value, mapper) = param.consume();
+            let shape = value.shape();
+            let len = shape.num_elements();
+            let data = TensorData::new(self.values[self.offset..self.offset + len].to_vec(), shape);
+            self.offset += len;
+            let mut loaded = Tensor::from_data(data, &self.device);
+            if value.is_require_grad() {
+                loaded = loaded.require_grad();
+            }
+            Param::from_mapped_value(id, loaded, mapper)
+        }
+    }
+    Ok(module.map(&mut Load { values, offset: 0, device: device.clone() }))
+}
+
+/// A helper of data-parallel steps: a model of its own, loaded with θ for each shard.
+pub struct GradientWorker {
+    model: Option<(ModelConfig, Gpt)>,
+    train_device: Device,
+}
+
+impl Default for GradientWorker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GradientWorker {
+    /// A helper on the CPU backend (shards are a CPU-backend technique: on a GPU one worker
+    /// already has the whole device).
+    pub fn new() -> Self {
+        Self { model: None, train_device: Device::flex().autodiff() }
+    }
+
+    /// The gradient of `work`'s shard at parameters `theta` (one readback).
+    pub async fn gradient(&mut self, theta: &[f32], work: &ShardWork) -> Result<ShardResult> {
+        work.model.validate()?;
+        let model = match self.model.take() {
+            Some((config, model)) if config == work.model => model,
+            // The values are θ's; the initialization only gives the structure.
+            _ => Gpt::new(&work.model, &mut Rng::new(0), &Device::flex()),
+        };
+        let model = with_flat_parameters(model, theta, &Device::flex())?.train();
+        let (gradient, sums) = match &work.objective {
+            ShardObjective::MaskedLm { sequences, all_tokens, counted } => {
+                if sequences.is_empty() || !(*counted >= 1.0) {
+                    return Err(LabError::InvalidInput("a shard needs sequences and a positive count".into()));
+                }
+                if let Some(bad) = sequences.iter().find(|s| s.len() != SEQ_LEN || s.iter().any(|&t| t as usize >= work.model.vocab_size)) {
+                    return Err(LabError::InvalidInput(format!("a shard's sequence must be {SEQ_LEN} token ids below {} (got {bad:?})", work.model.vocab_size)));
+                }
+                let mask = if *all_tokens { LossMask::AllTokens } else { LossMask::CompletionOnly };
+                let (loss, correct) = masked_lm_loss_over(&model, sequences, mask, *counted, &self.train_device);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
+                (gradient, vec![loss.detach().inner(), correct.detach().inner()])
+            }
+        };
+        let sums_len = sums.len();
+        let mut all = vec![gradient];
+        all.extend(sums);
+        let values = crate::stages::read_scalars(all).await?;
+        let (gradient, sums) = values.split_at(values.len() - sums_len);
+        self.model = Some((work.model.clone(), model.valid()));
+        Ok(ShardResult { step: work.step, gradient: gradient.to_vec(), sums: sums.to_vec() })
+    }
+}
+
+/// The helpers' gradients summed in shard order, checked against the step and the layout.
+pub(crate) fn sum_results(results: &[ShardResult], step: usize, gradient_len: usize, sums_len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut gradient = vec![0.0f32; gradient_len];
+    let mut sums = vec![0.0f32; sums_len];
+    for (i, result) in results.iter().enumerate() {
+        if result.step != step {
+            return Err(LabError::InvalidInput(format!("shard {} answered for step {}, not step {}", i + 1, result.step + 1, step + 1)));
+        }
+        if result.gradient.len() != gradient_len || result.sums.len() != sums_len {
+            return Err(LabError::InvalidInput(format!(
+                "shard {} sent {} gradient values and {} sums; the step needs {gradient_len} and {sums_len}",
+                i + 1,
+                result.gradient.len(),
+                result.sums.len()
+            )));
+        }
+        for (total, g) in gradient.iter_mut().zip(&result.gradient) {
+            *total += g;
+        }
+        for (total, s) in sums.iter_mut().zip(&result.sums) {
+            *total += s;
+        }
+    }
+    Ok((gradient, sums))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    #[test]
+    fn shards_cover_the_rows_once_in_order() {
+        for rows in [1, 2, 7, 16, 17] {
+            for shards in 1..=rows.min(5) {
+                let all: Vec<usize> = (0..shards).flat_map(|i| shard_rows(rows, shards, i)).collect();
+                assert_eq!(all, (0..rows).collect::<Vec<_>>(), "{rows} rows in {shards} shards");
+                let sizes: Vec<usize> = (0..shards).map(|i| shard_rows(rows, shards, i).len()).collect();
+                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn flat_parameters_round_trip() {
+        let device = Device::flex();
+        let a = Gpt::new(&Preset::Micro.model(20), &mut Rng::new(1), &device);
+        let b = Gpt::new(&Preset::Micro.model(20), &mut Rng::new(2), &device);
+        let theta: Vec<f32> = flat_parameters(&a).into_data().iter::<f32>().collect();
+        assert_eq!(theta.len(), a.num_params());
+        let loaded = with_flat_parameters(b, &theta, &device).unwrap();
+        let again: Vec<f32> = flat_parameters(&loaded).into_data().iter::<f32>().collect();
+        assert_eq!(theta, again);
+        let short = with_flat_parameters(loaded, &theta[1..], &device).err().unwrap();
+        assert!(short.to_string().contains("parameters"), "{short}");
+    }
+
+    #[test]
+    fn results_for_another_step_or_layout_are_refused() {
+        let ok = ShardResult { step: 3, gradient: vec![1.0, 2.0], sums: vec![0.5] };
+        let (g, s) = sum_results(&[ok.clone(), ok.clone()], 3, 2, 1).unwrap();
+        assert_eq!((g, s), (vec![2.0, 4.0], vec![1.0]));
+        assert!(sum_results(&[ok.clone()], 4, 2, 1).unwrap_err().to_string().contains("step 4"));
+        assert!(sum_results(&[ok], 3, 3, 1).unwrap_err().to_string().contains("3 and 1"));
+    }
+}
