@@ -1,5 +1,7 @@
 // The benchmark page: one worker, one backend, the presets asked for; the result lands in
 // `window.__bench` for `scripts/bench.mjs` to collect.
+import { shardsForThisMachine } from './shards.js';
+
 const params = new URLSearchParams(location.search);
 const worker = new Worker(new URL('./bench-worker.js', import.meta.url), { type: 'module' });
 const out = document.getElementById('out');
@@ -11,4 +13,7 @@ worker.postMessage({
   backend: params.get('backend') ?? 'cpu',
   presets: params.get('presets') ?? 'tiny',
   plan: params.get('plan') ?? 'full',
+  // CPU backend: also the training step split across this many workers (default: one per
+  // core, as the lab page does; 1: none).
+  shards: params.get('shards') ?? String(shardsForThisMachine()),
 });

@@ -28,7 +28,8 @@ export class LabClient {
     });
   }
 
-  init(backend, config) { return this.send('init', { backend, config }); }
+  /** `workers`: how many workers a CPU-backend step is split across (`auto`: one per core). */
+  init(backend, config, workers = 'auto') { return this.send('init', { backend, config, workers }); }
   call(method, ...params) { return this.send('call', { method, params }); }
   /** Loops `lab.step(stage)` `steps` times (null: to the end); events carry `tag`. */
   run(stage, steps = null, tag = null) { return this.send('run', { stage, steps, tag }); }

@@ -33,17 +33,21 @@ function notify(message, kind = 'info') {
 }
 
 async function start() {
-  const { backend, overrides, problems } = readUrl(location.search);
-  const ready = await client.init(backend, {});
+  const { backend, workers, overrides, problems } = readUrl(location.search);
+  const ready = await client.init(backend, {}, workers);
   const { config, problems: refused } = await validated(ready.defaults, overrides, (json) => client.call('validateConfig', json));
   for (const p of [...problems, ...refused]) notify(`Link setting refused — ${p}`);
   await client.call('setConfig', JSON.stringify(config));
 
   const info = ready.backend;
-  backendBadge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : `CPU backend · ${info.adapter}`;
+  const split = ready.shards > 1 ? ` · ${ready.shards} workers` : '';
+  backendBadge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : `CPU backend · ${info.adapter}${split}`;
   backendBadge.classList.toggle('cpu', info.backend !== 'webgpu');
   backendBadge.title = info.reason;
   if (info.fallback) notify(`Running on the CPU backend: ${info.reason}.`);
+  client.on((e) => {
+    if (e.event === 'shards-failed') notify(`Training steps are no longer split across workers (${e.message}); they go on in one worker.`);
+  });
 
   const store = {
     client,
@@ -52,13 +56,14 @@ async function start() {
     catalog: ready.catalog,
     vocabulary: ready.vocabulary,
     backend,
+    workers,
     backendInfo: info,
     events: new Events(),
     storage,
     stages: new Map(),
     notify,
     saveUrl() {
-      writeUrl(store.config, store.defaults, store.backend);
+      writeUrl(store.config, store.defaults, store.backend, store.workers);
       // The settings the stored snapshots were taken under, for resuming after a reload.
       storage.putState('config', store.config).catch(() => {});
     },

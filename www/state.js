@@ -52,6 +52,8 @@ export const SETTINGS = [
 ];
 
 export const BACKENDS = ['auto', 'webgpu', 'cpu'];
+/** Most workers a CPU-backend step is split across (`workers=` in the URL; `auto`: one per core, up to 4). */
+export const MAX_WORKERS = 8;
 
 export function getPath(object, path) {
   return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), object);
@@ -83,23 +85,32 @@ export function readUrl(search) {
   const overrides = {};
   const problems = [];
   let backend = 'auto';
+  let workers = 'auto';
   for (const [key, raw] of params) {
     if (key === 'backend') {
       if (BACKENDS.includes(raw)) backend = raw;
       else problems.push(`backend: must be auto, webgpu or cpu (got "${raw}"); using auto`);
       continue;
     }
+    if (key === 'workers') {
+      const n = Number(raw);
+      if (raw === 'auto') workers = 'auto';
+      else if (Number.isInteger(n) && n >= 1 && n <= MAX_WORKERS) workers = n;
+      else problems.push(`workers: must be auto or a whole number from 1 to ${MAX_WORKERS} (got "${raw}"); using auto`);
+      continue;
+    }
     const setting = SETTINGS.find((s) => s.key === key) ?? (key.includes('.') ? { key, kind: 'number' } : null);
     if (!setting) { problems.push(`${key}: no such setting; ignored`); continue; }
     setPath(overrides, key, coerce(setting, raw));
   }
-  return { backend, overrides, problems };
+  return { backend, workers, overrides, problems };
 }
 
 /** Writes the settings that differ from the defaults into the URL (no reload). */
-export function writeUrl(config, defaults, backend) {
+export function writeUrl(config, defaults, backend, workers = 'auto') {
   const params = new URLSearchParams();
   if (backend !== 'auto') params.set('backend', backend);
+  if (workers !== 'auto') params.set('workers', String(workers));
   const walk = (obj, prefix) => {
     for (const [k, v] of Object.entries(obj)) {
       const path = prefix ? `${prefix}.${k}` : k;

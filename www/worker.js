@@ -1,7 +1,7 @@
 // The training worker: it owns the wasm module and the one `Lab` session, runs bounded steps,
 // and posts their metrics. The page never waits on it: the UI thread only draws and listens.
 //
-// Protocol (page → worker):  {id, cmd: 'init', args: {backend, config}}
+// Protocol (page → worker):  {id, cmd: 'init', args: {backend, config, workers}}
 //                            {id, cmd: 'call', args: {method, params}}   any Lab method
 //                            {id, cmd: 'run',  args: {stage, steps, tag}} loop a stage's step
 //                            {cmd: 'pause'}
@@ -9,12 +9,16 @@
 // Protocol (worker → page):  {id, ok: true, result} | {id, ok: false, error: {name, message}}
 //                            {event: 'step', stage, tag, metrics, status}
 //                            {event: 'stopped', stage, tag, reason, error?}
+//                            {event: 'shards-failed', message}           steps go on unsplit
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
 // events that are not theirs.
 import init, { Lab, heapUsage } from './pkg/rlhf_lab.js';
 import { recordStep } from './storage.js';
+import { ShardPool, shardsForThisMachine } from './shards.js';
 
 let lab = null;
+// On the CPU backend, the steps that can be split across helper workers are (shards.js).
+let shards = new ShardPool(1);
 // Every call into the session goes through this chain: a wasm-bindgen object can't be entered
 // twice, and a step in flight must finish before anything else touches the models.
 let chain = Promise.resolve();
@@ -73,7 +77,7 @@ async function runStage(stage, steps, tag) {
   try {
     while (!run.paused) {
       if (steps != null && taken >= steps) { reason = 'steps'; break; }
-      const metrics = await serial(() => lab.step(stage));
+      const metrics = await serial(() => shards.step(lab, stage));
       const status = await serial(() => lab.status());
       taken += 1;
       postMessage({ event: 'step', stage, tag, metrics, status });
@@ -127,7 +131,11 @@ self.onmessage = async ({ data }) => {
       self.__wasmHeapLiveBytes = () => heapUsage().live_bytes;
       const started = performance.now();
       lab = await Lab.create(args.backend, JSON.stringify(args.config ?? {}));
+      shards.terminate();
+      const wanted = args.workers == null || args.workers === 'auto' ? shardsForThisMachine() : Number(args.workers);
+      shards = new ShardPool(lab.backendInfo().backend === 'cpu' ? wanted : 1, (e) => postMessage({ event: 'shards-failed', message: e.message }));
       result = {
+        shards: shards.shards,
         backend: lab.backendInfo(),
         status: lab.status(),
         config: JSON.parse(lab.config()),

@@ -66,14 +66,23 @@ pub(crate) async fn read_scalars(values: Vec<Tensor<1>>) -> Result<Vec<f32>> {
     let all = crate::concat::concatenate(values, 0);
     crate::bench::count_readback();
     let data = all.into_data_async().await.map_err(|e| LabError::Device(format!("reading metrics: {e:?}")))?;
-    Ok(data.iter::<f32>().collect())
+    Ok(floats_of(&data))
+}
+
+/// The values of `data` as `f32`: one copy when they are `f32` already, not a conversion
+/// element by element (a θ or a gradient is ~100k values).
+fn floats_of(data: &TensorData) -> Vec<f32> {
+    match data.as_slice::<f32>() {
+        Ok(values) => values.to_vec(),
+        Err(_) => data.iter::<f32>().collect(),
+    }
 }
 
 /// Reads one float tensor of any rank (flattened). A CPU–GPU sync point.
 pub(crate) async fn read_floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     crate::bench::count_readback();
     let data = tensor.into_data_async().await.map_err(|e| LabError::Device(format!("reading results: {e:?}")))?;
-    Ok(data.iter::<f32>().collect())
+    Ok(floats_of(&data))
 }
 
 /// The first name whose value is not finite, if any.

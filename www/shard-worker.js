@@ -1,0 +1,23 @@
+// A helper of data-parallel training steps (src/shard.rs): a Web Worker with its own instance of
+// the wasm core. For each request it loads the parameters θ it is sent into its model and
+// returns the gradient of its shard of the step's batch.
+//
+// Protocol (shards.js → here):  {id, theta: Float32Array, work}
+// Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums}} | {id, ok: false, error}
+import init, { GradientWorker } from './pkg/rlhf_lab.js';
+
+const ready = init().then(() => new GradientWorker());
+// One request at a time: a wasm-bindgen object can't be entered twice.
+let chain = Promise.resolve();
+
+self.onmessage = ({ data: { id, theta, work } }) => {
+  chain = chain.then(async () => {
+    try {
+      const helper = await ready;
+      const result = await helper.gradient(theta, work);
+      postMessage({ id, ok: true, result }, [result.gradient.buffer]);
+    } catch (e) {
+      postMessage({ id, ok: false, error: e?.message ?? String(e) });
+    }
+  });
+};

@@ -1,0 +1,97 @@
+// Data-parallel training steps on the CPU backend (src/shard.rs). wasm in the page runs on one
+// thread; a step's batch can instead be split between the training worker and helper workers
+// (shard-worker.js), one per further core: the training worker computes shard 0 while the
+// helpers compute the others from the same parameters, and it adds their gradients up for one
+// Adam step. The result is the whole batch's step (to float rounding). Stages without a
+// data-parallel step (the Rust side says which) take whole steps as before.
+
+/** Shards for this machine: one per logical core, at most `max`, at least 1. */
+export function shardsForThisMachine(max = 4) {
+  const cores = Number(self.navigator?.hardwareConcurrency) || 1;
+  return Math.max(1, Math.min(max, Math.floor(cores)));
+}
+
+class Helper {
+  constructor(onFailure) {
+    this.worker = new Worker(new URL('./shard-worker.js', import.meta.url), { type: 'module' });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker.onmessage = ({ data }) => {
+      const request = this.pending.get(data.id);
+      if (!request) return;
+      this.pending.delete(data.id);
+      if (data.ok) request.resolve(data.result);
+      else request.reject(new Error(data.error));
+    };
+    this.worker.onerror = (e) => {
+      e.preventDefault?.();
+      const error = new Error(`a helper worker stopped: ${e.message || 'it could not start'}`);
+      for (const request of this.pending.values()) request.reject(error);
+      this.pending.clear();
+      onFailure(error);
+    };
+  }
+
+  gradient(theta, work) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, theta, work });
+    });
+  }
+
+  terminate() {
+    this.worker.terminate();
+  }
+}
+
+export class ShardPool {
+  /**
+   * @param {number} shards  shards per step, this worker's included (1: whole steps only)
+   * @param {(error: Error) => void} onFallback  told once if the helpers fail and steps go on whole
+   */
+  constructor(shards, onFallback = () => {}) {
+    this.shards = Math.max(1, Math.floor(shards) || 1);
+    this.onFallback = onFallback;
+    this.helpers = [];
+    this.failure = null;
+  }
+
+  helper(i) {
+    while (this.helpers.length <= i) this.helpers.push(new Helper((e) => { this.failure ??= e; }));
+    return this.helpers[i];
+  }
+
+  /** One step of `stage` on `lab`: split across the helpers when the stage allows it. */
+  async step(lab, stage) {
+    if (this.shards < 2 || this.failure) return lab.step(stage);
+    const plan = await lab.shardPlan(stage, this.shards);
+    if (!plan) return lab.step(stage);
+    let helperError = null;
+    const results = Promise.all(plan.work.map((work, i) => this.helper(i).gradient(plan.theta, work))).catch((e) => {
+      helperError = e;
+      throw e;
+    });
+    try {
+      return await lab.stepSharded(stage, plan.work.length + 1, results);
+    } catch (e) {
+      // The step changed nothing. A helper's failure ends data-parallel steps for this
+      // session; anything else (a numerical fault, say) is the step's own error.
+      if (!helperError && !this.failure) throw e;
+      this.fallBack(helperError ?? this.failure);
+      return lab.step(stage);
+    }
+  }
+
+  fallBack(error) {
+    this.failure ??= error;
+    for (const helper of this.helpers) helper.terminate();
+    this.helpers = [];
+    this.onFallback(this.failure);
+  }
+
+  terminate() {
+    for (const helper of this.helpers) helper.terminate();
+    this.helpers = [];
+  }
+}
