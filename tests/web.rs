@@ -240,3 +240,46 @@ async fn every_generated_bad_input_is_refused_in_the_page_without_a_panic() {
     assert!(report.settings_unchanged && report.stages_unchanged && report.reference_unchanged, "{report:?}");
     assert!(report.tried >= 200);
 }
+
+/// A step split between the session and a `GradientWorker`, through the JS boundary the page's
+/// workers use (`Lab.shardPlan`, `GradientWorker.gradient`, `Lab.stepSharded` with a promise),
+/// is the whole step; a rejected promise (a failed helper) refuses the step and changes nothing.
+#[wasm_bindgen_test]
+async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
+    use rlhf_lab::web::{GradientWorker, Lab};
+    use wasm_bindgen::{JsCast, JsValue};
+    let field = |v: &JsValue, key: &str| js_sys::Reflect::get(v, &key.into()).unwrap();
+    let number = |v: &JsValue, key: &str| field(v, key).as_f64().unwrap_or_else(|| panic!("no {key}"));
+    let config = serde_json::to_string(&micro_config(5)).unwrap();
+    let mut whole = Lab::create("cpu".into(), config.clone()).await.unwrap();
+    let mut split = Lab::create("cpu".into(), config).await.unwrap();
+    for lab in [&mut whole, &mut split] {
+        lab.base_from_scratch();
+        lab.sft_begin().unwrap();
+    }
+    let mut helper = GradientWorker::new();
+    let close = |got: f64, expected: f64| (got - expected).abs() <= 1e-5 * expected.abs().max(1.0);
+    for step in 1..=3 {
+        let expected = whole.step("sft".into()).await.unwrap();
+        let plan = split.shard_plan("sft".into(), 2).await.unwrap();
+        let theta = field(&plan, "theta").dyn_into::<js_sys::Float32Array>().expect("θ is a Float32Array").to_vec();
+        let work = js_sys::Array::from(&field(&plan, "work"));
+        assert_eq!(work.length(), 1, "one helper's work for two shards");
+        let answer = helper.gradient(theta, work.get(0)).await.unwrap();
+        let answers: JsValue = js_sys::Array::of1(&answer).into();
+        let got = split.step_sharded("sft".into(), 2, js_sys::Promise::resolve(&answers)).await.unwrap();
+        for name in ["loss/train", "accuracy/train", "grad_norm"] {
+            let (g, e) = (number(&got, name), number(&expected, name));
+            assert!(close(g, e), "step {step}, {name}: {g} split against {e} whole");
+        }
+    }
+    let failed = js_sys::Promise::reject(&js_sys::Error::new("the helper crashed").into());
+    let error = split.step_sharded("sft".into(), 2, failed).await.unwrap_err();
+    let message = field(&error, "message").as_string().unwrap();
+    assert!(message.contains("the helper crashed"), "{message}");
+    // Nothing changed: the next whole step is the fourth step of the other session.
+    let (e, g) = (whole.step("sft".into()).await.unwrap(), split.step("sft".into()).await.unwrap());
+    assert!(close(number(&g, "loss/train"), number(&e, "loss/train")), "after the refused step");
+    // Stages without a data-parallel step say so with null.
+    assert!(split.shard_plan("ppo".into(), 2).await.unwrap().is_null());
+}

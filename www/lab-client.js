@@ -36,6 +36,8 @@ export class LabClient {
   pause() { this.worker.postMessage({ cmd: 'pause' }); }
   /** Test hook: destroys the worker's GPUDevice, as a lost GPU would. */
   loseDevice() { return this.send('lose-device'); }
+  /** Test hook: the next step split across workers fails in its helpers (it then goes on whole). */
+  sabotageShards() { return this.send('sabotage-shards'); }
   /** Slow motion: milliseconds to wait between steps (0 = full speed). */
   speed(delayMs) { this.worker.postMessage({ cmd: 'speed', args: { delayMs } }); }
   on(listener) { this.listeners.add(listener); return () => this.listeners.delete(listener); }

@@ -68,7 +68,9 @@ export class ShardPool {
     const plan = await lab.shardPlan(stage, this.shards);
     if (!plan) return lab.step(stage);
     let helperError = null;
-    const results = Promise.all(plan.work.map((work, i) => this.helper(i).gradient(plan.theta, work))).catch((e) => {
+    const theta = this.sabotaged ? plan.theta.subarray(1) : plan.theta;
+    this.sabotaged = false;
+    const results = Promise.all(plan.work.map((work, i) => this.helper(i).gradient(theta, work))).catch((e) => {
       helperError = e;
       throw e;
     });
@@ -81,6 +83,11 @@ export class ShardPool {
       this.fallBack(helperError ?? this.failure);
       return lab.step(stage);
     }
+  }
+
+  /** Test hook: the next split step sends its helpers a θ one value short, which they refuse. */
+  sabotage() {
+    this.sabotaged = true;
   }
 
   fallBack(error) {

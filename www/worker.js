@@ -149,6 +149,10 @@ self.onmessage = async ({ data }) => {
       if (!gpuDevice) throw new Error('there is no GPU device to lose (CPU backend)');
       gpuDevice.destroy();
       result = true;
+    } else if (cmd === 'sabotage-shards') {
+      // Test hook: the next split step's helpers fail, as a broken helper would.
+      shards.sabotage();
+      result = shards.shards;
     } else if (cmd === 'call') {
       const { method, params = [] } = args;
       if (method !== 'validateConfig') refuseIfLost();
