@@ -139,7 +139,7 @@ impl GradientWorker {
         let model = with_flat_parameters(model, theta, &Device::flex())?.train();
         let (gradient, sums) = match &work.objective {
             ShardObjective::MaskedLm { sequences, all_tokens, counted } => {
-                if sequences.is_empty() || !(*counted >= 1.0) {
+                if sequences.is_empty() || counted.is_nan() || *counted < 1.0 {
                     return Err(LabError::InvalidInput("a shard needs sequences and a positive count".into()));
                 }
                 if let Some(bad) = sequences.iter().find(|s| s.len() != SEQ_LEN || s.iter().any(|&t| t as usize >= work.model.vocab_size)) {
@@ -224,7 +224,7 @@ mod tests {
         let ok = ShardResult { step: 3, gradient: vec![1.0, 2.0], sums: vec![0.5] };
         let (g, s) = sum_results(&[ok.clone(), ok.clone()], 3, 2, 1).unwrap();
         assert_eq!((g, s), (vec![2.0, 4.0], vec![1.0]));
-        assert!(sum_results(&[ok.clone()], 4, 2, 1).unwrap_err().to_string().contains("step 4"));
+        assert!(sum_results(std::slice::from_ref(&ok), 4, 2, 1).unwrap_err().to_string().contains("step 4"));
         assert!(sum_results(&[ok], 3, 3, 1).unwrap_err().to_string().contains("3 and 1"));
     }
 }
