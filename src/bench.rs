@@ -137,7 +137,7 @@ pub struct BenchRow {
 }
 
 /// How much to measure: a GPU emulated on the CPU needs far fewer repetitions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct BenchPlan {
     pub warmup_steps: usize,
     pub train_steps: usize,

@@ -366,7 +366,7 @@ fn shard_result(value: &JsValue) -> Result<crate::shard::ShardResult, LabError> 
 
 /// The benchmark in the page: each preset on the backend chosen by `backend` (`webgpu` or `cpu`),
 /// measured with `plan` (`full`, or `quick` for a GPU emulated on the CPU). Returns
-/// `{backend: {...}, rows: [...]}`; see `bench.rs`.
+/// `{backend: {...}, plan: {...}, rows: [...]}`; see `bench.rs`.
 #[wasm_bindgen]
 pub async fn benchmark(backend: String, presets: String, plan: String) -> Result<JsValue, JsValue> {
     let choice = BackendChoice::parse(&backend).map_err(js_error)?;
@@ -389,7 +389,7 @@ pub async fn benchmark(backend: String, presets: String, plan: String) -> Result
         let row = crate::bench::measure(preset, name, &device, plan, || performance.now(), submissions).await.map_err(js_error)?;
         rows.push(row);
     }
-    to_js(&serde_json::json!({"backend": info, "rows": rows}))
+    to_js(&serde_json::json!({"backend": info, "plan": plan, "rows": rows}))
 }
 
 /// The core's heap: `{live_bytes, peak_bytes}` from the counting allocator (`heap.rs`). The soak

@@ -15,12 +15,10 @@ if (self.GPUQueue) {
   };
 }
 
-// As `bench::measure` measures a training step: SFT, batch 16, warm-up steps first (the
-// trainer's first step also evaluates held-out data), then the measured ones.
-const STEPS = { full: [10, 20], quick: [1, 3], counts: [1, 2] };
-
+// As `bench::measure` measures a training step, with the plan it used: SFT, batch 16, warm-up
+// steps first (the trainer's first step also evaluates held-out data), then the measured ones.
 async function shardedRow(preset, shards, plan) {
-  const [warmup, measured] = STEPS[plan] ?? STEPS.full;
+  const { warmup_steps: warmup, train_steps: measured } = plan;
   const config = JSON.parse(Lab.defaultConfig());
   config.preset = preset;
   Object.assign(config.sft, { batch_size: 16, steps: warmup + measured + 1, eval_every: 100000, train_examples: 512, held_out_examples: 16 });
@@ -49,7 +47,7 @@ self.onmessage = async ({ data }) => {
     const result = await benchmark(data.backend, data.presets, data.plan);
     const shards = Number(data.shards) || 1;
     if (result.backend.backend === 'cpu' && shards > 1) {
-      for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, data.plan));
+      for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, result.plan));
     }
     postMessage({ ok: true, ...result });
   } catch (e) {

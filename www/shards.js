@@ -64,7 +64,9 @@ export class ShardPool {
 
   /** One step of `stage` on `lab`: split across the helpers when the stage allows it. */
   async step(lab, stage) {
-    if (this.shards < 2 || this.failure) return lab.step(stage);
+    // A helper that stopped between steps (it could not start, say) ends the splitting too.
+    if (this.failure) this.fallBack(this.failure);
+    if (this.shards < 2) return lab.step(stage);
     const plan = await lab.shardPlan(stage, this.shards);
     if (!plan) return lab.step(stage);
     let helperError = null;
@@ -90,11 +92,12 @@ export class ShardPool {
     this.sabotaged = true;
   }
 
+  /** Whole steps from now on; the page is told once. */
   fallBack(error) {
-    this.failure ??= error;
-    for (const helper of this.helpers) helper.terminate();
-    this.helpers = [];
-    this.onFallback(this.failure);
+    this.failure = null;
+    this.shards = 1;
+    this.terminate();
+    this.onFallback(error);
   }
 
   terminate() {
