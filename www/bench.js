@@ -14,6 +14,6 @@ worker.postMessage({
   presets: params.get('presets') ?? 'tiny',
   plan: params.get('plan') ?? 'full',
   // CPU backend: also the training step split across this many workers (default: one per
-  // core, as the lab page does; 1: none).
-  shards: params.get('shards') ?? String(shardsForThisMachine()),
+  // core; the lab page leaves one core to its UI; 1: none).
+  shards: params.get('shards') ?? String(shardsForThisMachine({ keepFree: 0 })),
 });

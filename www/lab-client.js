@@ -28,7 +28,7 @@ export class LabClient {
     });
   }
 
-  /** `workers`: how many workers a CPU-backend step is split across (`auto`: one per core). */
+  /** `workers`: how many workers a CPU-backend step is split across (`auto`: one per core but one, for the UI). */
   init(backend, config, workers = 'auto') { return this.send('init', { backend, config, workers }); }
   call(method, ...params) { return this.send('call', { method, params }); }
   /** Loops `lab.step(stage)` `steps` times (null: to the end); events carry `tag`. */

@@ -5,10 +5,15 @@
 // Adam step. The result is the whole batch's step (to float rounding). Stages without a
 // data-parallel step (the Rust side says which) take whole steps as before.
 
-/** Shards for this machine: one per logical core, at most `max`, at least 1. */
-export function shardsForThisMachine(max = 4) {
-  const cores = Number(self.navigator?.hardwareConcurrency) || 1;
-  return Math.max(1, Math.min(max, Math.floor(cores)));
+/**
+ * Shards for this machine: one per logical core but one, at most `max`, at least 1. The core left
+ * over is the page's: with every core training, the UI thread of a 2-core machine waited 110 ms
+ * for a frame during SFT (the lab's end-to-end test, 2026-11-30). `keepFree = 0` for the
+ * benchmark, which has no UI to keep responsive.
+ */
+export function shardsForThisMachine({ max = 4, keepFree = 1 } = {}) {
+  const cores = Math.floor(Number(self.navigator?.hardwareConcurrency) || 1);
+  return Math.max(1, Math.min(max, cores - keepFree));
 }
 
 class Helper {

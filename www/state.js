@@ -52,7 +52,7 @@ export const SETTINGS = [
 ];
 
 export const BACKENDS = ['auto', 'webgpu', 'cpu'];
-/** Most workers a CPU-backend step is split across (`workers=` in the URL; `auto`: one per core, up to 4). */
+/** Most workers a CPU-backend step is split across (`workers=` in the URL; `auto`: one per core but one, up to 4). */
 export const MAX_WORKERS = 8;
 
 export function getPath(object, path) {
