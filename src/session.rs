@@ -311,18 +311,19 @@ impl Session {
     }
 
     /// θ and the helpers' work for a data-parallel step of `stage` in `shards` (`shard.rs`), or
-    /// `None` when the stage takes whole steps (only the masked-LM stages split so far).
+    /// `None` when the step is taken whole (reward-model and DPO steps, PPO's rollouts).
     pub async fn shard_plan(&self, stage: Stage, shards: usize) -> Result<Option<(Vec<f32>, Vec<ShardWork>)>> {
         let trainer = match stage {
             Stage::Pretrain => self.pretrain.as_ref().ok_or_else(|| LabError::NotReady("pretraining has not begun".into()))?,
             Stage::Sft => self.sft.as_ref().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?,
+            Stage::Ppo => return self.ppo.as_ref().ok_or_else(|| LabError::NotReady("PPO has not begun".into()))?.shard_plan(shards).await,
             _ => return Ok(None),
         };
         Ok(Some(trainer.shard_plan(shards).await?))
     }
 
     /// One data-parallel step of `stage` in `shards`: shard 0 here, the others' results from
-    /// `helpers` (see `SftTrainer::step_sharded`).
+    /// `helpers` (see `SftTrainer::step_sharded`, `PpoTrainer::step_sharded`).
     pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, stage: Stage, shards: usize, helpers: F) -> Result<Metrics> {
         match stage {
             Stage::Pretrain => {
@@ -332,6 +333,7 @@ impl Session {
                 Ok(metrics)
             }
             Stage::Sft => self.sft.as_mut().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?.step_sharded(shards, helpers).await,
+            Stage::Ppo => self.ppo_trainer()?.step_sharded(shards, helpers).await,
             other => Err(LabError::InvalidInput(format!("{} takes whole steps: it has no data-parallel step", other.name()))),
         }
     }

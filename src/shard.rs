@@ -27,17 +27,21 @@ use crate::config::ModelConfig;
 use crate::error::{LabError, Result};
 use crate::model::Gpt;
 use crate::rng::Rng;
+use crate::stages::ppo::{PolicyAndValue, PpoShard};
 use crate::stages::sft::{masked_lm_loss_over, LossMask};
 use crate::task::SEQ_LEN;
 
-/// What one shard of a step computes. Only the masked language-model loss (SFT, pretraining)
-/// is split so far; other stages take whole steps.
+/// What one shard of a step computes: the masked language-model loss (SFT, pretraining) or a
+/// PPO minibatch update. Reward-model and DPO steps take whole steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ShardObjective {
     /// Σ over counted targets of −log π(y_t | y_<t), divided by `counted`: the targets counted
     /// in the whole batch, not in this shard.
     MaskedLm { sequences: Vec<Vec<u32>>, all_tokens: bool, counted: f32 },
+    /// L_PPO of some of a minibatch's rows, on policy and value model together, each term divided
+    /// by the whole minibatch's real tokens.
+    Ppo(PpoShard),
 }
 
 /// One helper's part of a step.
@@ -50,13 +54,16 @@ pub struct ShardWork {
     pub objective: ShardObjective,
 }
 
-/// A helper's answer: its shard's gradient (the layout of `optim::flat_gradient`) and its
-/// shard's share of the step's sums (for the masked LM loss: loss, correctly ranked targets).
+/// A helper's answer: its shard's gradient (the layout of `optim::flat_gradient`), its shard's
+/// share of the step's sums (masked LM: loss, correctly ranked targets; PPO: `PpoTerms::sums`),
+/// and values of its rows' tokens that are not sums (PPO: each slot's ρ, for the clipping view
+/// and ρ's variance; empty for the masked LM).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardResult {
     pub step: usize,
     pub gradient: Vec<f32>,
     pub sums: Vec<f32>,
+    pub per_token: Vec<f32>,
 }
 
 /// The rows of a batch of `rows` that shard `index` of `shards` takes: contiguous, sizes
@@ -109,9 +116,10 @@ pub fn with_flat_parameters<M: Module>(module: M, values: &[f32], device: &Devic
     Ok(module.map(&mut Load { values, offset: 0, device: device.clone() }))
 }
 
-/// A helper of data-parallel steps: a model of its own, loaded with θ for each shard.
+/// A helper of data-parallel steps: models of its own, loaded with θ for each shard.
 pub struct GradientWorker {
-    model: Option<(ModelConfig, Gpt)>,
+    language_model: Option<(ModelConfig, Gpt)>,
+    policy_and_value: Option<(ModelConfig, PolicyAndValue)>,
     train_device: Device,
 }
 
@@ -121,44 +129,63 @@ impl Default for GradientWorker {
     }
 }
 
+/// `cached` if it has `config`'s shape, else a new one from `build`; θ loaded into it.
+fn load<M: Module>(cached: Option<(ModelConfig, M)>, config: &ModelConfig, theta: &[f32], build: impl FnOnce() -> M) -> Result<M> {
+    let model = match cached {
+        Some((shape, model)) if shape == *config => model,
+        // The values are θ's; the initialization only gives the structure.
+        _ => build(),
+    };
+    with_flat_parameters(model, theta, &Device::flex())
+}
+
 impl GradientWorker {
     /// A helper on the CPU backend (shards are a CPU-backend technique: on a GPU one worker
     /// already has the whole device).
     pub fn new() -> Self {
-        Self { model: None, train_device: Device::flex().autodiff() }
+        Self { language_model: None, policy_and_value: None, train_device: Device::flex().autodiff() }
     }
 
     /// The gradient of `work`'s shard at parameters `theta` (one readback).
     pub async fn gradient(&mut self, theta: &[f32], work: &ShardWork) -> Result<ShardResult> {
         work.model.validate()?;
-        let model = match self.model.take() {
-            Some((config, model)) if config == work.model => model,
-            // The values are θ's; the initialization only gives the structure.
-            _ => Gpt::new(&work.model, &mut Rng::new(0), &Device::flex()),
-        };
-        let model = with_flat_parameters(model, theta, &Device::flex())?.train();
-        let (gradient, sums) = match &work.objective {
+        let config = &work.model;
+        let (gradient, sums, per_token) = match &work.objective {
             ShardObjective::MaskedLm { sequences, all_tokens, counted } => {
                 if sequences.is_empty() || counted.is_nan() || *counted < 1.0 {
                     return Err(LabError::InvalidInput("a shard needs sequences and a positive count".into()));
                 }
-                if let Some(bad) = sequences.iter().find(|s| s.len() != SEQ_LEN || s.iter().any(|&t| t as usize >= work.model.vocab_size)) {
-                    return Err(LabError::InvalidInput(format!("a shard's sequence must be {SEQ_LEN} token ids below {} (got {bad:?})", work.model.vocab_size)));
+                if let Some(bad) = sequences.iter().find(|s| s.len() != SEQ_LEN || s.iter().any(|&t| t as usize >= config.vocab_size)) {
+                    return Err(LabError::InvalidInput(format!("a shard's sequence must be {SEQ_LEN} token ids below {} (got {bad:?})", config.vocab_size)));
                 }
+                let model = load(self.language_model.take(), config, theta, || Gpt::new(config, &mut Rng::new(0), &Device::flex()))?.train();
                 let mask = if *all_tokens { LossMask::AllTokens } else { LossMask::CompletionOnly };
                 let (loss, correct) = masked_lm_loss_over(&model, sequences, mask, *counted, &self.train_device);
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
-                (gradient, vec![loss.detach().inner(), correct.detach().inner()])
+                self.language_model = Some((config.clone(), model.valid()));
+                (gradient, vec![loss.detach().inner(), correct.detach().inner()], None)
+            }
+            ShardObjective::Ppo(rows) => {
+                rows.validate(config.vocab_size)?;
+                let model = load(self.policy_and_value.take(), config, theta, || PolicyAndValue::with_shape(config, &Device::flex()))?.train();
+                let terms = rows.terms(&model, &self.train_device);
+                let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+                let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
+                self.policy_and_value = Some((config.clone(), model.valid()));
+                let slots = rows.rows_count() * crate::task::MAX_COMPLETION;
+                (gradient, terms.sums(), Some(terms.ratio.detach().inner().reshape([slots])))
             }
         };
         let sums_len = sums.len();
         let mut all = vec![gradient];
         all.extend(sums);
+        let per_token_len = per_token.as_ref().map_or(0, |t| t.dims()[0]);
+        all.extend(per_token);
         let values = crate::stages::read_scalars(all).await?;
-        let (gradient, sums) = values.split_at(values.len() - sums_len);
-        self.model = Some((work.model.clone(), model.valid()));
-        Ok(ShardResult { step: work.step, gradient: gradient.to_vec(), sums: sums.to_vec() })
+        let (rest, per_token) = values.split_at(values.len() - per_token_len);
+        let (gradient, sums) = rest.split_at(rest.len() - sums_len);
+        Ok(ShardResult { step: work.step, gradient: gradient.to_vec(), sums: sums.to_vec(), per_token: per_token.to_vec() })
     }
 }
 
@@ -221,7 +248,7 @@ mod tests {
 
     #[test]
     fn results_for_another_step_or_layout_are_refused() {
-        let ok = ShardResult { step: 3, gradient: vec![1.0, 2.0], sums: vec![0.5] };
+        let ok = ShardResult { step: 3, gradient: vec![1.0, 2.0], sums: vec![0.5], per_token: Vec::new() };
         let (g, s) = sum_results(&[ok.clone(), ok.clone()], 3, 2, 1).unwrap();
         assert_eq!((g, s), (vec![2.0, 4.0], vec![1.0]));
         assert!(sum_results(std::slice::from_ref(&ok), 4, 2, 1).unwrap_err().to_string().contains("step 4"));

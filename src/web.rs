@@ -324,7 +324,7 @@ impl GradientWorker {
     }
 
     /// The gradient of one shard (`work`, from `Lab.shardPlan`) at parameters `theta` →
-    /// `{step, gradient: Float32Array, sums}`.
+    /// `{step, gradient: Float32Array, sums: Float32Array, perToken: Float32Array}`.
     pub async fn gradient(&mut self, theta: Vec<f32>, work: JsValue) -> Result<JsValue, JsValue> {
         let work: crate::shard::ShardWork = serde_wasm_bindgen::from_value(work).map_err(|e| js_error(LabError::InvalidInput(format!("not a shard's work: {e}"))))?;
         let result = self.inner.gradient(&theta, &work).await.map_err(js_error)?;
@@ -332,6 +332,7 @@ impl GradientWorker {
         set(&out, "step", &JsValue::from(result.step as f64))?;
         set(&out, "gradient", &js_sys::Float32Array::from(result.gradient.as_slice()).into())?;
         set(&out, "sums", &js_sys::Float32Array::from(result.sums.as_slice()).into())?;
+        set(&out, "perToken", &js_sys::Float32Array::from(result.per_token.as_slice()).into())?;
         Ok(out.into())
     }
 }
@@ -361,7 +362,7 @@ fn shard_result(value: &JsValue) -> Result<crate::shard::ShardResult, LabError> 
         }
         Ok(js_sys::Float32Array::from(v).to_vec())
     };
-    Ok(crate::shard::ShardResult { step, gradient: floats("gradient")?, sums: floats("sums")? })
+    Ok(crate::shard::ShardResult { step, gradient: floats("gradient")?, sums: floats("sums")?, per_token: floats("perToken")? })
 }
 
 /// The benchmark in the page: each preset on the backend chosen by `backend` (`webgpu` or `cpu`),

@@ -281,5 +281,5 @@ async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
     let (e, g) = (whole.step("sft".into()).await.unwrap(), split.step("sft".into()).await.unwrap());
     assert!(close(number(&g, "loss/train"), number(&e, "loss/train")), "after the refused step");
     // Stages without a data-parallel step say so with null.
-    assert!(split.shard_plan("ppo".into(), 2).await.unwrap().is_null());
+    assert!(split.shard_plan("reward".into(), 2).await.unwrap().is_null());
 }

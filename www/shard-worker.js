@@ -3,7 +3,7 @@
 // returns the gradient of its shard of the step's batch.
 //
 // Protocol (shards.js → here):  {id, theta: Float32Array, work}
-// Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums}} | {id, ok: false, error}
+// Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums, perToken}} | {id, ok: false, error}
 import init, { GradientWorker } from './pkg/rlhf_lab.js';
 
 const ready = init().then(() => new GradientWorker());
@@ -15,7 +15,7 @@ self.onmessage = ({ data: { id, theta, work } }) => {
     try {
       const helper = await ready;
       const result = await helper.gradient(theta, work);
-      postMessage({ id, ok: true, result }, [result.gradient.buffer]);
+      postMessage({ id, ok: true, result }, [result.gradient.buffer, result.perToken.buffer]);
     } catch (e) {
       postMessage({ id, ok: false, error: e?.message ?? String(e) });
     }

@@ -2,8 +2,9 @@
 // thread; a step's batch can instead be split between the training worker and helper workers
 // (shard-worker.js), one per further core: the training worker computes shard 0 while the
 // helpers compute the others from the same parameters, and it adds their gradients up for one
-// Adam step. The result is the whole batch's step (to float rounding). Stages without a
-// data-parallel step (the Rust side says which) take whole steps as before.
+// Adam step. The result is the whole batch's step (to float rounding). SFT, pretraining and
+// PPO's minibatch updates are split; the other steps (PPO's rollouts, reward-model and DPO
+// steps) are taken whole, as the Rust side says with a null plan.
 
 /**
  * Shards for this machine: one per logical core but one, at most `max`, at least 1. The core left
@@ -60,6 +61,7 @@ export class ShardPool {
     this.onFallback = onFallback;
     this.helpers = [];
     this.failure = null;
+    this.lastSplit = false;
   }
 
   helper(i) {
@@ -67,8 +69,12 @@ export class ShardPool {
     return this.helpers[i];
   }
 
-  /** One step of `stage` on `lab`: split across the helpers when the stage allows it. */
+  /**
+   * One step of `stage` on `lab`: split across the helpers when the stage allows it.
+   * `lastSplit` then says whether it was (the worker reports it with the step).
+   */
   async step(lab, stage) {
+    this.lastSplit = false;
     // A helper that stopped between steps (it could not start, say) ends the splitting too.
     if (this.failure) this.fallBack(this.failure);
     if (this.shards < 2) return lab.step(stage);
@@ -82,7 +88,9 @@ export class ShardPool {
       throw e;
     });
     try {
-      return await lab.stepSharded(stage, plan.work.length + 1, results);
+      const metrics = await lab.stepSharded(stage, plan.work.length + 1, results);
+      this.lastSplit = true;
+      return metrics;
     } catch (e) {
       // The step changed nothing. A helper's failure ends data-parallel steps for this
       // session; anything else (a numerical fault, say) is the step's own error.

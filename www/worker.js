@@ -7,7 +7,7 @@
 //                            {cmd: 'pause'}
 //                            {cmd: 'speed', args: {delayMs}}              slow motion between steps
 // Protocol (worker → page):  {id, ok: true, result} | {id, ok: false, error: {name, message}}
-//                            {event: 'step', stage, tag, metrics, status}
+//                            {event: 'step', stage, tag, metrics, status, split}  split: across workers
 //                            {event: 'stopped', stage, tag, reason, error?}
 //                            {event: 'shards-failed', message}           steps go on unsplit
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
@@ -80,7 +80,7 @@ async function runStage(stage, steps, tag) {
       const metrics = await serial(() => shards.step(lab, stage));
       const status = await serial(() => lab.status());
       taken += 1;
-      postMessage({ event: 'step', stage, tag, metrics, status });
+      postMessage({ event: 'step', stage, tag, metrics, status, split: shards.lastSplit });
       if (RESUMABLE.includes(stage) && !tag) await persist(stage, metrics, status[stage]);
       if (status[stage]?.done) { reason = 'done'; break; }
       await yieldToQueue();

@@ -34,8 +34,13 @@ pub fn surrogate_slope(ratio: f32, advantage: f32, epsilon: f32) -> f32 {
 
 /// The clipped value loss (TRL, after the PPO2 baselines): ½·max((V − R̂)², (V_clip − R̂)²), where
 /// V_clip = V_old + clip(V − V_old, −ε_v, ε_v); "clipped" counts toward `val/clipfrac`.
+///
+/// V_clip is computed as clip(V, V_old − ε_v, V_old + ε_v), the same number, so that inside the
+/// band it is V bit for bit: V_old + (V − V_old) can round one ulp away from V, and then
+/// (V_clip − R̂)² > (V − R̂)² counted a token the clip did not touch (seen in the page: one token
+/// of 65 counted by one worker and not by two, whose V differed in the last bits).
 pub fn value_loss(value: f32, old_value: f32, target: f32, clip: f32) -> (f32, bool) {
-    let clipped_value = old_value + (value - old_value).clamp(-clip, clip);
+    let clipped_value = value.clamp(old_value - clip, old_value + clip);
     let loss1 = (value - target).powi(2);
     let loss2 = (clipped_value - target).powi(2);
     (0.5 * loss1.max(loss2), loss2 > loss1)
@@ -44,6 +49,16 @@ pub fn value_loss(value: f32, old_value: f32, target: f32, clip: f32) -> (f32, b
 /// The k2 estimate of KL(π_old ‖ π_θ) that TRL logs as `policy/approxkl`: ½·(log ρ)².
 pub fn approx_kl(log_ratio: f32) -> f32 {
     0.5 * log_ratio * log_ratio
+}
+
+/// TRL's `val/ratio` and `val/ratio_var`: the mean and the population variance of ρ over the
+/// real tokens of a minibatch (`real[i]` false at PAD). Taken on the host from every token's ρ,
+/// because a variance is not a sum of the rows' parts and a minibatch may be split across
+/// workers. (0, 0) when no token is real.
+pub fn ratio_moments(ratios: &[f32], real: &[bool]) -> (f32, f32) {
+    assert_eq!(ratios.len(), real.len());
+    let kept: Vec<f32> = ratios.iter().zip(real).filter(|(_, real)| **real).map(|(&rho, _)| rho).collect();
+    (crate::math::stats::mean(&kept), crate::math::stats::variance(&kept))
 }
 
 /// Entropy of a categorical distribution given by logits: logsumexp(z) − Σ softmax(z)·z.
@@ -86,6 +101,32 @@ mod tests {
             let numeric = (clipped_surrogate(ratio + h, adv, 0.2) - clipped_surrogate(ratio - h, adv, 0.2)) / (2.0 * h);
             assert!((numeric - surrogate_slope(ratio, adv, 0.2)).abs() < 1e-3, "ρ={ratio} Â={adv}");
         }
+    }
+
+    #[test]
+    fn ratio_moments_skip_padding() {
+        let (mean, var) = ratio_moments(&[1.0, 3.0, 100.0, 2.0], &[true, true, false, true]);
+        assert!((mean - 2.0).abs() < 1e-6);
+        assert!((var - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(ratio_moments(&[5.0], &[false]), (0.0, 0.0));
+        // A NaN ρ at a real token makes both NaN (the update's fault check sees it).
+        let (mean, var) = ratio_moments(&[f32::NAN, 1.0], &[true, true]);
+        assert!(mean.is_nan() && var.is_nan());
+    }
+
+    #[test]
+    fn an_unclipped_value_is_never_counted_as_clipped() {
+        // Values and old values whose difference rounds: V_old + (V − V_old) ≠ V for some.
+        // (The former V_old + clip(V − V_old) counted 4 of these 1000 as clipped.)
+        let mut rounded = 0;
+        for i in 0..1000 {
+            let old = i as f32 * 1.3e-4;
+            let value = old + 0.15 + i as f32 * 1e-5;
+            rounded += usize::from(old + (value - old) != value);
+            let (_, clipped) = value_loss(value, old, 3.0, 0.2);
+            assert!(!clipped, "V={value} V_old={old}");
+        }
+        assert!(rounded > 50, "the fixture has values whose round trip rounds ({rounded})");
     }
 
     #[test]

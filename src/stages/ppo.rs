@@ -23,9 +23,9 @@ use burn::prelude::*;
 use burn::tensor::Transaction;
 use serde::Serialize;
 
-use super::ppo_loss::{ppo_terms, MinibatchTargets};
+use super::ppo_loss::{ppo_terms, MinibatchTargets, PpoTerms};
 use super::reward::score_sequences;
-use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay, read_scalars};
+use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay, read_floats, read_scalars};
 use crate::config::PpoConfig;
 use crate::error::{LabError, Result};
 use crate::labels::prompt_text;
@@ -37,6 +37,7 @@ use crate::optim::FlatAdam;
 use crate::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::rng::Rng;
 use crate::sample::{generate_on_device, SampleOptions};
+use crate::shard::{flat_parameters, shard_rows, sum_results, ShardObjective, ShardResult, ShardWork};
 use crate::task::{prompt_tokens, Completion, Tokenizer, EOS, MAX_COMPLETION, PAD, PRODUCTS_COUNT, PROMPT_LEN, SEQ_LEN};
 
 /// The two trained models, updated together by one optimizer on one loss.
@@ -103,6 +104,106 @@ const UPDATE_METRICS: [&str; 9] = [
     "val/ratio",
     "val/ratio_var",
 ];
+
+/// The first 7 of `UPDATE_METRICS` are sums over real tokens divided by the minibatch's count
+/// (`PpoTerms::sums`): a split update adds its shards' up. ρ's moments are taken on the host.
+const UPDATE_SUMS: usize = 7;
+
+/// Rows of one minibatch update on the host: what `ppo_terms` needs besides the two models.
+/// The trainer builds it for the whole minibatch; a split update (`shard.rs`) hands a helper
+/// its rows (`rows`), with `tokens` still the whole minibatch's count. Per-token arrays are
+/// row-major [rows × MAX_COMPLETION], zero at PAD.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PpoShard {
+    /// Prompt and completion, SEQ_LEN token ids per row.
+    pub sequences: Vec<Vec<u32>>,
+    /// The sampled completion tokens, `<eos>` where PAD sits (masked).
+    pub targets: Vec<Vec<u32>>,
+    pub old_logprobs: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+    pub old_values: Vec<f32>,
+    /// 1 at real tokens, 0 at PAD.
+    pub mask: Vec<f32>,
+    /// Real tokens in the whole minibatch: every term's divisor.
+    pub tokens: f32,
+    pub temperature: f32,
+    pub cliprange: f32,
+    pub cliprange_value: f32,
+    pub vf_coef: f32,
+    pub ent_coef: f32,
+}
+
+impl PpoShard {
+    pub fn rows_count(&self) -> usize {
+        self.sequences.len()
+    }
+
+    /// These rows only (the count of tokens stays the minibatch's).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> PpoShard {
+        let n = MAX_COMPLETION;
+        let slots = |v: &[f32]| v[range.start * n..range.end * n].to_vec();
+        PpoShard {
+            sequences: self.sequences[range.clone()].to_vec(),
+            targets: self.targets[range.clone()].to_vec(),
+            old_logprobs: slots(&self.old_logprobs),
+            advantages: slots(&self.advantages),
+            returns: slots(&self.returns),
+            old_values: slots(&self.old_values),
+            mask: slots(&self.mask),
+            ..self.clone()
+        }
+    }
+
+    /// Refuses rows a helper could not compute on a model of `vocab_size` tokens.
+    pub fn validate(&self, vocab_size: usize) -> Result<()> {
+        let rows = self.rows_count();
+        let slots = rows * MAX_COMPLETION;
+        if rows == 0 || self.targets.len() != rows {
+            return Err(LabError::InvalidInput(format!("a PPO shard needs rows, and a target row for each (got {rows} and {})", self.targets.len())));
+        }
+        for (name, v) in [("old_logprobs", &self.old_logprobs), ("advantages", &self.advantages), ("returns", &self.returns), ("old_values", &self.old_values), ("mask", &self.mask)] {
+            if v.len() != slots {
+                return Err(LabError::InvalidInput(format!("a PPO shard's {name} has {} values; its {rows} rows have {slots} slots", v.len())));
+            }
+        }
+        let bad_ids = |rows: &[Vec<u32>], width: usize| rows.iter().any(|r| r.len() != width || r.iter().any(|&t| t as usize >= vocab_size));
+        if bad_ids(&self.sequences, SEQ_LEN) || bad_ids(&self.targets, MAX_COMPLETION) {
+            return Err(LabError::InvalidInput(format!("a PPO shard's rows must be {SEQ_LEN} and {MAX_COMPLETION} token ids below {vocab_size}")));
+        }
+        if self.tokens.is_nan() || self.tokens < 1.0 || self.temperature.is_nan() || self.temperature <= 0.0 {
+            return Err(LabError::InvalidInput("a PPO shard needs a positive token count and temperature".into()));
+        }
+        Ok(())
+    }
+
+    /// L_PPO's terms for these rows under the current π_θ and V_ψ (`ppo_loss.rs`).
+    pub fn terms(&self, model: &PolicyAndValue, device: &Device) -> PpoTerms {
+        let (b, n) = (self.rows_count(), MAX_COMPLETION);
+        let sequences: Vec<u32> = self.sequences.concat();
+        let targets: Vec<u32> = self.targets.concat();
+        let inputs = int_tensor(&sequences, b, SEQ_LEN, device).slice([0..b, 0..SEQ_LEN - 1]);
+        let minibatch_targets = MinibatchTargets {
+            old_logprobs: float_tensor(self.old_logprobs.clone(), [b, n], device),
+            advantages: float_tensor(self.advantages.clone(), [b, n], device),
+            returns: float_tensor(self.returns.clone(), [b, n], device),
+            old_values: float_tensor(self.old_values.clone(), [b, n], device),
+            mask: float_tensor(self.mask.clone(), [b, n], device),
+            tokens: self.tokens,
+        };
+        let (new_logprobs, logits) = completion_logprobs(&model.policy, inputs.clone(), int_tensor(&targets, b, n, device), self.temperature);
+        let values = completion_values(&model.value, inputs);
+        ppo_terms(new_logprobs, values, entropy(logits), &minibatch_targets, self.cliprange, self.cliprange_value, self.vf_coef, self.ent_coef)
+    }
+}
+
+impl PolicyAndValue {
+    /// Two models of `config`'s shape, for a helper to load θ into: only the structure counts.
+    pub fn with_shape(config: &crate::config::ModelConfig, device: &Device) -> Self {
+        let trunk = || Gpt::new(config, &mut Rng::new(0), device);
+        Self { policy: trunk(), value: ScalarModel::from_trunk(trunk(), device) }
+    }
+}
 
 pub struct PpoTrainer {
     model: PolicyAndValue,
@@ -194,13 +295,7 @@ impl PpoTrainer {
 
     /// One bounded step: a rollout (steps 1–4) or one minibatch update (step 5).
     pub async fn step(&mut self) -> Result<Metrics> {
-        if self.is_done() {
-            return Err(LabError::NotReady(format!("all {} PPO iterations are done", self.config.iterations)));
-        }
-        match self.phase {
-            Phase::Rollout => self.collect().await,
-            Phase::Update { .. } => self.update().await,
-        }
+        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
     }
 
     /// Steps 1–4: sample, score, evaluate (one readback), then shape rewards, GAE and whitening
@@ -332,73 +427,134 @@ impl PpoTrainer {
     }
 
     /// Step 5: one minibatch of the clipped update.
-    async fn update(&mut self) -> Result<Metrics> {
-        let Phase::Update { epoch, minibatch, ref order } = self.phase else { unreachable!("update runs in the update phase") };
-        let rollout = self.rollout.as_ref().expect("a rollout precedes its update");
+    /// The rows of the next minibatch update, with everything their loss needs (`PpoShard`).
+    fn next_minibatch(&self) -> Option<(Vec<usize>, PpoShard)> {
+        let Phase::Update { minibatch, ref order, .. } = self.phase else { return None };
+        let rollout = self.rollout.as_ref()?;
         let size = self.config.minibatch_size();
         let rows: Vec<usize> = order[minibatch * size..((minibatch + 1) * size).min(order.len())].to_vec();
+        let n = MAX_COMPLETION;
+        let pick = |v: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&r| v[r * n..(r + 1) * n].iter().copied()).collect() };
+        let mask: Vec<f32> = rows.iter().flat_map(|&r| (0..n).map(move |t| if t < rollout.lengths[r] { 1.0 } else { 0.0 })).collect();
+        let shard = PpoShard {
+            sequences: rows.iter().map(|&r| rollout.completions[r].sequence(&self.tokenizer)).collect(),
+            targets: rows
+                .iter()
+                .map(|&r| {
+                    let c = &rollout.completions[r];
+                    (0..n).map(|t| c.tokens.get(t).copied().unwrap_or(EOS)).collect()
+                })
+                .collect(),
+            old_logprobs: pick(&rollout.logprobs),
+            advantages: pick(&rollout.advantages),
+            returns: pick(&rollout.returns),
+            old_values: pick(&rollout.values),
+            tokens: mask.iter().sum(),
+            mask,
+            temperature: self.config.temperature as f32,
+            cliprange: self.config.cliprange as f32,
+            cliprange_value: self.config.cliprange_value as f32,
+            vf_coef: self.config.vf_coef as f32,
+            ent_coef: self.config.ent_coef as f32,
+        };
+        Some((rows, shard))
+    }
+
+    /// The next minibatch update split into `shards` (fewer if it has fewer rows) for a
+    /// data-parallel step (`shard.rs`): θ of policy and value model as one vector (one readback)
+    /// and the helpers' rows. `None` when the next step is a rollout, which is taken whole.
+    /// Changes nothing.
+    pub async fn shard_plan(&self, shards: usize) -> Result<Option<(Vec<f32>, Vec<ShardWork>)>> {
+        self.refuse_if_done()?;
+        let Some((rows, minibatch)) = self.next_minibatch() else { return Ok(None) };
+        let shards = shards.clamp(1, rows.len());
+        let model = self.model.policy.config();
+        let work = (1..shards)
+            .map(|i| ShardWork { step: self.updates, model: model.clone(), objective: ShardObjective::Ppo(minibatch.rows(shard_rows(rows.len(), shards, i))) })
+            .collect();
+        let theta = read_floats(flat_parameters(&self.model.valid())).await?;
+        Ok(Some((theta, work)))
+    }
+
+    fn refuse_if_done(&self) -> Result<()> {
+        if self.is_done() {
+            return Err(LabError::NotReady(format!("all {} PPO iterations are done", self.config.iterations)));
+        }
+        Ok(())
+    }
+
+    /// One minibatch update (step 5) whose rows are split into `shards`: this trainer computes
+    /// shard 0's gradient and terms, `helpers` resolves to the other shards' (`shard_plan`'s
+    /// work, computed elsewhere meanwhile), and their sums make the update. With one shard and
+    /// no helpers this is the whole update. A helper's failure or a non-finite value leaves the
+    /// models as they were.
+    pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
+        self.refuse_if_done()?;
+        match self.phase {
+            Phase::Rollout if shards <= 1 => self.collect().await,
+            Phase::Rollout => Err(LabError::InvalidInput("a rollout is taken whole: its step has no shards".into())),
+            Phase::Update { .. } => self.update(shards, helpers).await,
+        }
+    }
+
+    async fn update<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
+        let (epoch, minibatch, order) = match &self.phase {
+            Phase::Update { epoch, minibatch, order } => (*epoch, *minibatch, order.clone()),
+            Phase::Rollout => unreachable!("update runs in the update phase"),
+        };
+        let (rows, whole) = self.next_minibatch().expect("a rollout precedes its update");
         let b = rows.len();
         let n = MAX_COMPLETION;
-        let device = self.train_device.clone();
-        let pick = |v: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&r| v[r * n..(r + 1) * n].iter().copied()).collect() };
-        let sequences: Vec<u32> = rows.iter().flat_map(|&r| rollout.completions[r].sequence(&self.tokenizer)).collect();
-        let targets: Vec<u32> = rows
-            .iter()
-            .flat_map(|&r| {
-                let c = &rollout.completions[r];
-                (0..n).map(move |t| c.tokens.get(t).copied().unwrap_or(EOS))
-            })
-            .collect();
-        let mask: Vec<f32> = rows.iter().flat_map(|&r| (0..n).map(move |t| if t < rollout.lengths[r] { 1.0 } else { 0.0 })).collect();
-        let tokens: f32 = mask.iter().sum();
-        let inputs = int_tensor(&sequences, b, SEQ_LEN, &device).slice([0..b, 0..SEQ_LEN - 1]);
-        let minibatch_targets = MinibatchTargets {
-            old_logprobs: float_tensor(pick(&rollout.logprobs), [b, n], &device),
-            advantages: float_tensor(pick(&rollout.advantages), [b, n], &device),
-            returns: float_tensor(pick(&rollout.returns), [b, n], &device),
-            old_values: float_tensor(pick(&rollout.values), [b, n], &device),
-            mask: float_tensor(mask, [b, n], &device),
-            tokens,
-        };
-        let temperature = self.config.temperature as f32;
-        let (new_logprobs, logits) = completion_logprobs(&self.model.policy, inputs.clone(), int_tensor(&targets, b, n, &device), temperature);
-        let values = completion_values(&self.model.value, inputs);
-        let mut terms = ppo_terms(
-            new_logprobs,
-            values,
-            entropy(logits),
-            &minibatch_targets,
-            self.config.cliprange as f32,
-            self.config.cliprange_value as f32,
-            self.config.vf_coef as f32,
-            self.config.ent_coef as f32,
-        );
+        let shards = shards.clamp(1, b);
+        let own = whole.rows(shard_rows(b, shards, 0));
+        let mut terms = own.terms(&self.model, &self.train_device);
         if self.poisoned_update == Some(self.updates + 1) {
             self.poisoned_update = None; // one fault: the retry is clean
             terms.loss = terms.loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
+        // The others' gradients summed on the host in shard order (one upload), their sums, and
+        // their rows' ρ in row order.
+        let helper_results = helpers.await.and_then(|results| {
+            if results.len() != shards - 1 {
+                return Err(LabError::InvalidInput(format!("{} shards answered; the update has {}", results.len() + 1, shards)));
+            }
+            if results.is_empty() {
+                return Ok((None, vec![0.0; UPDATE_SUMS], Vec::new()));
+            }
+            let gradient_len = crate::optim::flat_gradient_len(&self.model, &grads);
+            let (gradient, sums) = sum_results(&results, self.updates, gradient_len, UPDATE_SUMS)?;
+            let mut ratios = Vec::new();
+            for (i, result) in results.iter().enumerate() {
+                let expected = shard_rows(b, shards, i + 1).len() * n;
+                if result.per_token.len() != expected {
+                    return Err(LabError::InvalidInput(format!("shard {} sent {} ratios; its rows have {expected} slots", i + 1, result.per_token.len())));
+                }
+                ratios.extend_from_slice(&result.per_token);
+            }
+            Ok((Some(float_tensor(gradient, [gradient_len], &self.device)), sums, ratios))
+        });
+        let (extra, helper_sums, helper_ratios) = helper_results?;
         let before = (self.model.clone(), self.optim.clone());
         let lr = linear_decay(self.config.learning_rate, self.updates, self.total_updates());
-        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, extra);
         self.model = model;
 
-        let ratio = terms.ratio.detach().inner().reshape([b * n]);
-        let scalars = vec![
-            terms.loss.detach().inner(),
-            terms.pg_loss.detach().inner(),
-            terms.vf_loss.detach().inner(),
-            terms.entropy.detach().inner(),
-            terms.pg_clipfrac.inner(),
-            terms.vf_clipfrac.inner(),
-            terms.approx_kl.detach().inner(),
-            terms.ratio_mean.detach().inner(),
-            terms.ratio_var.detach().inner(),
-            norm.inner(),
-            ratio,
-        ];
-        let values = read_scalars(scalars).await?;
-        if let Some(quantity) = first_non_finite(&["loss", "policy loss", "value loss", "entropy", "clip fraction", "value clip fraction", "approx KL", "ratio", "ratio variance", "gradient norm"], &values[..10]) {
+        let own_rows = own.rows_count();
+        let mut scalars = terms.sums();
+        scalars.push(norm.inner());
+        scalars.push(terms.ratio.detach().inner().reshape([own_rows * n]));
+        let read = read_scalars(scalars).await?;
+        // The minibatch's sums: this shard's and the helpers'; ρ of every row, in row order.
+        let sums: Vec<f32> = read[..UPDATE_SUMS].iter().zip(&helper_sums).map(|(own, others)| own + others).collect();
+        let grad_norm = read[UPDATE_SUMS];
+        let mut ratios = read[UPDATE_SUMS + 1..].to_vec();
+        ratios.extend(helper_ratios);
+        let real: Vec<bool> = whole.mask.iter().map(|&m| m > 0.0).collect();
+        let (ratio_mean, ratio_var) = crate::math::ppo::ratio_moments(&ratios, &real);
+        let mut values = sums;
+        values.extend([ratio_mean, ratio_var, grad_norm]);
+        if let Some(quantity) = first_non_finite(&["loss", "policy loss", "value loss", "entropy", "clip fraction", "value clip fraction", "approx KL", "ratio", "ratio variance", "gradient norm"], &values) {
             (self.model, self.optim) = before;
             return Err(LabError::NumericalFault { stage: "ppo".into(), step: self.updates + 1, quantity: quantity.into() });
         }
@@ -408,7 +564,7 @@ impl PpoTrainer {
         let rollout = self.rollout.as_mut().expect("a rollout precedes its update");
         for (i, &r) in rows.iter().enumerate() {
             for t in 0..rollout.lengths[r] {
-                let rho = values[10 + i * n + t];
+                let rho = ratios[i * n + t];
                 let adv = rollout.advantages[r * n + t];
                 rollout.ratio[r * n + t] = rho;
                 rollout.clipped[r * n + t] = crate::math::ppo::surrogate_slope(rho, adv, epsilon) == 0.0;
@@ -439,7 +595,7 @@ impl PpoTrainer {
         if epoch == self.config.epochs || early_stop {
             self.finish_iteration(&mut m, early_stop);
         } else {
-            let order = if minibatch == 0 { self.shuffled(self.config.batch_size) } else { order.clone() };
+            let order = if minibatch == 0 { self.shuffled(self.config.batch_size) } else { order };
             self.phase = Phase::Update { epoch, minibatch, order };
         }
         Ok(m)
@@ -738,6 +894,86 @@ mod tests {
         }
         let (adv, _) = crate::math::gae::gae(&r.rewards, &r.values, r.gamma, r.lam);
         assert_eq!(adv, r.advantages_raw);
+    }
+
+    /// The helpers' results for the next update split in `shards`, each from its own worker.
+    fn helpers(trainer: &PpoTrainer, shards: usize) -> Vec<ShardResult> {
+        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap().expect("an update is next");
+        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+    }
+
+    fn parameters(trainer: &PpoTrainer) -> Vec<f32> {
+        flat_parameters(&trainer.model.valid()).into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn an_update_split_across_workers_is_the_whole_update() {
+        // 8 completions in minibatches of 4, split in 2 and 3 shards (unequal) by turns; an
+        // entropy bonus so that the first updates move the policy too.
+        let config = PpoConfig { ent_coef: 0.01, ..small() };
+        let (mut whole, mut split) = (trainer(config.clone()), trainer(config));
+        let mut split_updates = 0;
+        while !whole.is_done() {
+            let expected = pollster::block_on(whole.step()).unwrap();
+            let got = match split.phase {
+                Phase::Rollout => {
+                    assert!(pollster::block_on(split.shard_plan(2)).unwrap().is_none(), "a rollout is not split");
+                    pollster::block_on(split.step()).unwrap()
+                }
+                Phase::Update { .. } => {
+                    split_updates += 1;
+                    let shards = 2 + split_updates % 2;
+                    let results = helpers(&split, shards);
+                    assert_eq!(results.len(), shards - 1);
+                    pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap()
+                }
+            };
+            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+            for (name, value) in &expected {
+                let tolerance = 1e-5 * value.abs().max(1.0);
+                assert!((got[name] - value).abs() <= tolerance, "update {split_updates}, {name}: {} split vs {value} whole", got[name]);
+            }
+            let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "update {split_updates}: parameters differ by {worst}");
+            let (a, b) = (whole.rollout().unwrap(), split.rollout().unwrap());
+            assert!(a.ratio.iter().zip(&b.ratio).all(|(x, y)| (x - y).abs() < 1e-5), "the views' ρ differ");
+            assert_eq!(a.clipped, b.clipped);
+        }
+        assert_eq!(split_updates, 8);
+        // The policy did move: the last update's ρ is not 1 everywhere.
+        assert!(split.rollout().unwrap().ratio.iter().any(|r| (r - 1.0).abs() > 1e-4));
+    }
+
+    #[test]
+    fn a_failed_stale_or_malformed_helper_changes_nothing() {
+        let mut t = trainer(small());
+        // A rollout has no shards.
+        let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(Vec::new())))).unwrap_err();
+        assert!(refused.to_string().contains("taken whole"), "{refused}");
+        pollster::block_on(t.step()).unwrap(); // rollout
+        let stale = helpers(&t, 2);
+        pollster::block_on(t.step()).unwrap(); // update 1
+        let before = parameters(&t);
+        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
+        assert!(failed.to_string().contains("gone"), "{failed}");
+        let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(stale)))).unwrap_err();
+        assert!(refused.to_string().contains("step 1, not step 2"), "{refused}");
+        let mut short = helpers(&t, 2);
+        short[0].per_token.pop();
+        let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(short)))).unwrap_err();
+        assert!(refused.to_string().contains("ratios"), "{refused}");
+        assert_eq!(parameters(&t), before);
+        assert_eq!(t.updates, 1);
+        // A helper refuses rows that do not fit the model.
+        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap().unwrap();
+        let ShardObjective::Ppo(rows) = &mut work[0].objective else { panic!("a PPO shard") };
+        rows.advantages.pop();
+        let err = pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, &work[0])).unwrap_err();
+        assert!(err.to_string().contains("advantages"), "{err}");
+        // The same update then goes through.
+        let results = helpers(&t, 2);
+        pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
+        assert_eq!(t.updates, 2);
     }
 
     #[test]

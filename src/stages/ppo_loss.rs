@@ -18,6 +18,11 @@ pub struct MinibatchTargets {
 }
 
 /// Each term of the loss (scalars as [1]-tensors) and the per-token ratio ρ for the views.
+///
+/// Every scalar is a sum over real tokens divided by `MinibatchTargets::tokens`: for rows split
+/// across workers (`shard.rs`) with the whole minibatch's count, the shards' terms add up to the
+/// minibatch's. ρ's mean and variance are not such sums; they are taken on the host from ρ
+/// (`math::ppo::ratio_moments`).
 pub struct PpoTerms {
     pub loss: Tensor<1>,
     pub pg_loss: Tensor<1>,
@@ -26,9 +31,15 @@ pub struct PpoTerms {
     pub pg_clipfrac: Tensor<1>,
     pub vf_clipfrac: Tensor<1>,
     pub approx_kl: Tensor<1>,
-    pub ratio_mean: Tensor<1>,
-    pub ratio_var: Tensor<1>,
     pub ratio: Tensor<2>,
+}
+
+impl PpoTerms {
+    /// The terms that are sums over tokens, in `UPDATE_METRICS` order: loss, policy loss, value
+    /// loss, entropy, clip fraction, value clip fraction, approx KL.
+    pub fn sums(&self) -> Vec<Tensor<1>> {
+        [&self.loss, &self.pg_loss, &self.vf_loss, &self.entropy, &self.pg_clipfrac, &self.vf_clipfrac, &self.approx_kl].map(|t| t.clone().detach().inner()).to_vec()
+    }
 }
 
 fn masked_mean(x: Tensor<2>, mask: &Tensor<2>, n: f32) -> Tensor<1> {
@@ -59,8 +70,9 @@ pub fn ppo_terms(
     let pg_losses2 = targets.advantages.clone().neg() * ratio.clone().clamp(1.0 - cliprange, 1.0 + cliprange);
     let pg_loss = masked_mean(pg_losses.clone().max_pair(pg_losses2.clone()), mask, n);
     let pg_clipfrac = masked_mean(pg_losses2.greater(pg_losses).float(), mask, n);
-    // Value loss, clipped around the rollout's values.
-    let v_clipped = targets.old_values.clone() + (values.clone() - targets.old_values.clone()).clamp(-cliprange_value, cliprange_value);
+    // Value loss, clipped around the rollout's values: clip(V, V_old − ε_v, V_old + ε_v), which
+    // is V itself inside the band (`math::ppo::value_loss` says why that matters).
+    let v_clipped = values.clone().max_pair(targets.old_values.clone().sub_scalar(cliprange_value)).min_pair(targets.old_values.clone().add_scalar(cliprange_value));
     let vf_losses1 = (values - targets.returns.clone()).square();
     let vf_losses2 = (v_clipped - targets.returns.clone()).square();
     let vf_loss = masked_mean(vf_losses1.clone().max_pair(vf_losses2.clone()), mask, n).mul_scalar(0.5);
@@ -68,9 +80,7 @@ pub fn ppo_terms(
     let entropy = masked_mean(entropy, mask, n);
     let loss = pg_loss.clone() + vf_loss.clone().mul_scalar(vf_coef) - entropy.clone().mul_scalar(ent_coef);
     let approx_kl = masked_mean(log_ratio.square(), mask, n).mul_scalar(0.5);
-    let ratio_mean = masked_mean(ratio.clone(), mask, n);
-    let ratio_var = masked_mean((ratio.clone() - ratio_mean.clone().reshape([1, 1])).square(), mask, n);
-    PpoTerms { loss, pg_loss, vf_loss, entropy, pg_clipfrac, vf_clipfrac, approx_kl, ratio_mean, ratio_var, ratio }
+    PpoTerms { loss, pg_loss, vf_loss, entropy, pg_clipfrac, vf_clipfrac, approx_kl, ratio }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 // link the page says so, splits each SFT step between its training worker and a helper worker,
 // and trains exactly as one worker does (the same losses, to float rounding). A helper that fails
 // ends the splitting with a notice, and training goes on, still on the same numbers. A bad
-// `workers=` value is refused like any bad link setting.
+// `workers=` value is refused like any bad link setting. PPO's minibatch updates are split too:
+// from the same π_ref and r_φ (checkpoints carried from one page to the other), two workers give
+// one worker's PPO metrics, rollouts included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -63,6 +65,90 @@ test('two workers train as one does; a failing helper leaves one, with a notice'
     const refused = page.locator('.notice').filter({ hasText: 'Link setting refused' });
     assert.match(await refused.first().textContent(), /workers: must be auto or a whole number from 1 to 8/);
     await context.close();
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
+
+const PPO_LINK = '?backend=cpu&preset=micro&sft.steps=4&reward.simulated_labels=32&reward.epochs=1&ppo.iterations=2&ppo.batch_size=8&ppo.mini_batches=2&ppo.epochs=2';
+
+/** Runs `stage` to its end through the page's worker; every step's metrics. */
+function runToEnd(page, stage) {
+  return page.evaluate((stage) => new Promise((resolve, reject) => {
+    const lab = window.__lab;
+    const steps = [];
+    const off = lab.client.on((e) => {
+      if (e.stage !== stage || e.tag !== 'e2e') return;
+      if (e.event === 'step') steps.push({ ...e.metrics, split: e.split });
+      if (e.event === 'stopped') {
+        off();
+        if (e.reason === 'done') resolve(steps);
+        else reject(new Error(`${stage} stopped: ${e.reason} ${e.error?.message ?? ''}`));
+      }
+    });
+    lab.client.run(stage, null, 'e2e');
+  }), stage);
+}
+
+test('PPO updates split across two workers give one worker\'s metrics', { timeout: 900_000 }, async () => {
+  const server = await serve();
+  const browser = await launch();
+  try {
+    // One worker: SFT, simulated labels and a reward model, then π_ref and r_φ saved.
+    const one = await openPage(browser, `${server.url}${PPO_LINK}&workers=1`);
+    await one.page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
+    await one.page.locator('#sft').getByRole('button', { name: 'Start SFT' }).click();
+    await one.page.locator('#sft').getByRole('button', { name: 'Done' }).waitFor({ timeout: 300_000 });
+    const checkpoints = await one.page.evaluate(async () => {
+      const lab = window.__lab;
+      const simulated = await lab.client.call('simulateLabels', lab.config.reward.simulated_labels);
+      await lab.client.call('rewardBegin', simulated.map((s) => JSON.stringify(s.label)).join('\n'));
+      return 'labels';
+    });
+    assert.equal(checkpoints, 'labels');
+    await runToEnd(one.page, 'reward');
+    const saved = await one.page.evaluate(async () => {
+      const lab = window.__lab;
+      await lab.client.call('rewardFinish');
+      return Promise.all(['sft', 'reward'].map(async (role) => Array.from(await lab.client.call('save', role))));
+    });
+    await one.page.evaluate(() => window.__lab.client.call('ppoBegin'));
+    const whole = await runToEnd(one.page, 'ppo');
+
+    // Two workers: the same models loaded, the same PPO run.
+    const two = await openPage(browser, `${server.url}${PPO_LINK}&workers=2`);
+    await two.page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
+    assert.match(await two.page.locator('#backend').textContent(), /· 2 workers/);
+    await two.page.evaluate(async (saved) => {
+      const lab = window.__lab;
+      for (const bytes of saved) await lab.client.call('load', new Uint8Array(bytes));
+      await lab.client.call('ppoBegin');
+    }, saved);
+    const split = await runToEnd(two.page, 'ppo');
+
+    // 2 iterations × (1 rollout + 2 epochs × 2 minibatches); with two workers each update was
+    // split, each rollout taken whole.
+    assert.equal(whole.length, 10);
+    assert.equal(split.length, whole.length);
+    assert.deepEqual(whole.map((m) => m.split), Array(10).fill(false));
+    assert.deepEqual(split.map((m) => m.split), split.map((m) => m.phase === 1));
+    for (const m of [...whole, ...split]) delete m.split;
+    let compared = 0;
+    whole.forEach((expected, i) => {
+      assert.deepEqual(Object.keys(split[i]).sort(), Object.keys(expected).sort(), `step ${i + 1}'s metrics`);
+      for (const [name, value] of Object.entries(expected)) {
+        const got = split[i][name];
+        assert.ok(Math.abs(got - value) <= 1e-5 * Math.max(1, Math.abs(value)), `step ${i + 1}, ${name}: ${got} with two workers against ${value} with one`);
+        compared += 1;
+      }
+    });
+    assert.ok(whole.some((m) => m.phase === 1 && Math.abs(m['val/ratio'] - 1) > 1e-4), 'the updates moved the policy');
+    console.log(`# ${compared} PPO metrics equal within 1e-5 over ${whole.length} steps`);
+    const notices = await two.page.locator('.notice').filter({ hasText: 'no longer split across workers' }).count();
+    assert.equal(notices, 0, 'the helpers did not fail');
+    assert.deepEqual(one.errors, []);
+    assert.deepEqual(two.errors, []);
   } finally {
     await browser.close();
     await server.close();
