@@ -22,6 +22,14 @@ for (const r of rows) {
 }
 const widths = header.map((_, i) => Math.max(...lines.map((l) => String(l[i]).length)));
 for (const l of lines) console.log(l.map((c, i) => String(c).padStart(widths[i])).join('  '));
+// The page's split rows also time whole steps on their own path, alternating with the split ones
+// (the same moments of a noisy machine): the like-for-like ratio of one worker to several.
+for (const r of rows.filter((r) => r.train_step_ms_one_worker != null)) {
+  const speedup = (one, split) => (one && split ? `${(one / split).toFixed(2)}x` : '—');
+  console.log(`\n${r.preset} · ${r.backend}, alternating with whole steps on the same path:`);
+  console.log(`  train step     ${fmt(r.train_step_ms_one_worker)} ms whole, ${fmt(r.train_step_ms)} ms split: ${speedup(r.train_step_ms_one_worker, r.train_step_ms)} faster`);
+  if (r.ppo_iteration_ms_one_worker != null) console.log(`  PPO iteration  ${fmt(r.ppo_iteration_ms_one_worker, 0)} ms whole, ${fmt(r.ppo_iteration_ms, 0)} ms split: ${speedup(r.ppo_iteration_ms_one_worker, r.ppo_iteration_ms)} faster`);
+}
 // cubecl's kernel names are full Rust paths with generics: keep the last segment of each path.
 function shortKernel(name) {
   const short = name.replace(/(?:[A-Za-z_][A-Za-z0-9_]*::)+/g, '');

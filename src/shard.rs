@@ -20,25 +20,31 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
+use std::future::Future;
+
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::error::{LabError, Result};
-use crate::model::Gpt;
+use crate::model::{Gpt, ScalarModel};
 use crate::rng::Rng;
 use crate::stages::ppo::{PolicyAndValue, PpoShard};
+use crate::stages::reward::{pair_terms, validate_pairs, PreferencePair};
 use crate::stages::sft::{masked_lm_loss_over, LossMask};
-use crate::task::SEQ_LEN;
+use crate::task::{Tokenizer, SEQ_LEN};
 
-/// What one shard of a step computes: the masked language-model loss (SFT, pretraining) or a
-/// PPO minibatch update. Reward-model and DPO steps take whole steps.
+/// What one shard of a step computes: the masked language-model loss (SFT, pretraining), the
+/// Bradley–Terry loss (the reward model) or a PPO minibatch update. DPO steps and PPO's rollouts
+/// are taken whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ShardObjective {
     /// Σ over counted targets of −log π(y_t | y_<t), divided by `counted`: the targets counted
     /// in the whole batch, not in this shard.
     MaskedLm { sequences: Vec<Vec<u32>>, all_tokens: bool, counted: f32 },
+    /// Σ over some of a batch's pairs of the Bradley–Terry loss, divided by `whole_pairs`.
+    BradleyTerry { pairs: Vec<PreferencePair>, whole_pairs: f32 },
     /// L_PPO of some of a minibatch's rows, on policy and value model together, each term divided
     /// by the whole minibatch's real tokens.
     Ppo(PpoShard),
@@ -55,7 +61,8 @@ pub struct ShardWork {
 }
 
 /// A helper's answer: its shard's gradient (the layout of `optim::flat_gradient`), its shard's
-/// share of the step's sums (masked LM: loss, correctly ranked targets; PPO: `PpoTerms::sums`),
+/// share of the step's sums (masked LM: loss, correctly ranked targets; Bradley–Terry: loss,
+/// correctly ranked pairs, chosen and rejected scores; PPO: `PpoTerms::sums`),
 /// and values of its rows' tokens that are not sums (PPO: each slot's ρ, for the clipping view
 /// and ρ's variance; empty for the masked LM).
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +126,7 @@ pub fn with_flat_parameters<M: Module>(module: M, values: &[f32], device: &Devic
 /// A helper of data-parallel steps: models of its own, loaded with θ for each shard.
 pub struct GradientWorker {
     language_model: Option<(ModelConfig, Gpt)>,
+    reward_model: Option<(ModelConfig, ScalarModel)>,
     policy_and_value: Option<(ModelConfig, PolicyAndValue)>,
     train_device: Device,
 }
@@ -143,7 +151,7 @@ impl GradientWorker {
     /// A helper on the CPU backend (shards are a CPU-backend technique: on a GPU one worker
     /// already has the whole device).
     pub fn new() -> Self {
-        Self { language_model: None, policy_and_value: None, train_device: Device::flex().autodiff() }
+        Self { language_model: None, reward_model: None, policy_and_value: None, train_device: Device::flex().autodiff() }
     }
 
     /// The gradient of `work`'s shard at parameters `theta` (one readback).
@@ -165,6 +173,16 @@ impl GradientWorker {
                 let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
                 self.language_model = Some((config.clone(), model.valid()));
                 (gradient, vec![loss.detach().inner(), correct.detach().inner()], None)
+            }
+            ShardObjective::BradleyTerry { pairs, whole_pairs } => {
+                validate_pairs(pairs, *whole_pairs, config.vocab_size)?;
+                let blank = || ScalarModel::from_trunk(Gpt::new(config, &mut Rng::new(0), &Device::flex()), &Device::flex());
+                let model = load(self.reward_model.take(), config, theta, blank)?.train();
+                let terms = pair_terms(&model, &Tokenizer::new(), pairs, *whole_pairs, &self.train_device);
+                let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+                let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
+                self.reward_model = Some((config.clone(), model.valid()));
+                (gradient, vec![terms.loss.detach().inner(), terms.correct.inner(), terms.chosen.inner(), terms.rejected.inner()], None)
             }
             ShardObjective::Ppo(rows) => {
                 rows.validate(config.vocab_size)?;
@@ -213,6 +231,48 @@ pub(crate) fn sum_results(results: &[ShardResult], step: usize, gradient_len: us
         }
     }
     Ok((gradient, sums))
+}
+
+/// What the helpers of a split step add to the trainer's own shard.
+pub(crate) struct HelpersPart {
+    /// Their gradients summed, as one vector on the trainer's device (`None` without helpers).
+    pub gradient: Option<Tensor<1>>,
+    /// Their sums, added up (zeros without helpers).
+    pub sums: Vec<f32>,
+    /// Their per-token values, one shard after the other.
+    pub per_token: Vec<f32>,
+}
+
+/// The helpers' part of step `step` split into `shards`: awaits `helpers`, checks that shards
+/// 1.. each answered once, for this step, in the layout of `gradient_len` gradient values and
+/// `sums_len` sums, with `per_token_len(i)` per-token values from shard i; then adds them up in
+/// shard order. Every split trainer (SFT, reward model, PPO) takes its helpers' results here.
+pub(crate) async fn helpers_part<F: Future<Output = Result<Vec<ShardResult>>>>(
+    helpers: F,
+    shards: usize,
+    step: usize,
+    gradient_len: usize,
+    sums_len: usize,
+    per_token_len: impl Fn(usize) -> usize,
+    device: &Device,
+) -> Result<HelpersPart> {
+    let results = helpers.await?;
+    if results.len() + 1 != shards {
+        return Err(LabError::InvalidInput(format!("{} shards answered; the step has {}", results.len() + 1, shards)));
+    }
+    if results.is_empty() {
+        return Ok(HelpersPart { gradient: None, sums: vec![0.0; sums_len], per_token: Vec::new() });
+    }
+    let (gradient, sums) = sum_results(&results, step, gradient_len, sums_len)?;
+    let mut per_token = Vec::new();
+    for (i, result) in results.iter().enumerate() {
+        let expected = per_token_len(i + 1);
+        if result.per_token.len() != expected {
+            return Err(LabError::InvalidInput(format!("shard {} sent {} per-token values; its rows have {expected}", i + 1, result.per_token.len())));
+        }
+        per_token.extend_from_slice(&result.per_token);
+    }
+    Ok(HelpersPart { gradient: Some(Tensor::from_data(TensorData::new(gradient, [gradient_len]), device)), sums, per_token })
 }
 
 #[cfg(test)]

@@ -15,28 +15,72 @@ if (self.GPUQueue) {
   };
 }
 
-// As `bench::measure` measures a training step, with the plan it used: SFT, batch 16, warm-up
-// steps first (the trainer's first step also evaluates held-out data), then the measured ones.
+// The page's own comparison of whole and split steps, with the plan `bench::measure` used. SFT,
+// batch 16: warm-up steps, then the measured steps alternately whole (one worker) and split
+// across `shards` workers, in blocks of `BLOCK`, so that both see the same moments of a noisy
+// machine. Then PPO with the default settings (32 completions, 4 epochs × 2 minibatches) from
+// that SFT model and a reward model trained on a few simulated labels: one warm-up iteration,
+// then iterations alternately whole and split. Both figures of each pair come from this path.
+const BLOCK = 5;
+
 async function shardedRow(preset, shards, plan) {
-  const { warmup_steps: warmup, train_steps: measured } = plan;
+  const { warmup_steps: warmup, train_steps: measured, ppo_iterations: iterations } = plan;
   const config = JSON.parse(Lab.defaultConfig());
   config.preset = preset;
-  Object.assign(config.sft, { batch_size: 16, steps: warmup + measured + 1, eval_every: 100000, train_examples: 512, held_out_examples: 16 });
+  Object.assign(config.sft, { batch_size: 16, steps: warmup + 2 * measured + 1, eval_every: 100000, train_examples: 512, held_out_examples: 16 });
+  Object.assign(config.reward, { simulated_labels: 32, epochs: 1 });
+  config.ppo.iterations = 1 + 2 * iterations;
   const lab = await Lab.create('cpu', JSON.stringify(config));
   lab.baseFromScratch();
   lab.sftBegin();
   let failure = null;
-  const pool = new ShardPool(shards, (e) => { failure = e; });
-  try {
-    for (let i = 0; i < warmup; i++) await pool.step(lab, 'sft');
+  const one = new ShardPool(1);
+  const split = new ShardPool(shards, (e) => { failure = e; });
+  // Milliseconds per step of `steps` steps of `stage` through `pool`.
+  const timed = async (pool, stage, steps) => {
     const started = performance.now();
-    for (let i = 0; i < measured; i++) await pool.step(lab, 'sft');
-    const elapsed = performance.now() - started;
+    for (let i = 0; i < steps; i++) await pool.step(lab, stage);
+    return performance.now() - started;
+  };
+  try {
+    for (let i = 0; i < warmup; i++) await (i % 2 ? one : split).step(lab, 'sft');
+    const sft = { one: 0, split: 0 };
+    for (let done = 0; done < measured; done += BLOCK) {
+      const steps = Math.min(BLOCK, measured - done);
+      sft.one += await timed(one, 'sft', steps);
+      sft.split += await timed(split, 'sft', steps);
+    }
+    lab.sftFinish();
+    const labels = await lab.simulateLabels(config.reward.simulated_labels);
+    lab.rewardBegin(labels.map((l) => JSON.stringify(l.label)).join('\n'));
+    while (!lab.status().reward?.done) await lab.step('reward');
+    await lab.rewardFinish();
+    const perIteration = 1 + config.ppo.epochs * config.ppo.mini_batches;
+    const ppo = { one: 0, split: 0 };
+    if (iterations > 0) {
+      lab.ppoBegin();
+      await timed(split, 'ppo', perIteration);
+      for (let i = 0; i < iterations; i++) {
+        ppo.one += await timed(one, 'ppo', perIteration);
+        ppo.split += await timed(split, 'ppo', perIteration);
+      }
+    }
     // A silent fallback to whole steps would make this row a lie.
     if (failure) throw new Error(`the helper workers failed: ${failure.message}`);
-    return { preset, backend: `browser-cpu-${shards}-workers`, train_step_ms: elapsed / measured, train_steps: measured, token_ms: null, ppo_iteration_ms: null };
+    return {
+      preset,
+      backend: `browser-cpu-${shards}-workers`,
+      train_step_ms: sft.split / measured,
+      train_step_ms_one_worker: sft.one / measured,
+      train_steps: measured,
+      token_ms: null,
+      ppo_iteration_ms: iterations > 0 ? ppo.split / iterations : null,
+      ppo_iteration_ms_one_worker: iterations > 0 ? ppo.one / iterations : null,
+      ppo_iterations: iterations,
+    };
   } finally {
-    pool.terminate();
+    one.terminate();
+    split.terminate();
     lab.free();
   }
 }

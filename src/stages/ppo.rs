@@ -37,7 +37,7 @@ use crate::optim::FlatAdam;
 use crate::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::rng::Rng;
 use crate::sample::{generate_on_device, SampleOptions};
-use crate::shard::{flat_parameters, shard_rows, sum_results, ShardObjective, ShardResult, ShardWork};
+use crate::shard::{flat_parameters, helpers_part, shard_rows, ShardObjective, ShardResult, ShardWork};
 use crate::task::{prompt_tokens, Completion, Tokenizer, EOS, MAX_COMPLETION, PAD, PRODUCTS_COUNT, PROMPT_LEN, SEQ_LEN};
 
 /// The two trained models, updated together by one optimizer on one loss.
@@ -515,26 +515,9 @@ impl PpoTrainer {
         let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
         // The others' gradients summed on the host in shard order (one upload), their sums, and
         // their rows' ρ in row order.
-        let helper_results = helpers.await.and_then(|results| {
-            if results.len() != shards - 1 {
-                return Err(LabError::InvalidInput(format!("{} shards answered; the update has {}", results.len() + 1, shards)));
-            }
-            if results.is_empty() {
-                return Ok((None, vec![0.0; UPDATE_SUMS], Vec::new()));
-            }
-            let gradient_len = crate::optim::flat_gradient_len(&self.model, &grads);
-            let (gradient, sums) = sum_results(&results, self.updates, gradient_len, UPDATE_SUMS)?;
-            let mut ratios = Vec::new();
-            for (i, result) in results.iter().enumerate() {
-                let expected = shard_rows(b, shards, i + 1).len() * n;
-                if result.per_token.len() != expected {
-                    return Err(LabError::InvalidInput(format!("shard {} sent {} ratios; its rows have {expected} slots", i + 1, result.per_token.len())));
-                }
-                ratios.extend_from_slice(&result.per_token);
-            }
-            Ok((Some(float_tensor(gradient, [gradient_len], &self.device)), sums, ratios))
-        });
-        let (extra, helper_sums, helper_ratios) = helper_results?;
+        let gradient_len = crate::optim::flat_gradient_len(&self.model, &grads);
+        let helpers = helpers_part(helpers, shards, self.updates, gradient_len, UPDATE_SUMS, |i| shard_rows(b, shards, i).len() * n, &self.device).await?;
+        let (extra, helper_sums, helper_ratios) = (helpers.gradient, helpers.sums, helpers.per_token);
         let before = (self.model.clone(), self.optim.clone());
         let lr = linear_decay(self.config.learning_rate, self.updates, self.total_updates());
         let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, extra);
@@ -961,7 +944,7 @@ mod tests {
         let mut short = helpers(&t, 2);
         short[0].per_token.pop();
         let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(short)))).unwrap_err();
-        assert!(refused.to_string().contains("ratios"), "{refused}");
+        assert!(refused.to_string().contains("per-token values"), "{refused}");
         assert_eq!(parameters(&t), before);
         assert_eq!(t.updates, 1);
         // A helper refuses rows that do not fit the model.

@@ -19,6 +19,7 @@ use burn::tensor::activation::log_sigmoid;
 use serde::Serialize;
 
 use super::{first_non_finite, float_tensor, int_tensor, read_scalars, Batches};
+use crate::shard::{flat_parameters, helpers_part, shard_rows, ShardObjective, ShardResult, ShardWork};
 use crate::config::RewardConfig;
 use crate::error::{LabError, Result};
 use crate::labels::{prompt_text, LabeledPair};
@@ -89,6 +90,78 @@ pub fn scores(model: &ScalarModel, tokenizer: &Tokenizer, completions: &[&Comple
 pub fn score_sequences(model: &ScalarModel, tokens: Tensor<2, Int>, pick: Tensor<2>) -> Tensor<1> {
     let [rows, _] = tokens.dims();
     (model.forward(tokens) * pick).sum_dim(1).reshape([rows])
+}
+
+/// One labeled pair as a step's loss needs it: both completions and the target probability that
+/// the first is preferred (1, 0, or ½ for a tie). What a helper of a split step gets
+/// (`shard.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PreferencePair {
+    pub first: Completion,
+    pub second: Completion,
+    pub target: f32,
+}
+
+impl PreferencePair {
+    pub fn of(pair: &LabeledPair) -> Self {
+        Self { first: pair.first.clone(), second: pair.second.clone(), target: pair.target() }
+    }
+}
+
+/// A batch's Bradley–Terry terms as [1]-tensors, and each completion's score ([2·pairs]: firsts,
+/// then seconds).
+pub(crate) struct PairTerms {
+    /// Σ over the pairs of the Bradley–Terry loss, divided by `whole_pairs`.
+    pub loss: Tensor<1>,
+    /// Strict pairs whose chosen completion scores higher.
+    pub correct: Tensor<1>,
+    /// Σ of the chosen and of the rejected completions' scores over strict pairs.
+    pub chosen: Tensor<1>,
+    pub rejected: Tensor<1>,
+    pub scores: Tensor<1>,
+}
+
+/// The Bradley–Terry terms of `pairs` under `model`. The loss is divided by `whole_pairs`, the
+/// pairs of the whole batch: for pairs split across workers the shards' losses add up to the
+/// batch's mean.
+pub(crate) fn pair_terms(model: &ScalarModel, tokenizer: &Tokenizer, pairs: &[PreferencePair], whole_pairs: f32, device: &Device) -> PairTerms {
+    let n = pairs.len();
+    let completions: Vec<&Completion> = pairs.iter().map(|p| &p.first).chain(pairs.iter().map(|p| &p.second)).collect();
+    let r = scores(model, tokenizer, &completions, device); // [2n]
+    let r_a = r.clone().slice([0..n]);
+    let r_b = r.clone().slice([n..2 * n]);
+    let targets: Vec<f32> = pairs.iter().map(|p| p.target).collect();
+    // +1 where the first is preferred, −1 where the second is, 0 for ties: the sign that
+    // turns (r_a − r_b) into (r_chosen − r_rejected).
+    let sign: Vec<f32> = targets.iter().map(|&t| if t > 0.5 { 1.0 } else if t < 0.5 { -1.0 } else { 0.0 }).collect();
+    let sign = float_tensor(sign, [n], device);
+    let loss = bradley_terry_loss(r_a.clone(), r_b.clone(), float_tensor(targets, [n], device)).sum().div_scalar(whole_pairs);
+    let signed_margin = (r_a.clone() - r_b.clone()) * sign.clone();
+    let correct = signed_margin.clone().greater_elem(0.0).float().sum();
+    // chosen = first where sign = +1, second where sign = −1.
+    let first_weight = sign.clone().clamp_min(0.0);
+    let second_weight = sign.neg().clamp_min(0.0);
+    let chosen = (r_a.clone() * first_weight.clone() + r_b.clone() * second_weight.clone()).sum();
+    let rejected = (r_b * first_weight + r_a * second_weight).sum();
+    PairTerms { loss, correct, chosen, rejected, scores: r }
+}
+
+/// Refuses pairs a helper could not score on a model of `vocab_size` tokens.
+pub(crate) fn validate_pairs(pairs: &[PreferencePair], whole_pairs: f32, vocab_size: usize) -> Result<()> {
+    if pairs.is_empty() || whole_pairs.is_nan() || whole_pairs < pairs.len() as f32 {
+        return Err(LabError::InvalidInput(format!("a reward shard needs pairs, and a batch at least as large (got {} of {whole_pairs})", pairs.len())));
+    }
+    for p in pairs {
+        for c in [&p.first, &p.second] {
+            if c.product >= PRODUCTS_COUNT || c.tokens.len() > MAX_COMPLETION || c.tokens.iter().any(|&t| t as usize >= vocab_size) {
+                return Err(LabError::InvalidInput(format!("a reward shard's completion must answer one of {PRODUCTS_COUNT} products in at most {MAX_COMPLETION} token ids below {vocab_size}")));
+            }
+        }
+        if !(0.0..=1.0).contains(&p.target) {
+            return Err(LabError::InvalidInput(format!("a pair's target is a probability (got {})", p.target)));
+        }
+    }
+    Ok(())
 }
 
 // ---- the trainer ----
@@ -188,46 +261,73 @@ impl RewardTrainer {
     /// (loss, correct, chosen sum, rejected sum, strict pairs) — strict pairs are counted on the
     /// host.
     fn batch_terms(&self, model: &ScalarModel, pairs: &[&LabeledPair], device: &Device) -> (Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>, f32, Tensor<1>) {
-        let n = pairs.len();
-        let completions: Vec<&Completion> = pairs.iter().map(|p| &p.first).chain(pairs.iter().map(|p| &p.second)).collect();
-        let r = scores(model, &self.tokenizer, &completions, device); // [2n]
-        let r_a = r.clone().slice([0..n]);
-        let r_b = r.clone().slice([n..2 * n]);
-        let targets: Vec<f32> = pairs.iter().map(|p| p.target()).collect();
-        // +1 where the first is preferred, −1 where the second is, 0 for ties: the sign that
-        // turns (r_a − r_b) into (r_chosen − r_rejected).
-        let sign: Vec<f32> = targets.iter().map(|&t| if t > 0.5 { 1.0 } else if t < 0.5 { -1.0 } else { 0.0 }).collect();
-        let strict = sign.iter().filter(|s| **s != 0.0).count() as f32;
-        let sign = float_tensor(sign, [n], device);
-        let loss = bradley_terry_loss(r_a.clone(), r_b.clone(), float_tensor(targets, [n], device)).mean();
-        let signed_margin = (r_a.clone() - r_b.clone()) * sign.clone();
-        let correct = signed_margin.clone().greater_elem(0.0).float().sum();
-        // chosen = first where sign = +1, second where sign = −1.
-        let first_weight = sign.clone().clamp_min(0.0);
-        let second_weight = sign.neg().clamp_min(0.0);
-        let chosen = (r_a.clone() * first_weight.clone() + r_b.clone() * second_weight.clone()).sum();
-        let rejected = (r_b * first_weight + r_a * second_weight).sum();
-        (loss, correct, chosen, rejected, strict, r)
+        let pairs: Vec<PreferencePair> = pairs.iter().map(|p| PreferencePair::of(p)).collect();
+        let strict = pairs.iter().filter(|p| p.target != 0.5).count() as f32;
+        let terms = pair_terms(model, &self.tokenizer, &pairs, pairs.len() as f32, device);
+        (terms.loss, terms.correct, terms.chosen, terms.rejected, strict, terms.scores)
     }
 
     /// One optimizer step on a batch of labels; every tenth of the run (and at its end) also the
     /// held-out accuracy, loss and correlation with the gold utility. One readback.
     pub async fn step(&mut self) -> Result<Metrics> {
+        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
+    }
+
+    fn refuse_if_done(&self) -> Result<()> {
         if self.is_done() {
             return Err(LabError::NotReady(format!("all {} reward-model steps are done", self.total_steps)));
         }
+        Ok(())
+    }
+
+    /// The next step split into `shards` (fewer if the batch has fewer pairs) for a
+    /// data-parallel step (`shard.rs`): θ (one readback) and the helpers' pairs. Changes
+    /// nothing: `step_sharded` with as many shards then draws the same batch.
+    pub async fn shard_plan(&self, shards: usize) -> Result<(Vec<f32>, Vec<ShardWork>)> {
+        self.refuse_if_done()?;
+        let indices = self.batches.clone().next(self.config.batch_size);
+        let pairs: Vec<PreferencePair> = indices.iter().map(|&i| PreferencePair::of(&self.train[i])).collect();
+        let shards = shards.clamp(1, pairs.len());
+        let model = self.model.trunk.config();
+        let whole_pairs = pairs.len() as f32;
+        let work = (1..shards)
+            .map(|i| ShardWork { step: self.step, model: model.clone(), objective: ShardObjective::BradleyTerry { pairs: pairs[shard_rows(pairs.len(), shards, i)].to_vec(), whole_pairs } })
+            .collect();
+        let theta = super::read_floats(flat_parameters(&self.model.valid())).await?;
+        Ok((theta, work))
+    }
+
+    /// One optimizer step whose batch is split into `shards`: this trainer computes shard 0's
+    /// gradient, `helpers` resolves to the other shards' results (`shard_plan`'s work), and
+    /// their sum makes the step. With one shard and no helpers, this is `step`. A helper's
+    /// failure or a non-finite value leaves the model as it was.
+    pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
+        self.refuse_if_done()?;
         let position = self.batches.clone(); // a failed step rewinds to it: the retry draws the same batch
         let indices = self.batches.next(self.config.batch_size);
-        let batch: Vec<&LabeledPair> = indices.iter().map(|&i| &self.train[i]).collect();
-        let (mut loss, correct, chosen, rejected, strict, _) = self.batch_terms(&self.model, &batch, &self.train_device);
+        let pairs: Vec<PreferencePair> = indices.iter().map(|&i| PreferencePair::of(&self.train[i])).collect();
+        let shards = shards.clamp(1, pairs.len());
+        let strict = pairs.iter().filter(|p| p.target != 0.5).count() as f32;
+        let own = &pairs[shard_rows(pairs.len(), shards, 0)];
+        let terms = pair_terms(&self.model, &self.tokenizer, own, pairs.len() as f32, &self.train_device);
+        let mut loss = terms.loss;
         if self.poisoned_step == Some(self.step + 1) {
             self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let gradient_len = crate::optim::flat_gradient_len(&self.model, &grads);
+        let helpers = match helpers_part(helpers, shards, self.step, gradient_len, 4, |_| 0, &self.device).await {
+            Ok(part) => part,
+            Err(e) => {
+                self.batches = position;
+                return Err(e);
+            }
+        };
+        let (correct, chosen, rejected) = (terms.correct, terms.chosen, terms.rejected);
         let before = (self.model.clone(), self.optim.clone());
         let lr = super::linear_decay(self.config.learning_rate, self.step, self.total_steps);
-        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, helpers.gradient);
         self.model = model;
         self.step += 1;
 
@@ -240,7 +340,11 @@ impl RewardTrainer {
             let (held_loss, held_correct, _, _, _, held_scores) = self.batch_terms(&model, &pairs, &self.device);
             scalars.extend([held_loss, held_correct, held_scores]);
         }
-        let values = read_scalars(scalars).await?;
+        let mut values = read_scalars(scalars).await?;
+        // The batch's sums: this shard's and the helpers' (loss, correct, chosen, rejected).
+        for (value, others) in values.iter_mut().zip(&helpers.sums) {
+            *value += others;
+        }
         if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "gradient norm"], &values[..5]) {
             (self.model, self.optim, self.batches) = (before.0, before.1, position);
             self.step -= 1;
@@ -418,6 +522,91 @@ mod tests {
         }
         assert_eq!(short.last_index(), 8);
         assert_eq!(cut.last_index(), SEQ_LEN - 1);
+    }
+
+    /// A reward trainer on 40 simulated labels, a tie among them, batches of 7 pairs.
+    fn small_trainer() -> RewardTrainer {
+        let device = Device::flex();
+        let tok = Tokenizer::new();
+        let reference = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
+        let mut rng = Rng::new(2);
+        let pairs = grammar_pairs(&tok, 40, &mut rng);
+        let mut labels: Vec<LabeledPair> = simulate(&pairs, &tok, 0.3, &mut rng).into_iter().map(|(l, _)| l).collect();
+        labels[0].preference = crate::task::Preference::Tie;
+        let config = RewardConfig { epochs: 1, batch_size: 7, learning_rate: 3e-3, held_out_fraction: 0.2, ..RewardConfig::default() };
+        RewardTrainer::new(&reference, labels, &config, 5, &tok, &device).unwrap()
+    }
+
+    fn helpers(trainer: &RewardTrainer, shards: usize) -> Vec<ShardResult> {
+        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap();
+        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+    }
+
+    fn parameters(trainer: &RewardTrainer) -> Vec<f32> {
+        flat_parameters(&trainer.model.valid()).into_data().iter::<f32>().collect()
+    }
+
+    /// r_first − r_second of every label, training and held-out. Split and whole runs are
+    /// compared here and not parameter by parameter: the loss sees only differences of scores,
+    /// so its gradient along a shift of every score (the head's bias; ln_f's β along the head's
+    /// weights) is 0 up to rounding, and Adam scales that noise to steps of up to ±lr (the first
+    /// step moved the bias by 1.8e-3 whole and by 0 split). `finish` shifts the scores to zero
+    /// mean, which takes that shift out of what the later stages see.
+    fn margins(trainer: &RewardTrainer) -> Vec<f32> {
+        let pairs: Vec<&LabeledPair> = trainer.train.iter().chain(&trainer.held_out).collect();
+        let completions: Vec<&Completion> = pairs.iter().map(|p| &p.first).chain(pairs.iter().map(|p| &p.second)).collect();
+        let r = read(scores(&trainer.model.valid(), &trainer.tokenizer, &completions, &Device::flex()));
+        let n = pairs.len();
+        (0..n).map(|i| r[i] - r[n + i]).collect()
+    }
+
+    #[test]
+    fn a_step_split_across_workers_is_the_whole_step() {
+        let (mut whole, mut split) = (small_trainer(), small_trainer());
+        let mut steps = 0;
+        while !whole.is_done() {
+            steps += 1;
+            let shards = 2 + steps % 2; // 7 pairs in 2 and in 3 (unequal) shards
+            let expected = pollster::block_on(whole.step()).unwrap();
+            let results = helpers(&split, shards);
+            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
+            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+            // The mean scores of chosen and rejected completions carry the head's bias (below):
+            // they are compared through their shift, which must be the same for both.
+            let shift = got["rewards/chosen"] - expected["rewards/chosen"];
+            assert!((got["rewards/rejected"] - expected["rewards/rejected"] - shift).abs() < 1e-5, "step {steps}: {got:?} vs {expected:?}");
+            for (name, value) in expected.iter().filter(|(name, _)| !["rewards/chosen", "rewards/rejected"].contains(&name.as_str())) {
+                let tolerance = 1e-5 * value.abs().max(1.0);
+                assert!((got[name] - value).abs() <= tolerance, "step {steps}, {name}: {} split vs {value} whole", got[name]);
+            }
+            // What the loss sees: each pair's margin r_first − r_second, on every label.
+            let (a, b) = (margins(&whole), margins(&split));
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "step {steps}: margins differ by {worst}");
+        }
+        assert!(steps >= 4, "{steps} steps");
+    }
+
+    #[test]
+    fn a_failed_or_malformed_helper_changes_nothing() {
+        let mut t = small_trainer();
+        let mut fresh = small_trainer();
+        pollster::block_on(t.step()).unwrap();
+        pollster::block_on(fresh.step()).unwrap();
+        let before = parameters(&t);
+        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
+        assert!(failed.to_string().contains("gone"), "{failed}");
+        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap();
+        let ShardObjective::BradleyTerry { pairs, .. } = &mut work[0].objective else { panic!("a reward shard") };
+        pairs[0].target = 2.0;
+        let err = pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, &work[0])).unwrap_err();
+        assert!(err.to_string().contains("probability"), "{err}");
+        assert_eq!(parameters(&t), before);
+        // The batch was put back: the next step is the second step of a run that never split.
+        let results = helpers(&t, 2);
+        let got = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
+        let expected = pollster::block_on(fresh.step()).unwrap();
+        assert!((got["rm/loss"] - expected["rm/loss"]).abs() < 1e-5, "{got:?} vs {expected:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::error::{LabError, Result};
 use crate::metrics::{metrics, Metrics};
 use crate::optim::FlatAdam;
 use crate::model::Gpt;
-use crate::shard::{flat_parameters, shard_rows, sum_results, ShardObjective, ShardResult, ShardWork};
+use crate::shard::{flat_parameters, shard_rows, ShardObjective, ShardResult, ShardWork};
 use crate::rng::Rng;
 use crate::sample::{generate, SampleOptions};
 use crate::task::{self, grammar, prompt_tokens, Completion, Demonstrations, Tokenizer, EOS, MAX_COMPLETION, PAD, PROMPT_LEN, PRODUCTS_COUNT, SEQ_LEN};
@@ -276,23 +276,15 @@ impl SftTrainer {
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         // The others' gradients, summed on the host in shard order: one upload.
-        let (extra, helper_sums) = match helpers.await.and_then(|results| {
-            if results.len() != shards - 1 {
-                return Err(LabError::InvalidInput(format!("{} shards answered; the step has {}", results.len() + 1, shards)));
-            }
-            if results.is_empty() {
-                return Ok((None, vec![0.0; 2]));
-            }
-            let (gradient, sums) = sum_results(&results, self.step, crate::optim::flat_gradient_len(&self.model, &grads), 2)?;
-            let len = gradient.len();
-            Ok((Some(float_tensor(gradient, [len], &self.device)), sums))
-        }) {
-            Ok(summed) => summed,
+        let gradient_len = crate::optim::flat_gradient_len(&self.model, &grads);
+        let helpers = match crate::shard::helpers_part(helpers, shards, self.step, gradient_len, 2, |_| 0, &self.device).await {
+            Ok(part) => part,
             Err(e) => {
                 self.corpus.rewind(position);
                 return Err(e);
             }
         };
+        let (extra, helper_sums) = (helpers.gradient, helpers.sums);
         let before = (self.model.clone(), self.optim.clone());
         let lr = super::linear_decay(self.learning_rate, self.step, self.total_steps);
         let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, extra);

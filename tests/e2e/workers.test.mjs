@@ -2,9 +2,9 @@
 // link the page says so, splits each SFT step between its training worker and a helper worker,
 // and trains exactly as one worker does (the same losses, to float rounding). A helper that fails
 // ends the splitting with a notice, and training goes on, still on the same numbers. A bad
-// `workers=` value is refused like any bad link setting. PPO's minibatch updates are split too:
-// from the same π_ref and r_φ (checkpoints carried from one page to the other), two workers give
-// one worker's PPO metrics, rollouts included.
+// `workers=` value is refused like any bad link setting. Reward-model steps and PPO's minibatch
+// updates are split too: from the same π_ref, labels and r_φ (carried from one page to the
+// other), two workers give one worker's metrics, PPO's rollouts included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -91,60 +91,84 @@ function runToEnd(page, stage) {
   }), stage);
 }
 
-test('PPO updates split across two workers give one worker\'s metrics', { timeout: 900_000 }, async () => {
+/** Every metric of `split` equals `whole`'s within 1e-5 (relative above 1), step by step. */
+function assertSameMetrics(split, whole, what, { shifted = [] } = {}) {
+  assert.equal(split.length, whole.length, `${what}: ${split.length} steps, not ${whole.length}`);
+  let compared = 0;
+  whole.forEach((expected, i) => {
+    assert.deepEqual(Object.keys(split[i]).sort(), Object.keys(expected).sort(), `${what}, step ${i + 1}'s metrics`);
+    // Metrics that carry a constant any split may shift (see the reward model's below) must all
+    // move by the same amount.
+    const shift = shifted.length ? split[i][shifted[0]] - expected[shifted[0]] : 0;
+    for (const [name, value] of Object.entries(expected)) {
+      const got = split[i][name] - (shifted.includes(name) ? shift : 0);
+      assert.ok(Math.abs(got - value) <= 1e-5 * Math.max(1, Math.abs(value)), `${what}, step ${i + 1}, ${name}: ${split[i][name]} with two workers against ${value} with one`);
+      compared += 1;
+    }
+  });
+  return compared;
+}
+
+test('reward-model steps and PPO updates split across two workers give one worker\'s metrics', { timeout: 900_000 }, async () => {
   const server = await serve();
   const browser = await launch();
   try {
-    // One worker: SFT, simulated labels and a reward model, then π_ref and r_φ saved.
+    // One worker: SFT, simulated labels, the reward model and PPO; π_ref, the labels and r_φ
+    // are kept for the other page.
     const one = await openPage(browser, `${server.url}${PPO_LINK}&workers=1`);
     await one.page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
     await one.page.locator('#sft').getByRole('button', { name: 'Start SFT' }).click();
     await one.page.locator('#sft').getByRole('button', { name: 'Done' }).waitFor({ timeout: 300_000 });
-    const checkpoints = await one.page.evaluate(async () => {
+    const { labels, sft } = await one.page.evaluate(async () => {
       const lab = window.__lab;
       const simulated = await lab.client.call('simulateLabels', lab.config.reward.simulated_labels);
-      await lab.client.call('rewardBegin', simulated.map((s) => JSON.stringify(s.label)).join('\n'));
-      return 'labels';
+      const labels = simulated.map((s) => JSON.stringify(s.label)).join('\n');
+      await lab.client.call('rewardBegin', labels);
+      return { labels, sft: Array.from(await lab.client.call('save', 'sft')) };
     });
-    assert.equal(checkpoints, 'labels');
-    await runToEnd(one.page, 'reward');
-    const saved = await one.page.evaluate(async () => {
+    const rewardWhole = await runToEnd(one.page, 'reward');
+    const reward = await one.page.evaluate(async () => {
       const lab = window.__lab;
       await lab.client.call('rewardFinish');
-      return Promise.all(['sft', 'reward'].map(async (role) => Array.from(await lab.client.call('save', role))));
+      const bytes = Array.from(await lab.client.call('save', 'reward'));
+      await lab.client.call('ppoBegin');
+      return bytes;
     });
-    await one.page.evaluate(() => window.__lab.client.call('ppoBegin'));
-    const whole = await runToEnd(one.page, 'ppo');
+    const ppoWhole = await runToEnd(one.page, 'ppo');
 
-    // Two workers: the same models loaded, the same PPO run.
+    // Two workers: the same π_ref and labels, the reward model trained split; then PPO from
+    // the first page's r_φ (the two reward models differ in a constant shift of their scores).
     const two = await openPage(browser, `${server.url}${PPO_LINK}&workers=2`);
     await two.page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
     assert.match(await two.page.locator('#backend').textContent(), /· 2 workers/);
-    await two.page.evaluate(async (saved) => {
+    await two.page.evaluate(async ({ sft, labels }) => {
       const lab = window.__lab;
-      for (const bytes of saved) await lab.client.call('load', new Uint8Array(bytes));
+      await lab.client.call('load', new Uint8Array(sft));
+      await lab.client.call('rewardBegin', labels);
+    }, { sft, labels });
+    const rewardSplit = await runToEnd(two.page, 'reward');
+    await two.page.evaluate(async (reward) => {
+      const lab = window.__lab;
+      await lab.client.call('load', new Uint8Array(reward));
       await lab.client.call('ppoBegin');
-    }, saved);
-    const split = await runToEnd(two.page, 'ppo');
+    }, reward);
+    const ppoSplit = await runToEnd(two.page, 'ppo');
 
-    // 2 iterations × (1 rollout + 2 epochs × 2 minibatches); with two workers each update was
-    // split, each rollout taken whole.
-    assert.equal(whole.length, 10);
-    assert.equal(split.length, whole.length);
-    assert.deepEqual(whole.map((m) => m.split), Array(10).fill(false));
-    assert.deepEqual(split.map((m) => m.split), split.map((m) => m.phase === 1));
-    for (const m of [...whole, ...split]) delete m.split;
-    let compared = 0;
-    whole.forEach((expected, i) => {
-      assert.deepEqual(Object.keys(split[i]).sort(), Object.keys(expected).sort(), `step ${i + 1}'s metrics`);
-      for (const [name, value] of Object.entries(expected)) {
-        const got = split[i][name];
-        assert.ok(Math.abs(got - value) <= 1e-5 * Math.max(1, Math.abs(value)), `step ${i + 1}, ${name}: ${got} with two workers against ${value} with one`);
-        compared += 1;
-      }
-    });
-    assert.ok(whole.some((m) => m.phase === 1 && Math.abs(m['val/ratio'] - 1) > 1e-4), 'the updates moved the policy');
-    console.log(`# ${compared} PPO metrics equal within 1e-5 over ${whole.length} steps`);
+    // With two workers every reward step and PPO update was split, each rollout taken whole.
+    assert.ok(rewardWhole.length >= 2, `${rewardWhole.length} reward steps`);
+    assert.deepEqual(rewardSplit.map((m) => m.split), rewardSplit.map(() => true));
+    assert.equal(ppoWhole.length, 10); // 2 iterations × (1 rollout + 2 epochs × 2 minibatches)
+    assert.deepEqual([...rewardWhole, ...ppoWhole].map((m) => m.split), [...rewardWhole, ...ppoWhole].map(() => false));
+    assert.deepEqual(ppoSplit.map((m) => m.split), ppoSplit.map((m) => m.phase === 1));
+    for (const m of [...rewardWhole, ...rewardSplit, ...ppoWhole, ...ppoSplit]) delete m.split;
+
+    // The Bradley–Terry loss sees only differences of scores: the head's bias gets a zero
+    // gradient up to rounding, which Adam turns into steps of up to ±lr (src/stages/reward.rs),
+    // so the mean scores of chosen and rejected completions may move together.
+    const rewardCompared = assertSameMetrics(rewardSplit, rewardWhole, 'reward model', { shifted: ['rewards/chosen', 'rewards/rejected'] });
+    const ppoCompared = assertSameMetrics(ppoSplit, ppoWhole, 'PPO');
+    assert.ok(ppoWhole.some((m) => m.phase === 1 && Math.abs(m['val/ratio'] - 1) > 1e-4), 'the updates moved the policy');
+    console.log(`# ${rewardCompared} reward-model and ${ppoCompared} PPO metrics equal within 1e-5`);
     const notices = await two.page.locator('.notice').filter({ hasText: 'no longer split across workers' }).count();
     assert.equal(notices, 0, 'the helpers did not fail');
     assert.deepEqual(one.errors, []);
