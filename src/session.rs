@@ -311,13 +311,14 @@ impl Session {
     }
 
     /// θ and the helpers' work for a data-parallel step of `stage` in `shards` (`shard.rs`), or
-    /// `None` when the step is taken whole (DPO steps, PPO's rollouts).
+    /// `None` when the step is taken whole (PPO's rollouts, the β sweep's runs).
     pub async fn shard_plan(&self, stage: Stage, shards: usize) -> Result<Option<(Vec<f32>, Vec<ShardWork>)>> {
         let trainer = match stage {
             Stage::Pretrain => self.pretrain.as_ref().ok_or_else(|| LabError::NotReady("pretraining has not begun".into()))?,
             Stage::Sft => self.sft.as_ref().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?,
             Stage::Reward => return Ok(Some(self.reward.as_ref().ok_or_else(|| LabError::NotReady("the reward model has not begun training".into()))?.shard_plan(shards).await?)),
             Stage::Ppo => return self.ppo.as_ref().ok_or_else(|| LabError::NotReady("PPO has not begun".into()))?.shard_plan(shards).await,
+            Stage::Dpo => return Ok(Some(self.dpo.as_ref().ok_or_else(|| LabError::NotReady("DPO has not begun".into()))?.shard_plan(shards).await?)),
             _ => return Ok(None),
         };
         Ok(Some(trainer.shard_plan(shards).await?))
@@ -336,6 +337,7 @@ impl Session {
             Stage::Sft => self.sft.as_mut().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?.step_sharded(shards, helpers).await,
             Stage::Reward => self.reward_trainer()?.step_sharded(shards, helpers).await,
             Stage::Ppo => self.ppo_trainer()?.step_sharded(shards, helpers).await,
+            Stage::Dpo => self.dpo_trainer()?.step_sharded(shards, helpers).await,
             other => Err(LabError::InvalidInput(format!("{} takes whole steps: it has no data-parallel step", other.name()))),
         }
     }

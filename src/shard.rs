@@ -29,14 +29,15 @@ use crate::config::ModelConfig;
 use crate::error::{LabError, Result};
 use crate::model::{Gpt, ScalarModel};
 use crate::rng::Rng;
+use crate::stages::dpo::{dpo_terms, DpoPair};
 use crate::stages::ppo::{PolicyAndValue, PpoShard};
 use crate::stages::reward::{pair_terms, validate_pairs, PreferencePair};
 use crate::stages::sft::{masked_lm_loss_over, LossMask};
 use crate::task::{Tokenizer, SEQ_LEN};
 
 /// What one shard of a step computes: the masked language-model loss (SFT, pretraining), the
-/// Bradley–Terry loss (the reward model) or a PPO minibatch update. DPO steps and PPO's rollouts
-/// are taken whole.
+/// Bradley–Terry loss (the reward model), the DPO loss, or a PPO minibatch update. PPO's
+/// rollouts are taken whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ShardObjective {
@@ -45,6 +46,8 @@ pub enum ShardObjective {
     MaskedLm { sequences: Vec<Vec<u32>>, all_tokens: bool, counted: f32 },
     /// Σ over some of a batch's pairs of the Bradley–Terry loss, divided by `whole_pairs`.
     BradleyTerry { pairs: Vec<PreferencePair>, whole_pairs: f32 },
+    /// Σ over some of a batch's pairs of the DPO loss at β, divided by `whole_pairs`.
+    Dpo { pairs: Vec<DpoPair>, beta: f32, whole_pairs: f32 },
     /// L_PPO of some of a minibatch's rows, on policy and value model together, each term divided
     /// by the whole minibatch's real tokens.
     Ppo(PpoShard),
@@ -62,7 +65,8 @@ pub struct ShardWork {
 
 /// A helper's answer: its shard's gradient (the layout of `optim::flat_gradient`), its shard's
 /// share of the step's sums (masked LM: loss, correctly ranked targets; Bradley–Terry: loss,
-/// correctly ranked pairs, chosen and rejected scores; PPO: `PpoTerms::sums`),
+/// correctly ranked pairs, chosen and rejected scores; DPO: loss, correctly ranked pairs, implicit
+/// rewards and log-probs of chosen and rejected; PPO: `PpoTerms::sums`),
 /// and values of its rows' tokens that are not sums (PPO: each slot's ρ, for the clipping view
 /// and ρ's variance; empty for the masked LM).
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +187,15 @@ impl GradientWorker {
                 let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
                 self.reward_model = Some((config.clone(), model.valid()));
                 (gradient, vec![terms.loss.detach().inner(), terms.correct.inner(), terms.chosen.inner(), terms.rejected.inner()], None)
+            }
+            ShardObjective::Dpo { pairs, beta, whole_pairs } => {
+                crate::stages::dpo::validate_pairs(pairs, *beta, *whole_pairs, config.vocab_size)?;
+                let model = load(self.language_model.take(), config, theta, || Gpt::new(config, &mut Rng::new(0), &Device::flex()))?.train();
+                let terms = dpo_terms(&model, &Tokenizer::new(), pairs, *beta, *whole_pairs, &self.train_device);
+                let grads = GradientsParams::from_grads(terms[0].backward(), &model);
+                let gradient = crate::optim::flat_gradient(&model, &grads).ok_or_else(|| LabError::InvalidInput("the shard's loss reaches no parameter".into()))?;
+                self.language_model = Some((config.clone(), model.valid()));
+                (gradient, terms.map(|t| t.detach().inner()).to_vec(), None)
             }
             ShardObjective::Ppo(rows) => {
                 rows.validate(config.vocab_size)?;

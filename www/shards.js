@@ -2,9 +2,9 @@
 // thread; a step's batch can instead be split between the training worker and helper workers
 // (shard-worker.js), one per further core: the training worker computes shard 0 while the
 // helpers compute the others from the same parameters, and it adds their gradients up for one
-// Adam step. The result is the whole batch's step (to float rounding). SFT, pretraining and
-// PPO's minibatch updates are split; the other steps (PPO's rollouts, reward-model and DPO
-// steps) are taken whole, as the Rust side says with a null plan.
+// Adam step. The result is the whole batch's step (to float rounding). Every stage's training
+// steps are split (pretraining, SFT, reward model, PPO's minibatch updates, DPO); PPO's rollouts
+// and the β sweep's runs are taken whole, as the Rust side says with a null plan.
 
 /**
  * Shards for this machine: one per logical core but one, at most `max`, at least 1. The core left

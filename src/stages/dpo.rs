@@ -26,6 +26,7 @@ use crate::metrics::{metrics, Metrics};
 use crate::optim::FlatAdam;
 use crate::model::{with_fresh_ids, Gpt};
 use crate::rng::Rng;
+use crate::shard::{flat_parameters, helpers_part, shard_rows, ShardObjective, ShardResult, ShardWork};
 use crate::task::{Completion, Tokenizer, EOS, MAX_COMPLETION, SEQ_LEN};
 
 /// Token ids, targets (PAD → EOS) and the real-token mask of completions, for a forward pass.
@@ -71,6 +72,54 @@ pub struct DpoInspection {
     pub reward_chosen: f32,
     pub reward_rejected: f32,
     pub beta: f32,
+}
+
+/// One strict preference as a DPO step's loss needs it: both completions and π_ref's sequence
+/// log-probs of each (frozen). What a helper of a split step gets (`shard.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DpoPair {
+    pub chosen: Completion,
+    pub rejected: Completion,
+    pub ref_chosen: f32,
+    pub ref_rejected: f32,
+}
+
+/// Loss, accuracy and sums over `pairs` under `model`, as [1]-tensors: (Σ loss / `whole_pairs`,
+/// correct, reward chosen sum, reward rejected sum, logp chosen sum, logp rejected sum). The
+/// loss is divided by the pairs of the whole batch: for pairs split across workers the shards'
+/// losses add up to the batch's mean.
+pub(crate) fn dpo_terms(model: &Gpt, tokenizer: &Tokenizer, pairs: &[DpoPair], beta: f32, whole_pairs: f32, device: &Device) -> [Tensor<1>; 6] {
+    let n = pairs.len();
+    let completions: Vec<&Completion> = pairs.iter().map(|p| &p.chosen).chain(pairs.iter().map(|p| &p.rejected)).collect();
+    let logps = sequence_logprobs(model, &completions, tokenizer, device);
+    let chosen = logps.clone().slice([0..n]);
+    let rejected = logps.slice([n..2 * n]);
+    let ref_chosen = float_tensor(pairs.iter().map(|p| p.ref_chosen).collect(), [n], device);
+    let ref_rejected = float_tensor(pairs.iter().map(|p| p.ref_rejected).collect(), [n], device);
+    let (loss, reward_chosen, reward_rejected) = dpo_loss(chosen.clone(), rejected.clone(), ref_chosen, ref_rejected, beta);
+    let correct = (reward_chosen.clone() - reward_rejected.clone()).greater_elem(0.0).float().sum();
+    [loss.sum().div_scalar(whole_pairs), correct, reward_chosen.sum(), reward_rejected.sum(), chosen.sum(), rejected.sum()]
+}
+
+/// Refuses pairs a helper could not score on a model of `vocab_size` tokens.
+pub(crate) fn validate_pairs(pairs: &[DpoPair], beta: f32, whole_pairs: f32, vocab_size: usize) -> Result<()> {
+    if pairs.is_empty() || whole_pairs.is_nan() || whole_pairs < pairs.len() as f32 {
+        return Err(LabError::InvalidInput(format!("a DPO shard needs pairs, and a batch at least as large (got {} of {whole_pairs})", pairs.len())));
+    }
+    if beta.is_nan() || beta <= 0.0 {
+        return Err(LabError::InvalidInput(format!("a DPO shard's β must be above 0 (got {beta})")));
+    }
+    for p in pairs {
+        for c in [&p.chosen, &p.rejected] {
+            if c.product >= crate::task::PRODUCTS_COUNT || c.tokens.len() > MAX_COMPLETION || c.tokens.iter().any(|&t| t as usize >= vocab_size) {
+                return Err(LabError::InvalidInput(format!("a DPO shard's completion must answer a known product in at most {MAX_COMPLETION} token ids below {vocab_size}")));
+            }
+        }
+        if !p.ref_chosen.is_finite() || !p.ref_rejected.is_finite() {
+            return Err(LabError::InvalidInput("a DPO shard's reference log-probs must be finite".into()));
+        }
+    }
+    Ok(())
 }
 
 pub struct DpoTrainer {
@@ -169,56 +218,95 @@ impl DpoTrainer {
         self.poisoned_step = Some(step);
     }
 
-    /// Loss, accuracy and means over `pairs`, as [1]-tensors:
-    /// (loss, correct, reward chosen sum, reward rejected sum, logp chosen sum, logp rejected sum).
-    fn terms(&self, model: &Gpt, pairs: &[&(Completion, Completion)], refs: &[(f32, f32)], device: &Device) -> [Tensor<1>; 6] {
-        let n = pairs.len();
-        let completions: Vec<&Completion> = pairs.iter().map(|(c, _)| c).chain(pairs.iter().map(|(_, r)| r)).collect();
-        let logps = sequence_logprobs(model, &completions, &self.tokenizer, device);
-        let chosen = logps.clone().slice([0..n]);
-        let rejected = logps.slice([n..2 * n]);
-        let ref_chosen = float_tensor(refs.iter().map(|r| r.0).collect(), [n], device);
-        let ref_rejected = float_tensor(refs.iter().map(|r| r.1).collect(), [n], device);
-        let (loss, reward_chosen, reward_rejected) = dpo_loss(chosen.clone(), rejected.clone(), ref_chosen, ref_rejected, self.config.beta as f32);
-        let correct = (reward_chosen.clone() - reward_rejected.clone()).greater_elem(0.0).float().sum();
-        [loss.mean(), correct, reward_chosen.sum(), reward_rejected.sum(), chosen.sum(), rejected.sum()]
+    /// The `DpoPair`s of training pairs `indices`.
+    fn pairs(&self, indices: &[usize]) -> Vec<DpoPair> {
+        indices
+            .iter()
+            .map(|&i| {
+                let (chosen, rejected) = self.train[i].clone();
+                let (ref_chosen, ref_rejected) = self.ref_train[i];
+                DpoPair { chosen, rejected, ref_chosen, ref_rejected }
+            })
+            .collect()
+    }
+
+    fn refuse_if_done(&self) -> Result<()> {
+        if self.is_done() {
+            return Err(LabError::NotReady(format!("all {} DPO steps are done", self.total_steps)));
+        }
+        Ok(())
+    }
+
+    /// The next step split into `shards` (fewer if the batch has fewer pairs) for a
+    /// data-parallel step (`shard.rs`): θ (one readback) and the helpers' pairs. Changes
+    /// nothing: `step_sharded` with as many shards then draws the same batch.
+    pub async fn shard_plan(&self, shards: usize) -> Result<(Vec<f32>, Vec<ShardWork>)> {
+        self.refuse_if_done()?;
+        let pairs = self.pairs(&self.batches.clone().next(self.config.batch_size));
+        let shards = shards.clamp(1, pairs.len());
+        let (model, beta, whole_pairs) = (self.model.config(), self.config.beta as f32, pairs.len() as f32);
+        let work = (1..shards)
+            .map(|i| ShardWork { step: self.step, model: model.clone(), objective: ShardObjective::Dpo { pairs: pairs[shard_rows(pairs.len(), shards, i)].to_vec(), beta, whole_pairs } })
+            .collect();
+        let theta = read_floats(flat_parameters(&self.model.valid())).await?;
+        Ok((theta, work))
     }
 
     /// One optimizer step; every tenth of the run, the implicit reward's held-out accuracy too.
     pub async fn step(&mut self) -> Result<Metrics> {
-        if self.is_done() {
-            return Err(LabError::NotReady(format!("all {} DPO steps are done", self.total_steps)));
-        }
+        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
+    }
+
+    /// One optimizer step whose batch is split into `shards`: this trainer computes shard 0's
+    /// gradient, `helpers` resolves to the other shards' results (`shard_plan`'s work), and
+    /// their sum makes the step. With one shard and no helpers, this is `step`. A helper's
+    /// failure or a non-finite value leaves the model as it was.
+    pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
+        self.refuse_if_done()?;
         let position = self.batches.clone(); // a failed step rewinds to it: the retry draws the same batch
         let indices = self.batches.next(self.config.batch_size);
-        let batch: Vec<&(Completion, Completion)> = indices.iter().map(|&i| &self.train[i]).collect();
-        let refs: Vec<(f32, f32)> = indices.iter().map(|&i| self.ref_train[i]).collect();
-        let [mut loss, correct, chosen, rejected, logp_chosen, logp_rejected] = self.terms(&self.model, &batch, &refs, &self.train_device);
+        let pairs = self.pairs(&indices);
+        let shards = shards.clamp(1, pairs.len());
+        let beta = self.config.beta as f32;
+        let own = &pairs[shard_rows(pairs.len(), shards, 0)];
+        let [mut loss, correct, chosen, rejected, logp_chosen, logp_rejected] = dpo_terms(&self.model, &self.tokenizer, own, beta, pairs.len() as f32, &self.train_device);
         if self.poisoned_step == Some(self.step + 1) {
             self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let gradient_len = crate::optim::flat_gradient_len(&self.model, &grads);
+        let helpers = match helpers_part(helpers, shards, self.step, gradient_len, 6, |_| 0, &self.device).await {
+            Ok(part) => part,
+            Err(e) => {
+                self.batches = position;
+                return Err(e);
+            }
+        };
         let before = (self.model.clone(), self.optim.clone());
         let lr = linear_decay(self.config.learning_rate, self.step, self.total_steps);
-        let (model, norm) = self.optim.step(lr, self.model.clone(), &grads);
+        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, helpers.gradient);
         self.model = model;
         self.step += 1;
         let evaluate = !self.held_out.is_empty() && (self.step == 1 || self.step % (self.total_steps / 10).max(1) == 0 || self.is_done());
         let mut scalars = vec![loss.detach().inner(), correct.inner(), chosen.detach().inner(), rejected.detach().inner(), logp_chosen.detach().inner(), logp_rejected.detach().inner(), norm.inner()];
         if evaluate {
             let model = self.model.valid();
-            let pairs: Vec<&(Completion, Completion)> = self.held_out.iter().collect();
-            let [held_loss, held_correct, ..] = self.terms(&model, &pairs, &self.ref_held_out, &self.device);
+            let held: Vec<DpoPair> = self.held_out.iter().zip(&self.ref_held_out).map(|((c, r), &(rc, rr))| DpoPair { chosen: c.clone(), rejected: r.clone(), ref_chosen: rc, ref_rejected: rr }).collect();
+            let [held_loss, held_correct, ..] = dpo_terms(&model, &self.tokenizer, &held, beta, held.len() as f32, &self.device);
             scalars.extend([held_loss, held_correct]);
         }
-        let values = read_scalars(scalars).await?;
+        let mut values = read_scalars(scalars).await?;
+        // The batch's sums: this shard's and the helpers'.
+        for (value, others) in values.iter_mut().zip(&helpers.sums) {
+            *value += others;
+        }
         if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "log-prob of chosen", "log-prob of rejected", "gradient norm"], &values[..7]) {
             (self.model, self.optim, self.batches) = (before.0, before.1, position);
             self.step -= 1;
             return Err(LabError::NumericalFault { stage: "dpo".into(), step: self.step + 1, quantity: quantity.into() });
         }
-        let n = batch.len() as f32;
+        let n = pairs.len() as f32;
         let mut out = metrics([
             ("step", self.step as f64),
             ("dpo/loss", f64::from(values[0])),
@@ -369,6 +457,78 @@ mod tests {
             by_hand += lp[position * v + c.tokens[t] as usize];
         }
         assert!((a - by_hand).abs() < 1e-4, "{a} vs {by_hand}");
+    }
+
+    fn small_trainer() -> DpoTrainer {
+        let (reference, mut labels, tok, device) = setup();
+        labels.truncate(40);
+        let config = DpoConfig { epochs: 1, batch_size: 7, learning_rate: 1e-3, beta: 0.5 };
+        pollster::block_on(DpoTrainer::new(&reference, labels, &config, 0.2, 3, &tok, &device)).unwrap()
+    }
+
+    fn helpers(trainer: &DpoTrainer, shards: usize) -> Vec<ShardResult> {
+        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap();
+        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+    }
+
+    fn parameters(trainer: &DpoTrainer) -> Vec<f32> {
+        flat_parameters(&trainer.model.valid()).into_data().iter::<f32>().collect()
+    }
+
+    /// π_θ's log-prob of every completion of every pair. Split and whole runs are compared here
+    /// and not parameter by parameter: the attention's key bias adds the same q·b_k to every
+    /// score of a query, which the softmax cannot see, so its gradient is 0 up to rounding, and
+    /// Adam scales that noise to steps of up to ±lr (over this test's 5 steps, 22–25 of the 32
+    /// key biases differed by up to 1.4e-5, and no other parameter by 1e-6).
+    fn logprobs(trainer: &DpoTrainer) -> Vec<f32> {
+        let completions: Vec<&Completion> = trainer.train.iter().chain(&trainer.held_out).flat_map(|(c, r)| [c, r]).collect();
+        read(sequence_logprobs(&trainer.model.valid(), &completions, &trainer.tokenizer, &Device::flex()))
+    }
+
+    #[test]
+    fn a_step_split_across_workers_is_the_whole_step() {
+        let (mut whole, mut split) = (small_trainer(), small_trainer());
+        let mut steps = 0;
+        while !whole.is_done() {
+            steps += 1;
+            let shards = 2 + steps % 2; // 7 pairs in 2 and in 3 (unequal) shards
+            let expected = pollster::block_on(whole.step()).unwrap();
+            let results = helpers(&split, shards);
+            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
+            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+            for (name, value) in &expected {
+                let tolerance = 1e-5 * value.abs().max(1.0);
+                assert!((got[name] - value).abs() <= tolerance, "step {steps}, {name}: {} split vs {value} whole", got[name]);
+            }
+            let (a, b) = (logprobs(&whole), logprobs(&split));
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "step {steps}: a sequence's log-prob is {y} split and {x} whole");
+            }
+        }
+        assert!(steps >= 4, "{steps} steps");
+    }
+
+    #[test]
+    fn a_failed_or_malformed_helper_changes_nothing() {
+        let (mut t, mut fresh) = (small_trainer(), small_trainer());
+        pollster::block_on(t.step()).unwrap();
+        pollster::block_on(fresh.step()).unwrap();
+        let before = parameters(&t);
+        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
+        assert!(failed.to_string().contains("gone"), "{failed}");
+        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap();
+        let ShardObjective::Dpo { pairs, .. } = &mut work[0].objective else { panic!("a DPO shard") };
+        pairs[0].ref_chosen = f32::NAN;
+        let err = pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, &work[0])).unwrap_err();
+        assert!(err.to_string().contains("finite"), "{err}");
+        assert_eq!(parameters(&t), before);
+        // The batch was put back: the next step is the second step of a run that never split.
+        let results = helpers(&t, 2);
+        pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
+        pollster::block_on(fresh.step()).unwrap();
+        for (x, y) in logprobs(&fresh).iter().zip(&logprobs(&t)) {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "a sequence's log-prob is {y} after the refused step and {x} without");
+        }
     }
 
     #[test]

@@ -2,9 +2,9 @@
 // link the page says so, splits each SFT step between its training worker and a helper worker,
 // and trains exactly as one worker does (the same losses, to float rounding). A helper that fails
 // ends the splitting with a notice, and training goes on, still on the same numbers. A bad
-// `workers=` value is refused like any bad link setting. Reward-model steps and PPO's minibatch
-// updates are split too: from the same π_ref, labels and r_φ (carried from one page to the
-// other), two workers give one worker's metrics, PPO's rollouts included.
+// `workers=` value is refused like any bad link setting. Reward-model and DPO steps and PPO's
+// minibatch updates are split too: from the same π_ref, labels and r_φ (carried from one page to
+// the other), two workers give one worker's metrics, PPO's rollouts included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -71,7 +71,7 @@ test('two workers train as one does; a failing helper leaves one, with a notice'
   }
 });
 
-const PPO_LINK = '?backend=cpu&preset=micro&sft.steps=4&reward.simulated_labels=32&reward.epochs=1&ppo.iterations=2&ppo.batch_size=8&ppo.mini_batches=2&ppo.epochs=2';
+const STAGES_LINK = '?backend=cpu&preset=micro&sft.steps=4&reward.simulated_labels=32&reward.epochs=1&dpo.epochs=1&dpo.batch_size=8&ppo.iterations=2&ppo.batch_size=8&ppo.mini_batches=2&ppo.epochs=2';
 
 /** Runs `stage` to its end through the page's worker; every step's metrics. */
 function runToEnd(page, stage) {
@@ -109,13 +109,13 @@ function assertSameMetrics(split, whole, what, { shifted = [] } = {}) {
   return compared;
 }
 
-test('reward-model steps and PPO updates split across two workers give one worker\'s metrics', { timeout: 900_000 }, async () => {
+test('reward-model, DPO and PPO steps split across two workers give one worker\'s metrics', { timeout: 900_000 }, async () => {
   const server = await serve();
   const browser = await launch();
   try {
     // One worker: SFT, simulated labels, the reward model and PPO; π_ref, the labels and r_φ
     // are kept for the other page.
-    const one = await openPage(browser, `${server.url}${PPO_LINK}&workers=1`);
+    const one = await openPage(browser, `${server.url}${STAGES_LINK}&workers=1`);
     await one.page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
     await one.page.locator('#sft').getByRole('button', { name: 'Start SFT' }).click();
     await one.page.locator('#sft').getByRole('button', { name: 'Done' }).waitFor({ timeout: 300_000 });
@@ -135,10 +135,12 @@ test('reward-model steps and PPO updates split across two workers give one worke
       return bytes;
     });
     const ppoWhole = await runToEnd(one.page, 'ppo');
+    await one.page.evaluate((labels) => window.__lab.client.call('dpoBegin', labels), labels);
+    const dpoWhole = await runToEnd(one.page, 'dpo');
 
     // Two workers: the same π_ref and labels, the reward model trained split; then PPO from
     // the first page's r_φ (the two reward models differ in a constant shift of their scores).
-    const two = await openPage(browser, `${server.url}${PPO_LINK}&workers=2`);
+    const two = await openPage(browser, `${server.url}${STAGES_LINK}&workers=2`);
     await two.page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
     assert.match(await two.page.locator('#backend').textContent(), /· 2 workers/);
     await two.page.evaluate(async ({ sft, labels }) => {
@@ -153,22 +155,28 @@ test('reward-model steps and PPO updates split across two workers give one worke
       await lab.client.call('ppoBegin');
     }, reward);
     const ppoSplit = await runToEnd(two.page, 'ppo');
+    await two.page.evaluate((labels) => window.__lab.client.call('dpoBegin', labels), labels);
+    const dpoSplit = await runToEnd(two.page, 'dpo');
 
-    // With two workers every reward step and PPO update was split, each rollout taken whole.
+    // With two workers every reward and DPO step and every PPO update was split, each rollout
+    // taken whole; with one worker nothing was.
     assert.ok(rewardWhole.length >= 2, `${rewardWhole.length} reward steps`);
-    assert.deepEqual(rewardSplit.map((m) => m.split), rewardSplit.map(() => true));
+    assert.ok(dpoWhole.length >= 2, `${dpoWhole.length} DPO steps`);
+    assert.deepEqual([...rewardSplit, ...dpoSplit].map((m) => m.split), [...rewardSplit, ...dpoSplit].map(() => true));
     assert.equal(ppoWhole.length, 10); // 2 iterations × (1 rollout + 2 epochs × 2 minibatches)
-    assert.deepEqual([...rewardWhole, ...ppoWhole].map((m) => m.split), [...rewardWhole, ...ppoWhole].map(() => false));
+    const whole = [...rewardWhole, ...ppoWhole, ...dpoWhole];
+    assert.deepEqual(whole.map((m) => m.split), whole.map(() => false));
     assert.deepEqual(ppoSplit.map((m) => m.split), ppoSplit.map((m) => m.phase === 1));
-    for (const m of [...rewardWhole, ...rewardSplit, ...ppoWhole, ...ppoSplit]) delete m.split;
+    for (const m of [...whole, ...rewardSplit, ...ppoSplit, ...dpoSplit]) delete m.split;
 
     // The Bradley–Terry loss sees only differences of scores: the head's bias gets a zero
     // gradient up to rounding, which Adam turns into steps of up to ±lr (src/stages/reward.rs),
     // so the mean scores of chosen and rejected completions may move together.
     const rewardCompared = assertSameMetrics(rewardSplit, rewardWhole, 'reward model', { shifted: ['rewards/chosen', 'rewards/rejected'] });
     const ppoCompared = assertSameMetrics(ppoSplit, ppoWhole, 'PPO');
+    const dpoCompared = assertSameMetrics(dpoSplit, dpoWhole, 'DPO');
     assert.ok(ppoWhole.some((m) => m.phase === 1 && Math.abs(m['val/ratio'] - 1) > 1e-4), 'the updates moved the policy');
-    console.log(`# ${rewardCompared} reward-model and ${ppoCompared} PPO metrics equal within 1e-5`);
+    console.log(`# ${rewardCompared} reward-model, ${dpoCompared} DPO and ${ppoCompared} PPO metrics equal within 1e-5`);
     const notices = await two.page.locator('.notice').filter({ hasText: 'no longer split across workers' }).count();
     assert.equal(notices, 0, 'the helpers did not fail');
     assert.deepEqual(one.errors, []);
