@@ -10,15 +10,24 @@ export PATH="$HOME/.cargo/bin:$PATH"
 scripts/setup.sh
 scripts/build.sh
 out=$(mktemp)
-echo "[bench] native" >&2
-cargo run --release --quiet --bin rlhf -- bench --presets "${PRESETS:-micro,tiny,small}" >>"$out"
-echo "[bench] browser (headless Chromium)" >&2
-node scripts/bench.mjs --cpu-presets "${PRESETS:-micro,tiny,small}" --webgpu-presets "${WEBGPU_PRESETS:-micro,tiny}" >>"$out"
+# ROUNDS=n repeats the CPU measurements (native, the page's CPU backend, PyTorch) n times, each
+# row tagged with its round, so that every ratio to PyTorch is taken within a round (this
+# machine's speed drifts by ~2x over minutes). WebGPU is measured in the first round only.
+# WEBGPU_PRESETS= (empty) skips WebGPU.
+rounds=${ROUNDS:-1}
+tag() { sed "s/^{/{\"round\":$1,/"; }
 if [ ! -x .venv-bench/bin/python ]; then
   echo "[bench] installing PyTorch (CPU reference) into .venv-bench" >&2
   python3 -m venv .venv-bench
   .venv-bench/bin/pip install --quiet "torch==${TORCH_VERSION:-2.15.0}"
 fi
-echo "[bench] PyTorch CPU reference" >&2
-.venv-bench/bin/python bench/torch_reference.py --presets "${PRESETS:-micro,tiny,small}" >>"$out"
+for round in $(seq 1 "$rounds"); do
+  echo "[bench] round $round of $rounds: native" >&2
+  cargo run --release --quiet --bin rlhf -- bench --presets "${PRESETS:-micro,tiny,small}" | tag "$round" >>"$out"
+  echo "[bench] round $round of $rounds: browser (headless Chromium)" >&2
+  webgpu=$([ "$round" = 1 ] && echo "${WEBGPU_PRESETS-micro,tiny}" || true)
+  node scripts/bench.mjs --cpu-presets "${PRESETS:-micro,tiny,small}" --webgpu-presets "$webgpu" | tag "$round" >>"$out"
+  echo "[bench] round $round of $rounds: PyTorch CPU reference" >&2
+  .venv-bench/bin/python bench/torch_reference.py --presets "${PRESETS:-micro,tiny,small}" | tag "$round" >>"$out"
+done
 node scripts/bench-table.mjs "$out" bench-results.json
