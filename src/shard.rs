@@ -288,6 +288,19 @@ pub(crate) async fn helpers_part<F: Future<Output = Result<Vec<ShardResult>>>>(
     Ok(HelpersPart { gradient: Some(Tensor::from_data(TensorData::new(gradient, [gradient_len]), device)), sums, per_token })
 }
 
+/// Test support: each helper's answer to a plan (`shard_plan`'s θ and work), each from a
+/// `GradientWorker` of its own, as the page's helper workers would give them.
+#[cfg(test)]
+pub(crate) fn answers((theta, work): (Vec<f32>, Vec<ShardWork>)) -> Vec<ShardResult> {
+    work.iter().map(|w| pollster::block_on(GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+}
+
+/// Test support: every parameter's value, in visiting order.
+#[cfg(test)]
+pub(crate) fn parameter_values<M: Module>(module: &M) -> Vec<f32> {
+    flat_parameters(module).into_data().iter::<f32>().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

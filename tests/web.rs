@@ -280,6 +280,10 @@ async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
     // Nothing changed: the next whole step is the fourth step of the other session.
     let (e, g) = (whole.step("sft".into()).await.unwrap(), split.step("sft".into()).await.unwrap());
     assert!(close(number(&g, "loss/train"), number(&e, "loss/train")), "after the refused step");
-    // Stages without a data-parallel step say so with null.
-    assert!(split.shard_plan("reward".into(), 2).await.unwrap().is_null());
+    // The β sweep's runs are taken whole, which the plan says with null; a stage that has not
+    // begun says so.
+    assert!(split.shard_plan("sweep".into(), 2).await.unwrap().is_null());
+    let error = split.shard_plan("ppo".into(), 2).await.unwrap_err();
+    let message = field(&error, "message").as_string().unwrap();
+    assert!(message.contains("PPO has not begun"), "{message}");
 }

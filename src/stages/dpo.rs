@@ -467,12 +467,11 @@ mod tests {
     }
 
     fn helpers(trainer: &DpoTrainer, shards: usize) -> Vec<ShardResult> {
-        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap();
-        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+        crate::shard::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
     }
 
     fn parameters(trainer: &DpoTrainer) -> Vec<f32> {
-        flat_parameters(&trainer.model.valid()).into_data().iter::<f32>().collect()
+        crate::shard::parameter_values(&trainer.model.valid())
     }
 
     /// π_θ's log-prob of every completion of every pair. Split and whole runs are compared here

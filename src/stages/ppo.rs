@@ -881,12 +881,11 @@ mod tests {
 
     /// The helpers' results for the next update split in `shards`, each from its own worker.
     fn helpers(trainer: &PpoTrainer, shards: usize) -> Vec<ShardResult> {
-        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap().expect("an update is next");
-        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+        crate::shard::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap().expect("an update is next"))
     }
 
     fn parameters(trainer: &PpoTrainer) -> Vec<f32> {
-        flat_parameters(&trainer.model.valid()).into_data().iter::<f32>().collect()
+        crate::shard::parameter_values(&trainer.model.valid())
     }
 
     #[test]

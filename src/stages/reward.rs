@@ -538,12 +538,11 @@ mod tests {
     }
 
     fn helpers(trainer: &RewardTrainer, shards: usize) -> Vec<ShardResult> {
-        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap();
-        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+        crate::shard::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
     }
 
     fn parameters(trainer: &RewardTrainer) -> Vec<f32> {
-        flat_parameters(&trainer.model.valid()).into_data().iter::<f32>().collect()
+        crate::shard::parameter_values(&trainer.model.valid())
     }
 
     /// r_first − r_second of every label, training and held-out. Split and whole runs are

@@ -512,12 +512,11 @@ mod tests {
     /// A data-parallel step's helpers, in-process: each shard's work computed by a
     /// `GradientWorker` of its own, as the page's helper workers do.
     fn helpers(trainer: &SftTrainer, shards: usize) -> Vec<ShardResult> {
-        let (theta, work) = pollster::block_on(trainer.shard_plan(shards)).unwrap();
-        work.iter().map(|w| pollster::block_on(crate::shard::GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+        crate::shard::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
     }
 
     fn parameters(trainer: &SftTrainer) -> Vec<f32> {
-        flat_parameters(&trainer.model()).into_data().iter::<f32>().collect()
+        crate::shard::parameter_values(&trainer.model())
     }
 
     #[test]
