@@ -67,14 +67,7 @@ let delayMs = 0;
 const errorOf = (e) => ({ name: e?.name || 'Error', message: e?.message || String(e) });
 
 // Yields to the worker's message queue so a 'pause' sent during a step is seen before the next.
-// Without a slow-motion delay through a MessageChannel: a chain of setTimeout(0) is clamped to
-// 4 ms after five nested timers (the HTML spec), which every step then waited.
-const yieldPort = new MessageChannel();
-const yieldToQueue = () => new Promise((resolve) => {
-  if (delayMs > 0) return setTimeout(resolve, delayMs);
-  yieldPort.port1.onmessage = () => resolve();
-  yieldPort.port2.postMessage(null);
-});
+const yieldToQueue = () => new Promise((resolve) => setTimeout(resolve, delayMs));
 
 async function runStage(stage, steps, tag) {
   if (!STAGES.includes(stage)) throw new Error(`unknown stage ${stage}`);
