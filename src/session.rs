@@ -313,15 +313,16 @@ impl Session {
     /// θ and the helpers' work for a data-parallel step of `stage` in `shards` (`shard.rs`), or
     /// `None` when the step is taken whole (PPO's rollouts, the β sweep's runs).
     pub async fn shard_plan(&self, stage: Stage, shards: usize) -> Result<Option<(Vec<f32>, Vec<ShardWork>)>> {
-        let trainer = match stage {
-            Stage::Pretrain => self.pretrain.as_ref().ok_or_else(|| LabError::NotReady("pretraining has not begun".into()))?,
-            Stage::Sft => self.sft.as_ref().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?,
-            Stage::Reward => return Ok(Some(self.reward.as_ref().ok_or_else(|| LabError::NotReady("the reward model has not begun training".into()))?.shard_plan(shards).await?)),
-            Stage::Ppo => return self.ppo.as_ref().ok_or_else(|| LabError::NotReady("PPO has not begun".into()))?.shard_plan(shards).await,
-            Stage::Dpo => return Ok(Some(self.dpo.as_ref().ok_or_else(|| LabError::NotReady("DPO has not begun".into()))?.shard_plan(shards).await?)),
-            _ => return Ok(None),
-        };
-        Ok(Some(trainer.shard_plan(shards).await?))
+        let not_begun = |what: &str| LabError::NotReady(format!("{what} has not begun"));
+        Ok(Some(match stage {
+            Stage::Pretrain => self.pretrain.as_ref().ok_or_else(|| not_begun("pretraining"))?.shard_plan(shards).await?,
+            Stage::Sft => self.sft.as_ref().ok_or_else(|| not_begun("SFT"))?.shard_plan(shards).await?,
+            Stage::Reward => self.reward.as_ref().ok_or_else(|| not_begun("the reward model's training"))?.shard_plan(shards).await?,
+            Stage::Dpo => self.dpo.as_ref().ok_or_else(|| not_begun("DPO"))?.shard_plan(shards).await?,
+            // `None` in the rollout phase.
+            Stage::Ppo => return self.ppo.as_ref().ok_or_else(|| not_begun("PPO"))?.shard_plan(shards).await,
+            Stage::Sweep => return Ok(None),
+        }))
     }
 
     /// One data-parallel step of `stage` in `shards`: shard 0 here, the others' results from
@@ -462,7 +463,7 @@ impl Session {
     }
 
     fn reward_trainer(&mut self) -> Result<&mut RewardTrainer> {
-        self.reward.as_mut().ok_or_else(|| LabError::NotReady("the reward model has not begun training".into()))
+        self.reward.as_mut().ok_or_else(|| LabError::NotReady("the reward model's training has not begun".into()))
     }
 
     pub async fn reward_step(&mut self) -> Result<Metrics> {

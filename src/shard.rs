@@ -33,7 +33,7 @@ use crate::stages::dpo::{dpo_terms, DpoPair};
 use crate::stages::ppo::{PolicyAndValue, PpoShard};
 use crate::stages::reward::{pair_terms, validate_pairs, PreferencePair};
 use crate::stages::sft::{masked_lm_loss_over, LossMask};
-use crate::task::{Tokenizer, SEQ_LEN};
+use crate::task::{Completion, Tokenizer, MAX_COMPLETION, PRODUCTS_COUNT, SEQ_LEN};
 
 /// What one shard of a step computes: the masked language-model loss (SFT, pretraining), the
 /// Bradley–Terry loss (the reward model), the DPO loss, or a PPO minibatch update. PPO's
@@ -125,6 +125,16 @@ pub fn with_flat_parameters<M: Module>(module: M, values: &[f32], device: &Devic
         }
     }
     Ok(module.map(&mut Load { values, offset: 0, device: device.clone() }))
+}
+
+/// Refuses a completion that a helper's model of `vocab_size` tokens could not read: the reward
+/// model's and DPO's shards carry completions, checked with this.
+pub(crate) fn check_completion(completion: &Completion, vocab_size: usize) -> Result<()> {
+    let Completion { product, tokens } = completion;
+    if *product >= PRODUCTS_COUNT || tokens.len() > MAX_COMPLETION || tokens.iter().any(|&t| t as usize >= vocab_size) {
+        return Err(LabError::InvalidInput(format!("a shard's completion must answer one of {PRODUCTS_COUNT} products in at most {MAX_COMPLETION} token ids below {vocab_size}")));
+    }
+    Ok(())
 }
 
 /// A helper of data-parallel steps: models of its own, loaded with θ for each shard.
@@ -293,6 +303,20 @@ pub(crate) async fn helpers_part<F: Future<Output = Result<Vec<ShardResult>>>>(
 #[cfg(test)]
 pub(crate) fn answers((theta, work): (Vec<f32>, Vec<ShardWork>)) -> Vec<ShardResult> {
     work.iter().map(|w| pollster::block_on(GradientWorker::new().gradient(&theta, w)).unwrap()).collect()
+}
+
+/// Test support: a split step's metrics are the whole step's: the same names, each value within
+/// 1e-5 (relative above 1), except the names in `shifted`, which may all move by one common
+/// amount (within 1e-5). `step` names the step in a failure.
+#[cfg(test)]
+pub(crate) fn assert_same_metrics(got: &crate::metrics::Metrics, expected: &crate::metrics::Metrics, shifted: &[&str], step: usize) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "step {step}");
+    let shift = shifted.first().map_or(0.0, |name| got[*name] - expected[*name]);
+    for (name, value) in expected {
+        let moved = if shifted.contains(&name.as_str()) { shift } else { 0.0 };
+        let tolerance = 1e-5 * value.abs().max(1.0);
+        assert!((got[name] - moved - value).abs() <= tolerance, "step {step}, {name}: {} split vs {value} whole", got[name]);
+    }
 }
 
 /// Test support: every parameter's value, in visiting order.

@@ -110,11 +110,8 @@ pub(crate) fn validate_pairs(pairs: &[DpoPair], beta: f32, whole_pairs: f32, voc
         return Err(LabError::InvalidInput(format!("a DPO shard's β must be above 0 (got {beta})")));
     }
     for p in pairs {
-        for c in [&p.chosen, &p.rejected] {
-            if c.product >= crate::task::PRODUCTS_COUNT || c.tokens.len() > MAX_COMPLETION || c.tokens.iter().any(|&t| t as usize >= vocab_size) {
-                return Err(LabError::InvalidInput(format!("a DPO shard's completion must answer a known product in at most {MAX_COMPLETION} token ids below {vocab_size}")));
-            }
-        }
+        crate::shard::check_completion(&p.chosen, vocab_size)?;
+        crate::shard::check_completion(&p.rejected, vocab_size)?;
         if !p.ref_chosen.is_finite() || !p.ref_rejected.is_finite() {
             return Err(LabError::InvalidInput("a DPO shard's reference log-probs must be finite".into()));
         }
@@ -126,12 +123,9 @@ pub struct DpoTrainer {
     model: Gpt,
     optim: FlatAdam,
     reference: Gpt,
-    /// Strict preferences only, as (chosen, rejected).
-    train: Vec<(Completion, Completion)>,
-    held_out: Vec<(Completion, Completion)>,
-    /// π_ref's sequence log-probs of each (chosen, rejected), computed once.
-    ref_train: Vec<(f32, f32)>,
-    ref_held_out: Vec<(f32, f32)>,
+    /// Strict preferences only, each with π_ref's sequence log-probs (computed once).
+    train: Vec<DpoPair>,
+    held_out: Vec<DpoPair>,
     batches: Batches,
     config: DpoConfig,
     step: usize,
@@ -167,16 +161,21 @@ impl DpoTrainer {
             parts.push(sequence_logprobs(&reference, chunk, tokenizer, device));
         }
         let logps = read_scalars(parts).await?;
-        let pairs: Vec<(f32, f32)> = logps.chunks(2).map(|p| (p[0], p[1])).collect();
-        let (ref_train, ref_held_out) = pairs.split_at(train.len());
+        let mut frozen = logps.chunks(2).map(|p| (p[0], p[1]));
+        let mut with_reference = |pairs: Vec<(Completion, Completion)>| -> Vec<DpoPair> {
+            pairs
+                .into_iter()
+                .zip(frozen.by_ref())
+                .map(|((chosen, rejected), (ref_chosen, ref_rejected))| DpoPair { chosen, rejected, ref_chosen, ref_rejected })
+                .collect()
+        };
+        let (train, held_out) = (with_reference(train), with_reference(held_out));
         let total_steps = config.epochs * Batches::steps_per_epoch(train.len(), config.batch_size);
         Ok(Self {
             model: with_fresh_ids(reference.clone()).train(),
             optim: FlatAdam::default(),
             reference,
             batches: Batches::new(train.len(), Rng::derive(seed, "dpo/order")),
-            ref_train: ref_train.to_vec(),
-            ref_held_out: ref_held_out.to_vec(),
             train,
             held_out,
             config: config.clone(),
@@ -218,16 +217,9 @@ impl DpoTrainer {
         self.poisoned_step = Some(step);
     }
 
-    /// The `DpoPair`s of training pairs `indices`.
+    /// The training pairs `indices`.
     fn pairs(&self, indices: &[usize]) -> Vec<DpoPair> {
-        indices
-            .iter()
-            .map(|&i| {
-                let (chosen, rejected) = self.train[i].clone();
-                let (ref_chosen, ref_rejected) = self.ref_train[i];
-                DpoPair { chosen, rejected, ref_chosen, ref_rejected }
-            })
-            .collect()
+        indices.iter().map(|&i| self.train[i].clone()).collect()
     }
 
     fn refuse_if_done(&self) -> Result<()> {
@@ -292,8 +284,8 @@ impl DpoTrainer {
         let mut scalars = vec![loss.detach().inner(), correct.inner(), chosen.detach().inner(), rejected.detach().inner(), logp_chosen.detach().inner(), logp_rejected.detach().inner(), norm.inner()];
         if evaluate {
             let model = self.model.valid();
-            let held: Vec<DpoPair> = self.held_out.iter().zip(&self.ref_held_out).map(|((c, r), &(rc, rr))| DpoPair { chosen: c.clone(), rejected: r.clone(), ref_chosen: rc, ref_rejected: rr }).collect();
-            let [held_loss, held_correct, ..] = dpo_terms(&model, &self.tokenizer, &held, beta, held.len() as f32, &self.device);
+            let held = &self.held_out;
+            let [held_loss, held_correct, ..] = dpo_terms(&model, &self.tokenizer, held, beta, held.len() as f32, &self.device);
             scalars.extend([held_loss, held_correct]);
         }
         let mut values = read_scalars(scalars).await?;
@@ -328,7 +320,7 @@ impl DpoTrainer {
 
     /// Held-out pair `index`, token by token (one readback).
     pub async fn inspect(&self, index: usize) -> Result<DpoInspection> {
-        let (chosen, rejected) = self.held_out.get(index).or_else(|| self.train.get(index)).ok_or_else(|| LabError::InvalidInput(format!("no pair {index}")))?;
+        let DpoPair { chosen, rejected, .. } = self.held_out.get(index).or_else(|| self.train.get(index)).ok_or_else(|| LabError::InvalidInput(format!("no pair {index}")))?;
         let completions = [chosen, rejected];
         let (inputs, targets, mask) = batch_inputs(&completions, &self.tokenizer, &self.device);
         let (policy, _) = completion_logprobs(&self.model.valid(), inputs.clone(), targets.clone(), 1.0);
@@ -480,7 +472,7 @@ mod tests {
     /// Adam scales that noise to steps of up to ±lr (over this test's 5 steps, 22–25 of the 32
     /// key biases differed by up to 1.4e-5, and no other parameter by 1e-6).
     fn logprobs(trainer: &DpoTrainer) -> Vec<f32> {
-        let completions: Vec<&Completion> = trainer.train.iter().chain(&trainer.held_out).flat_map(|(c, r)| [c, r]).collect();
+        let completions: Vec<&Completion> = trainer.train.iter().chain(&trainer.held_out).flat_map(|p| [&p.chosen, &p.rejected]).collect();
         read(sequence_logprobs(&trainer.model.valid(), &completions, &trainer.tokenizer, &Device::flex()))
     }
 
@@ -494,11 +486,7 @@ mod tests {
             let expected = pollster::block_on(whole.step()).unwrap();
             let results = helpers(&split, shards);
             let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-            for (name, value) in &expected {
-                let tolerance = 1e-5 * value.abs().max(1.0);
-                assert!((got[name] - value).abs() <= tolerance, "step {steps}, {name}: {} split vs {value} whole", got[name]);
-            }
+            crate::shard::assert_same_metrics(&got, &expected, &[], steps);
             let (a, b) = (logprobs(&whole), logprobs(&split));
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "step {steps}: a sequence's log-prob is {y} split and {x} whole");

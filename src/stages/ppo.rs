@@ -910,11 +910,7 @@ mod tests {
                     pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap()
                 }
             };
-            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-            for (name, value) in &expected {
-                let tolerance = 1e-5 * value.abs().max(1.0);
-                assert!((got[name] - value).abs() <= tolerance, "update {split_updates}, {name}: {} split vs {value} whole", got[name]);
-            }
+            crate::shard::assert_same_metrics(&got, &expected, &[], split_updates);
             let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-5, "update {split_updates}: parameters differ by {worst}");
             let (a, b) = (whole.rollout().unwrap(), split.rollout().unwrap());

@@ -152,11 +152,8 @@ pub(crate) fn validate_pairs(pairs: &[PreferencePair], whole_pairs: f32, vocab_s
         return Err(LabError::InvalidInput(format!("a reward shard needs pairs, and a batch at least as large (got {} of {whole_pairs})", pairs.len())));
     }
     for p in pairs {
-        for c in [&p.first, &p.second] {
-            if c.product >= PRODUCTS_COUNT || c.tokens.len() > MAX_COMPLETION || c.tokens.iter().any(|&t| t as usize >= vocab_size) {
-                return Err(LabError::InvalidInput(format!("a reward shard's completion must answer one of {PRODUCTS_COUNT} products in at most {MAX_COMPLETION} token ids below {vocab_size}")));
-            }
-        }
+        crate::shard::check_completion(&p.first, vocab_size)?;
+        crate::shard::check_completion(&p.second, vocab_size)?;
         if !(0.0..=1.0).contains(&p.target) {
             return Err(LabError::InvalidInput(format!("a pair's target is a probability (got {})", p.target)));
         }
@@ -569,15 +566,9 @@ mod tests {
             let expected = pollster::block_on(whole.step()).unwrap();
             let results = helpers(&split, shards);
             let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
             // The mean scores of chosen and rejected completions carry the head's bias (below):
-            // they are compared through their shift, which must be the same for both.
-            let shift = got["rewards/chosen"] - expected["rewards/chosen"];
-            assert!((got["rewards/rejected"] - expected["rewards/rejected"] - shift).abs() < 1e-5, "step {steps}: {got:?} vs {expected:?}");
-            for (name, value) in expected.iter().filter(|(name, _)| !["rewards/chosen", "rewards/rejected"].contains(&name.as_str())) {
-                let tolerance = 1e-5 * value.abs().max(1.0);
-                assert!((got[name] - value).abs() <= tolerance, "step {steps}, {name}: {} split vs {value} whole", got[name]);
-            }
+            // they may move together, by one shift.
+            crate::shard::assert_same_metrics(&got, &expected, &["rewards/chosen", "rewards/rejected"], steps);
             // What the loss sees: each pair's margin r_first − r_second, on every label.
             let (a, b) = (margins(&whole), margins(&split));
             let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);

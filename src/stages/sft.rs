@@ -529,11 +529,7 @@ mod tests {
             let results = helpers(&split, shards);
             assert_eq!(results.len(), shards - 1);
             let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-            for (name, value) in &expected {
-                let tolerance = 1e-5 * value.abs().max(1.0);
-                assert!((got[name] - value).abs() <= tolerance, "step {step}, {name}: {} split vs {value} whole", got[name]);
-            }
+            crate::shard::assert_same_metrics(&got, &expected, &[], step);
             let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-5, "step {step}: parameters differ by {worst}");
         }
