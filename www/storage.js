@@ -109,17 +109,18 @@ export async function clearMetrics(stage) {
 export const putState = (key, value) => transact('state', 'readwrite', (store) => done(store.put(value, key)));
 export const getState = (key) => transact('state', 'readonly', (store) => done(store.get(key)));
 
-// ---- snapshots of stages in progress (written by the worker after every step) ----
+// ---- snapshots of stages in progress (written by the worker, at most a second apart) ----
 
 /**
- * One step, recorded whole: its metrics row and (when there is one) the trainer's snapshot after
- * it, in one transaction, so the history and the snapshot never disagree after a crash.
+ * Steps recorded whole: their metrics rows and (when there is one) the trainer's snapshot after
+ * the last of them, in one transaction, so the history and the snapshot never disagree after a
+ * crash. `rows`: [{metrics, time}].
  */
-export async function recordStep(stage, metrics, snapshot, progress) {
+export async function recordSteps(stage, rows, snapshot, progress) {
   const db = await open();
   return new Promise((resolve, reject) => {
     const tx = db.transaction(['metrics', 'state'], 'readwrite');
-    tx.objectStore('metrics').add({ stage, metrics, time: Date.now() });
+    for (const { metrics, time } of rows) tx.objectStore('metrics').add({ stage, metrics, time });
     if (snapshot) tx.objectStore('state').put({ stage, bytes: snapshot, progress, time: Date.now() }, `snapshot:${stage}`);
     tx.oncomplete = () => resolve();
     tx.onerror = () => reject(tx.error);
