@@ -1,6 +1,7 @@
 // IndexedDB: everything the learner makes, persisted as it is made — labels at once, a checkpoint
-// at each stage's end, every step's metrics — so a reload or a crash costs at most the step in
-// flight. Each write is one transaction: an import either lands whole or not at all.
+// at each stage's end, the steps' metrics with the trainer's snapshot at most a second apart — so a
+// reload or a crash costs at most the last second of steps. Each write is one transaction: an
+// import either lands whole or not at all.
 const DB_NAME = 'rlhf-lab';
 const DB_VERSION = 1;
 const STORES = ['labels', 'checkpoints', 'metrics', 'state'];

@@ -1,6 +1,6 @@
 // Crash and reload: the tab is reloaded in the middle of PPO (no pause, as a crash would), and
 // the page offers to resume; resuming brings back the labels, the checkpoints, every stage's
-// metric history and PPO where it was (at most the step in flight lost), and PPO then runs to
+// metric history and PPO where it was (at most the last second of steps lost: the worker stores them at most a second apart), and PPO then runs to
 // its end. Screenshot: test-results/resume.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,7 +65,7 @@ test('a reload in the middle of PPO resumes with labels, checkpoints and metric 
     await page.locator('#ppo').getByRole('button', { name: 'Resume', exact: true }).waitFor({ timeout: 120_000 });
     lap('resumed');
 
-    // Nothing the learner made is lost; at most the step in flight.
+    // Nothing the learner made is lost; at most the last second of steps.
     const after = await stored(page);
     assert.equal(after.labels, before.labels, 'labels intact');
     assert.equal(after.labels.trim().split('\n').length, 96);
