@@ -2,8 +2,18 @@
 //!
 //! L_PPO = E_t[ −L^CLIP_t + c1·L^VF_t − c2·S[π_θ](s_t) ] over the real tokens of a minibatch,
 //! with TRL's clipped value loss L^VF = ½·max((V − R̂)², (V_clip − R̂)²).
+//!
+//! A minibatch's rows on the host (`PpoShard`) are what the loss is taken over, whole in the
+//! trainer (`ppo.rs`) or a share of them in a helper worker (`shard.rs`).
 
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::ppo::PolicyAndValue;
+use super::{completion_logprobs, float_tensor, int_tensor};
+use crate::error::{LabError, Result};
+use crate::model::ScalarModel;
+use crate::task::{MAX_COMPLETION, PROMPT_LEN, SEQ_LEN};
 
 /// Rollout quantities of a minibatch, frozen during the update. All [rows, steps], zeros at PAD.
 pub struct MinibatchTargets {
@@ -81,6 +91,108 @@ pub fn ppo_terms(
     let loss = pg_loss.clone() + vf_loss.clone().mul_scalar(vf_coef) - entropy.clone().mul_scalar(ent_coef);
     let approx_kl = masked_mean(log_ratio.square(), mask, n).mul_scalar(0.5);
     PpoTerms { loss, pg_loss, vf_loss, entropy, pg_clipfrac, vf_clipfrac, approx_kl, ratio }
+}
+
+/// Rows of one minibatch update on the host: what `ppo_terms` needs besides the two models.
+/// The trainer builds it for the whole minibatch; a split update (`shard.rs`) hands a helper
+/// its rows (`rows`), with `tokens` still the whole minibatch's count. Per-token arrays are
+/// row-major [rows × MAX_COMPLETION], zero at PAD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PpoShard {
+    /// Prompt and completion, SEQ_LEN token ids per row.
+    pub sequences: Vec<Vec<u32>>,
+    /// The sampled completion tokens, `<eos>` where PAD sits (masked).
+    pub targets: Vec<Vec<u32>>,
+    pub old_logprobs: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+    pub old_values: Vec<f32>,
+    /// 1 at real tokens, 0 at PAD.
+    pub mask: Vec<f32>,
+    /// Real tokens in the whole minibatch: every term's divisor.
+    pub tokens: f32,
+    pub temperature: f32,
+    pub cliprange: f32,
+    pub cliprange_value: f32,
+    pub vf_coef: f32,
+    pub ent_coef: f32,
+}
+
+impl PpoShard {
+    pub fn rows_count(&self) -> usize {
+        self.sequences.len()
+    }
+
+    /// These rows only (the count of tokens stays the minibatch's).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> PpoShard {
+        let n = MAX_COMPLETION;
+        let slots = |v: &[f32]| v[range.start * n..range.end * n].to_vec();
+        PpoShard {
+            sequences: self.sequences[range.clone()].to_vec(),
+            targets: self.targets[range.clone()].to_vec(),
+            old_logprobs: slots(&self.old_logprobs),
+            advantages: slots(&self.advantages),
+            returns: slots(&self.returns),
+            old_values: slots(&self.old_values),
+            mask: slots(&self.mask),
+            ..self.clone()
+        }
+    }
+
+    /// Refuses rows a helper could not compute on a model of `vocab_size` tokens.
+    pub fn validate(&self, vocab_size: usize) -> Result<()> {
+        let rows = self.rows_count();
+        let slots = rows * MAX_COMPLETION;
+        if rows == 0 || self.targets.len() != rows {
+            return Err(LabError::InvalidInput(format!("a PPO shard needs rows, and a target row for each (got {rows} and {})", self.targets.len())));
+        }
+        for (name, v) in [("old_logprobs", &self.old_logprobs), ("advantages", &self.advantages), ("returns", &self.returns), ("old_values", &self.old_values), ("mask", &self.mask)] {
+            if v.len() != slots {
+                return Err(LabError::InvalidInput(format!("a PPO shard's {name} has {} values; its {rows} rows have {slots} slots", v.len())));
+            }
+        }
+        let bad_ids = |rows: &[Vec<u32>], width: usize| rows.iter().any(|r| r.len() != width || r.iter().any(|&t| t as usize >= vocab_size));
+        if bad_ids(&self.sequences, SEQ_LEN) || bad_ids(&self.targets, MAX_COMPLETION) {
+            return Err(LabError::InvalidInput(format!("a PPO shard's rows must be {SEQ_LEN} and {MAX_COMPLETION} token ids below {vocab_size}")));
+        }
+        if self.tokens.is_nan() || self.tokens < 1.0 || self.temperature.is_nan() || self.temperature <= 0.0 {
+            return Err(LabError::InvalidInput("a PPO shard needs a positive token count and temperature".into()));
+        }
+        Ok(())
+    }
+
+    /// L_PPO's terms for these rows under the current π_θ and V_ψ (`ppo_loss.rs`).
+    pub fn terms(&self, model: &PolicyAndValue, device: &Device) -> PpoTerms {
+        let (b, n) = (self.rows_count(), MAX_COMPLETION);
+        let sequences: Vec<u32> = self.sequences.concat();
+        let targets: Vec<u32> = self.targets.concat();
+        let inputs = int_tensor(&sequences, b, SEQ_LEN, device).slice([0..b, 0..SEQ_LEN - 1]);
+        let minibatch_targets = MinibatchTargets {
+            old_logprobs: float_tensor(self.old_logprobs.clone(), [b, n], device),
+            advantages: float_tensor(self.advantages.clone(), [b, n], device),
+            returns: float_tensor(self.returns.clone(), [b, n], device),
+            old_values: float_tensor(self.old_values.clone(), [b, n], device),
+            mask: float_tensor(self.mask.clone(), [b, n], device),
+            tokens: self.tokens,
+        };
+        let (new_logprobs, logits) = completion_logprobs(&model.policy, inputs.clone(), int_tensor(&targets, b, n, device), self.temperature);
+        let values = completion_values(&model.value, inputs);
+        ppo_terms(new_logprobs, values, entropy(logits), &minibatch_targets, self.cliprange, self.cliprange_value, self.vf_coef, self.ent_coef)
+    }
+}
+
+/// V(s_t) for every completion slot: the value head at the position that predicts token t.
+pub(super) fn completion_values(model: &ScalarModel, inputs: Tensor<2, Int>) -> Tensor<2> {
+    let [rows, _] = inputs.dims();
+    model.forward(inputs).slice([0..rows, PROMPT_LEN - 1..SEQ_LEN - 1])
+}
+
+/// Per-token entropy of softmax(logits): −Σ p·log p, with p = exp(log softmax(z)), so that one
+/// log-softmax (one autodiff node) serves both factors.
+fn entropy(logits: Tensor<3>) -> Tensor<2> {
+    let [rows, steps, _] = logits.dims();
+    let logp = crate::layers::log_softmax(logits);
+    (logp.clone().exp() * logp).sum_dim(2).neg().reshape([rows, steps])
 }
 
 #[cfg(test)]
