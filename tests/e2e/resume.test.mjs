@@ -39,7 +39,10 @@ test('a reload in the middle of PPO resumes with labels, checkpoints and metric 
     });
     lap('SFT, labels and reward model done');
 
-    // PPO from its panel; reload without pausing once it is inside its third iteration.
+    // PPO from its panel; reload without pausing once it is inside its third iteration. In slow
+    // motion (400 ms between steps): at full speed these 6 small iterations take about a second,
+    // and PPO would be done before the reload.
+    await page.locator('#speed').selectOption({ label: 'slow motion' });
     await page.locator('#ppo').getByRole('button', { name: 'Start PPO', exact: true }).click();
     for (let waited = 0; ; waited += 100) {
       const step = await page.evaluate(async () => (await window.__lab.storage.getSnapshot('ppo'))?.progress.step ?? -1);
