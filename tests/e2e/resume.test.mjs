@@ -96,6 +96,13 @@ test('a reload in the middle of PPO resumes with labels, checkpoints and metric 
     const end = await stored(page);
     // 6 iterations × (1 rollout + 2 epochs × 2 minibatches) = 30 steps in all, each recorded once.
     assert.equal(end.rows.ppo, 30, `PPO rows: ${ppoRowsAfterResume} after resume, ${end.rows.ppo} at the end`);
+    // Every PPO curve holds all 6 iterations: 2–3 replayed from the stored history, the rest live.
+    const points = await page.$$eval('#ppo .ppo-curves [data-curve]', (boxes) => boxes.map((b) => `${b.dataset.curve}:${b.querySelector('[data-points]')?.dataset.points}`));
+    // (Values held, one per series: the score chart draws the RM score and the gold utility.)
+    assert.equal(points.join(), 'score:12,kl:6,clipfrac:6,approxkl:6,value:6,entropy:6,length:6');
+    // Charts off screen draw when they come into view: bring the last one in, then wait a moment.
+    await page.locator('#ppo .ppo-curves [data-curve]').last().scrollIntoViewIfNeeded();
+    await page.waitForTimeout(500);
     await page.locator('#ppo').screenshot({ path: path.join(OUT, 'resume.png') });
     assert.deepEqual(errors, []);
   } finally {
