@@ -1,5 +1,6 @@
 // Debug aid (not a test): runs everything with short settings and prints every main-thread
-// long animation frame (over MIN_MS, default 50 ms) with the scripts inside it, and what was running then.
+// long animation frame (over MIN_MS, default 50 ms) with the scripts inside it, and what was
+// running then.
 import { serve, launch, openPage } from '../tests/e2e/harness.mjs';
 const query = process.argv[2] ?? '?backend=cpu&sft.steps=40&reward.simulated_labels=300&ppo.iterations=6&dpo.epochs=1';
 const MIN_MS = Number(process.env.MIN_MS ?? 50);

@@ -1,7 +1,7 @@
 // Crash and reload: the tab is reloaded in the middle of PPO (no pause, as a crash would), and
 // the page offers to resume; resuming brings back the labels, the checkpoints, every stage's
-// metric history and PPO where it was (at most the last second of steps lost: the worker stores them at most a second apart), and PPO then runs to
-// its end. Screenshot: test-results/resume.png.
+// metric history and PPO where it was (at most the last second of steps lost: the worker stores
+// them at most a second apart), and PPO then runs to its end. Screenshot: test-results/resume.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
