@@ -161,7 +161,10 @@ def measure(preset, plan):
     for _ in range(plan["ppo"]):
         ppo_iteration()
     ppo_ms = (time.perf_counter() - t0) * 1e3 / plan["ppo"]
-    return {"preset": preset, "backend": "pytorch-cpu", "parameters": params, "train_step_ms": step_ms,
+    # The 2-thread run is the reference every ratio divides by; others are rows of their own.
+    threads = torch.get_num_threads()
+    backend = "pytorch-cpu" if threads == 2 else f"pytorch-cpu-{threads}-thread{'s' if threads > 1 else ''}"
+    return {"preset": preset, "backend": backend, "parameters": params, "train_step_ms": step_ms,
             "token_ms": token_ms, "ppo_iteration_ms": ppo_ms, "torch": torch.__version__,
             "threads": torch.get_num_threads()}
 

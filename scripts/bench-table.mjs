@@ -40,6 +40,10 @@ const COUNTS = ['dispatches_per_step', 'dispatches_per_token', 'submissions_per_
 const summary = [...groups.values()].map((group) => {
   const line = { preset: group[0].preset, backend: group[0].backend, rounds: group.length };
   for (const field of [...TIMINGS, ...COUNTS, 'train_step_ms_one_worker', 'ppo_iteration_ms_one_worker']) line[field] = median(group.map((r) => r[field]));
+  const timelines = group.map((r) => r.split_step_timeline_ms).filter(Boolean);
+  if (timelines.length) {
+    line.split_step_timeline_ms = Object.fromEntries(Object.keys(timelines[0]).map((k) => [k, median(timelines.map((t) => t[k]))]));
+  }
   for (const field of TIMINGS) {
     const ratios = group.map((r) => ratioInRound(r, field)).filter((v) => v != null);
     line[`${field}_torch_ratio`] = median(ratios);
@@ -78,6 +82,12 @@ for (const s of summary.filter((s) => s.train_step_ms_one_worker != null)) {
   console.log(`\n${s.preset} · ${s.backend}, alternating with whole steps on the same path${s.rounds > 1 ? ' (medians)' : ''}:`);
   console.log(`  train step     ${fmt(s.train_step_ms_one_worker)} ms whole, ${fmt(s.train_step_ms)} ms split: ${speedup(s.train_step_ms_one_worker, s.train_step_ms)} faster`);
   if (s.ppo_iteration_ms_one_worker != null) console.log(`  PPO iteration  ${fmt(s.ppo_iteration_ms_one_worker, 0)} ms whole, ${fmt(s.ppo_iteration_ms, 0)} ms split: ${speedup(s.ppo_iteration_ms_one_worker, s.ppo_iteration_ms)} faster`);
+  const t = s.split_step_timeline_ms;
+  if (t?.total != null) {
+    console.log(`  a split train step, in ms from its start (the first helper; medians): θ and work ready ${fmt(t.plan)},`);
+    console.log(`    at the helper after ${fmt(t.to_helper)} more; its gradient ${fmt(t.helper_gradient)}; its answer back in ${fmt(t.from_helper)};`);
+    console.log(`    every helper answered at ${fmt(t.all_answered)}; sum, Adam and metrics ${fmt(t.sum_adam_metrics)}; step ${fmt(t.total)}`);
+  }
 }
 // cubecl's kernel names are full Rust paths with generics: keep the last segment of each path.
 function shortKernel(name) {

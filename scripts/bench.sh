@@ -29,5 +29,8 @@ for round in $(seq 1 "$rounds"); do
   node scripts/bench.mjs --cpu-presets "${PRESETS:-micro,tiny,small}" --webgpu-presets "$webgpu" | tag "$round" >>"$out"
   echo "[bench] round $round of $rounds: PyTorch CPU reference" >&2
   .venv-bench/bin/python bench/torch_reference.py --presets "${PRESETS:-micro,tiny,small}" | tag "$round" >>"$out"
+  # PyTorch on one thread too: what its second thread buys on this machine, beside what the
+  # page's second worker buys (the split rows).
+  .venv-bench/bin/python bench/torch_reference.py --threads 1 --presets "${PRESETS:-micro,tiny,small}" | tag "$round" >>"$out"
 done
 node scripts/bench-table.mjs "$out" bench-results.json

@@ -23,6 +23,29 @@ if (self.GPUQueue) {
 // then iterations alternately whole and split. Both figures of each pair come from this path.
 const BLOCK = 5;
 
+/**
+ * Where a split SFT step's time goes: the median, over the measured split steps, of each span of
+ * `ShardPool.timeline` (ms). The training worker's own shard runs from `plan` on and overlaps
+ * the helper's spans; `all_answered` is when the last helper's answer reached it.
+ */
+function splitTimeline(timeline) {
+  const steps = timeline.filter((t) => t.stage === 'sft' && t.helper);
+  const median = (span) => {
+    const values = steps.map(span).sort((a, b) => a - b);
+    return values.length ? Number(values[Math.floor(values.length / 2)].toFixed(2)) : null;
+  };
+  return {
+    steps: steps.length,
+    total: median((t) => t.end - t.start),
+    plan: median((t) => t.planned - t.start),
+    to_helper: median((t) => t.helper.received - t.planned),
+    helper_gradient: median((t) => t.helper.done - t.helper.started),
+    from_helper: median((t) => t.helper.answered - t.helper.done),
+    all_answered: median((t) => t.resolved - t.start),
+    sum_adam_metrics: median((t) => t.end - t.resolved),
+  };
+}
+
 async function shardedRow(preset, shards, plan) {
   const { warmup_steps: warmup, train_steps: measured, ppo_iterations: iterations } = plan;
   const config = JSON.parse(Lab.defaultConfig());
@@ -36,6 +59,7 @@ async function shardedRow(preset, shards, plan) {
   let failure = null;
   const one = new ShardPool(1);
   const split = new ShardPool(shards, (e) => { failure = e; });
+  split.timeline = [];
   // Milliseconds per step of `steps` steps of `stage` through `pool`.
   const timed = async (pool, stage, steps) => {
     const started = performance.now();
@@ -44,6 +68,7 @@ async function shardedRow(preset, shards, plan) {
   };
   try {
     for (let i = 0; i < warmup; i++) await (i % 2 ? one : split).step(lab, 'sft');
+    split.timeline.length = 0;
     const sft = { one: 0, split: 0 };
     for (let done = 0; done < measured; done += BLOCK) {
       const steps = Math.min(BLOCK, measured - done);
@@ -77,6 +102,7 @@ async function shardedRow(preset, shards, plan) {
       ppo_iteration_ms: iterations > 0 ? ppo.split / iterations : null,
       ppo_iteration_ms_one_worker: iterations > 0 ? ppo.one / iterations : null,
       ppo_iterations: iterations,
+      split_step_timeline_ms: splitTimeline(split.timeline),
     };
   } finally {
     one.terminate();

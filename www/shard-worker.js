@@ -3,7 +3,8 @@
 // returns the gradient of its shard of the step's batch.
 //
 // Protocol (shards.js → here):  {id, theta: Float32Array, work}
-// Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums, perToken}} | {id, ok: false, error}
+// Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums, perToken},
+//                                timing: {received, started, done}} | {id, ok: false, error}
 import init, { GradientWorker } from './pkg/rlhf_lab.js';
 
 const ready = init().then(() => new GradientWorker());
@@ -11,11 +12,16 @@ const ready = init().then(() => new GradientWorker());
 let chain = Promise.resolve();
 
 self.onmessage = ({ data: { id, theta, work } }) => {
+  // Times on the clock the page's workers share, for the benchmark's timeline (shards.js).
+  const clock = () => performance.timeOrigin + performance.now();
+  const received = clock();
   chain = chain.then(async () => {
+    const started = clock();
     try {
       const helper = await ready;
       const result = await helper.gradient(theta, work);
-      postMessage({ id, ok: true, result }, [result.gradient.buffer, result.perToken.buffer]);
+      const timing = { received, started, done: clock() };
+      postMessage({ id, ok: true, result, timing }, [result.gradient.buffer, result.perToken.buffer]);
     } catch (e) {
       postMessage({ id, ok: false, error: e?.message ?? String(e) });
     }

@@ -17,6 +17,9 @@ export function shardsForThisMachine({ max = 4, keepFree = 1 } = {}) {
   return Math.max(1, Math.min(max, cores - keepFree));
 }
 
+/** Milliseconds on a clock that every worker of the page shares (each has its own time origin). */
+const clock = () => performance.timeOrigin + performance.now();
+
 class Helper {
   constructor(onFailure) {
     this.worker = new Worker(new URL('./shard-worker.js', import.meta.url), { type: 'module' });
@@ -26,7 +29,7 @@ class Helper {
       const request = this.pending.get(data.id);
       if (!request) return;
       this.pending.delete(data.id);
-      if (data.ok) request.resolve(data.result);
+      if (data.ok) request.resolve({ ...data.result, timing: { ...data.timing, answered: clock() } });
       else request.reject(new Error(data.error));
     };
     this.worker.onerror = (e) => {
@@ -62,6 +65,12 @@ export class ShardPool {
     this.helpers = [];
     this.failure = null;
     this.lastSplit = false;
+    /**
+     * `null`, or an array that gets each split step's times (`clock()`): start, planned (θ and
+     * the work ready), resolved (every helper answered), end, and the first helper's received,
+     * started, done and answered. The benchmark sets it; the lab page does not, so it never grows.
+     */
+    this.timeline = null;
   }
 
   helper(i) {
@@ -78,7 +87,9 @@ export class ShardPool {
     // A helper that stopped between steps (it could not start, say) ends the splitting too.
     if (this.failure) this.fallBack(this.failure);
     if (this.shards < 2) return lab.step(stage);
+    const times = { stage, start: clock() };
     const plan = await lab.shardPlan(stage, this.shards);
+    times.planned = clock();
     if (!plan) return lab.step(stage);
     let helperError = null;
     const theta = this.sabotaged ? plan.theta.subarray(1) : plan.theta;
@@ -88,7 +99,10 @@ export class ShardPool {
       throw e;
     });
     try {
+      results.then((answers) => Object.assign(times, { resolved: clock(), helper: answers[0].timing }), () => {});
       const metrics = await lab.stepSharded(stage, plan.work.length + 1, results);
+      times.end = clock();
+      this.timeline?.push(times);
       this.lastSplit = true;
       return metrics;
     } catch (e) {
