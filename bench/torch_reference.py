@@ -166,7 +166,7 @@ def measure(preset, plan):
     backend = "pytorch-cpu" if threads == 2 else f"pytorch-cpu-{threads}-thread{'s' if threads > 1 else ''}"
     return {"preset": preset, "backend": backend, "parameters": params, "train_step_ms": step_ms,
             "token_ms": token_ms, "ppo_iteration_ms": ppo_ms, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+            "threads": threads}
 
 
 if __name__ == "__main__":

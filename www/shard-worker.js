@@ -10,10 +10,10 @@ import init, { GradientWorker } from './pkg/rlhf_lab.js';
 const ready = init().then(() => new GradientWorker());
 // One request at a time: a wasm-bindgen object can't be entered twice.
 let chain = Promise.resolve();
+// Times on the clock the page's workers share, for the benchmark's timeline (shards.js).
+const clock = () => performance.timeOrigin + performance.now();
 
 self.onmessage = ({ data: { id, theta, work } }) => {
-  // Times on the clock the page's workers share, for the benchmark's timeline (shards.js).
-  const clock = () => performance.timeOrigin + performance.now();
   const received = clock();
   chain = chain.then(async () => {
     const started = clock();
