@@ -39,6 +39,7 @@ const TIMINGS = ['train_step_ms', 'token_ms', 'ppo_iteration_ms'];
 const COUNTS = ['dispatches_per_step', 'dispatches_per_token', 'submissions_per_step', 'readbacks_per_step', 'readbacks_per_rollout'];
 const summary = [...groups.values()].map((group) => {
   const line = { preset: group[0].preset, backend: group[0].backend, rounds: group.length };
+  if (group[0].matmul_kernel) line.matmul_kernel = group[0].matmul_kernel;
   for (const field of [...TIMINGS, ...COUNTS, 'train_step_ms_one_worker', 'ppo_iteration_ms_one_worker']) line[field] = median(group.map((r) => r[field]));
   const timelines = group.map((r) => r.split_step_timeline_ms).filter(Boolean);
   if (timelines.length) {
@@ -65,6 +66,8 @@ for (const s of summary) {
     fmt(s.readbacks_per_step, 0), fmt(s.readbacks_per_rollout, 0),
   ]);
 }
+const kernels = [...new Set(summary.map((s) => s.matmul_kernel).filter(Boolean))];
+if (kernels.length) console.log(`the page's CPU matrix products: ${kernels.join(', ')}`);
 if (rounds.length > 1) console.log(`${rounds.length} rounds: each figure is the median of its rounds; each ratio is taken within a round, then the median`);
 const widths = header.map((_, i) => Math.max(...lines.map((l) => String(l[i]).length)));
 for (const l of lines) console.log(l.map((c, i) => String(c).padStart(widths[i])).join('  '));

@@ -24,7 +24,9 @@ try {
     const result = await page.evaluate(() => window.__bench);
     if (!result.ok) throw new Error(`${run.backend}: ${result.error}`);
     process.stderr.write(`bench: ${run.backend} (${result.backend.adapter}) took ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
-    for (const row of result.rows) console.log(JSON.stringify({ ...row, adapter: result.backend.adapter }));
+    // The CPU backend's matrix products: `relaxed-simd fma` where the page loaded that kernel.
+    const kernel = result.backend.backend === 'cpu' ? { matmul_kernel: result.matmul_kernel } : {};
+    for (const row of result.rows) console.log(JSON.stringify({ ...row, adapter: result.backend.adapter, ...kernel }));
     await page.close();
   }
 } finally {

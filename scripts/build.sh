@@ -18,6 +18,18 @@ if [ "${WASM_OPT:-0}" = "1" ]; then
   log "wasm-opt -O2"
   node_modules/.bin/wasm-opt -O2 --all-features www/pkg/rlhf_lab_bg.wasm -o www/pkg/rlhf_lab_bg.wasm
 fi
+# The relaxed-SIMD matrix product, a module of its own (src/matmul_kernel.rs says why). It runs
+# on the core's memory, so it must own no memory, data or stack: checked on its text.
+log "cargo build kernels/fma (relaxed SIMD)"
+RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd -C link-arg=--import-memory -C link-arg=-zstack-size=0" \
+  cargo build --release --target wasm32-unknown-unknown --manifest-path kernels/fma/Cargo.toml --target-dir target/fma-kernel
+fma=target/fma-kernel/wasm32-unknown-unknown/release/fma_kernel.wasm
+text=$(node_modules/.bin/wasm-dis "$fma")
+if ! grep -q '(import "env" "memory"' <<<"$text" || grep -qE '^ \((data|memory) ' <<<"$text" || grep -q 'global.set' <<<"$text" || ! grep -q 'f32x4.relaxed_madd' <<<"$text"; then
+  echo "fma_kernel.wasm must import its memory, own no data or stack, and use relaxed_madd" >&2
+  exit 1
+fi
+cp "$fma" www/pkg/fma_kernel.wasm
 log "vite build"
 npx --no-install vite build --logLevel warn
 raw=$(stat -c %s www/pkg/rlhf_lab_bg.wasm)

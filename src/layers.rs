@@ -45,6 +45,15 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as LayerOps>::gelu_elementwise(x.into_dispatch()))
 }
 
+/// lhs·rhs over the last two dimensions, [..., m, k]·[..., k, n] → [..., m, n], with equal
+/// batch dimensions (no broadcasting). On the CPU backend in the page, with `cpu_matmul`'s
+/// kernel (relaxed SIMD's FMA where the browser has it); elsewhere burn's `matmul`.
+pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
+    let (l, r) = (lhs.dims(), rhs.dims());
+    assert!(D >= 2 && l[..D - 2] == r[..D - 2] && l[D - 1] == r[D - 2], "matmul: [.., m, k]·[.., k, n] with equal batch dimensions, got {l:?}·{r:?}");
+    Tensor::from_dispatch(<Dispatch as LayerOps>::matrix_product(lhs.into_dispatch(), rhs.into_dispatch()))
+}
+
 /// e^x, elementwise (on the CPU backend with `cpu_math`'s vectorized exp).
 pub fn exp<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as LayerOps>::exp_elementwise(x.into_dispatch()))
@@ -104,6 +113,11 @@ pub trait LayerOps: Backend {
         Self::float_exp(x)
     }
 
+    /// [..., m, k]·[..., k, n] → [..., m, n], equal batch dimensions.
+    fn matrix_product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(lhs, rhs)
+    }
+
     fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::gelu(x)
     }
@@ -142,6 +156,14 @@ impl LayerOps for burn::backend::Flex {
 
     fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
         flex_f32::map(x, cpu_math::exp_slice).unwrap_or_else(|x| Self::float_exp(x))
+    }
+
+    /// In the page `cpu_matmul`'s kernel; natively flex's product, which has AVX2 and FMA.
+    fn matrix_product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::cpu_matmul::matmul(lhs, rhs, crate::cpu_matmul::active()).unwrap_or_else(|(lhs, rhs)| Self::float_matmul(lhs, rhs));
+        #[cfg(not(target_arch = "wasm32"))]
+        Self::float_matmul(lhs, rhs)
     }
 
     fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -314,17 +336,17 @@ fn attention_forward<B: Backend + LayerOps>(qkv: FloatTensor<B>, head_mask: Floa
         B::float_reshape(B::float_mul(t, head_mask.clone()), Shape::from(vec![batch, n_heads * seq, d_model]))
     };
     let (q, keys, values) = (part(0), per_head(part(1)), per_head(part(2)));
-    let scores = B::float_mul_scalar(B::float_matmul(q.clone(), B::float_swap_dims(keys.clone(), 1, 2)), scale.into());
+    let scores = B::float_mul_scalar(B::matrix_product(q.clone(), B::float_swap_dims(keys.clone(), 1, 2)), scale.into());
     let scores = B::float_add(B::float_reshape(scores, Shape::from(vec![batch, seq, n_heads, seq])), causal_bias);
     let probabilities = B::float_reshape(B::softmax_last(scores), Shape::from(vec![batch, seq, n_heads * seq]));
-    let output = B::float_matmul(probabilities.clone(), values.clone());
+    let output = B::matrix_product(probabilities.clone(), values.clone());
     AttentionParts { output, state: AttentionState { q, keys, values, probabilities, head_mask, scale } }
 }
 
 #[derive(Debug)]
 struct AttentionBackward;
 
-impl<B: Backend> Backward<B, 1> for AttentionBackward {
+impl<B: Backend + LayerOps> Backward<B, 1> for AttentionBackward {
     type State = AttentionState<B>;
 
     /// With P the probabilities, S the scores and dY the output's gradient (Y = P·V):
@@ -343,15 +365,15 @@ impl<B: Backend> Backward<B, 1> for AttentionBackward {
             let t = B::float_reshape(t, Shape::from(vec![batch, n_heads, seq, d_model]));
             B::float_reshape(B::float_sum_dim(B::float_mul(t, head_mask.clone()), 1), Shape::from(vec![batch, seq, d_model]))
         };
-        let d_values = B::float_matmul(B::float_swap_dims(probabilities.clone(), 1, 2), grad.clone());
-        let d_probabilities = B::float_matmul(grad, B::float_swap_dims(values, 1, 2));
+        let d_values = B::matrix_product(B::float_swap_dims(probabilities.clone(), 1, 2), grad.clone());
+        let d_probabilities = B::matrix_product(grad, B::float_swap_dims(values, 1, 2));
         let by_head = Shape::from(vec![batch, seq, n_heads, seq]);
         let p = B::float_reshape(probabilities, by_head.clone());
         let dp = B::float_reshape(d_probabilities, by_head);
         let d_scores = B::float_mul_scalar(softmax_backward::<B>(p, dp, 3), scale.into());
         let d_scores = B::float_reshape(d_scores, Shape::from(vec![batch, seq, n_heads * seq]));
-        let d_q = B::float_matmul(d_scores.clone(), keys);
-        let d_keys = B::float_matmul(B::float_swap_dims(d_scores, 1, 2), q);
+        let d_q = B::matrix_product(d_scores.clone(), keys);
+        let d_keys = B::matrix_product(B::float_swap_dims(d_scores, 1, 2), q);
         let d_qkv = B::float_cat(vec![d_q, per_head_back(d_keys), per_head_back(d_values)], 2);
         grads.register::<B>(node.id, d_qkv);
     }
@@ -471,7 +493,39 @@ impl<B: Backend + LayerOps> Backward<B, 1> for GeluBackward {
     }
 }
 
+#[derive(Debug)]
+struct MatrixProductBackward;
+
+impl<B: Backend + LayerOps> Backward<B, 2> for MatrixProductBackward {
+    /// lhs, rhs.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    /// For Y = A·B: ∂L/∂A = ∂L/∂Y·Bᵀ, ∂L/∂B = Aᵀ·∂L/∂Y (per batch index).
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [lhs_node, rhs_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (lhs, rhs) = ops.state;
+        let rank = grad.shape().num_dims();
+        if let Some(node) = lhs_node {
+            grads.register::<B>(node.id, B::matrix_product(grad.clone(), B::float_swap_dims(rhs, rank - 2, rank - 1)));
+        }
+        if let Some(node) = rhs_node {
+            grads.register::<B>(node.id, B::matrix_product(B::float_swap_dims(lhs, rank - 2, rank - 1), grad));
+        }
+    }
+}
+
 impl<B: Backend + LayerOps, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
+    fn matrix_product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        match MatrixProductBackward.prepare::<C>([lhs.node(), rhs.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (lhs, rhs) = (lhs.into_primitive(), rhs.into_primitive());
+                prep.finish((lhs.clone(), rhs.clone()), B::matrix_product(lhs, rhs))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::matrix_product(lhs.into_primitive(), rhs.into_primitive())),
+        }
+    }
+
     fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match ExpBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {

@@ -67,7 +67,7 @@ fn dense(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, seq, d_in] = x.dims();
     let weight = layer.weight.val();
     let d_out = weight.dims()[1];
-    let y = x.reshape([batch * seq, d_in]).matmul(weight).reshape([batch, seq, d_out]);
+    let y = crate::layers::matmul(x.reshape([batch * seq, d_in]), weight).reshape([batch, seq, d_out]);
     match &layer.bias {
         Some(bias) => y + bias.val().reshape([1, 1, d_out]),
         None => y,
@@ -178,12 +178,12 @@ impl CausalSelfAttention {
         if let Some(slot) = cache {
             (k, v) = slot.write(k, v);
         }
-        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
+        let mut scores = crate::layers::matmul(q, k.swap_dims(2, 3)).mul_scalar(scale); // [B, H, T, T_keys]
         if let Some(bias) = bias {
             scores = scores + bias;
         }
         let attention = softmax(scores);
-        let y = attention.matmul(v); // [B, H, T, hd]
+        let y = crate::layers::matmul(attention, v); // [B, H, T, hd]
         // Heads back side by side, [B, T, D]. For one position (generation) [B, H, 1, hd] is
         // already that in memory: a reshape, where the transpose would cost a copy kernel.
         let y = match seq {
@@ -488,7 +488,7 @@ impl Gpt {
         let vocab = self.vocab_size();
         let weight = self.wte.weight.val(); // [V, D]
         let never = self.never_written(&hidden.device()).reshape([1, 1, vocab]);
-        hidden.reshape([batch * seq, d_model]).matmul(weight.transpose()).reshape([batch, seq, vocab]) + never
+        crate::layers::matmul(hidden.reshape([batch * seq, d_model]), weight.transpose()).reshape([batch, seq, vocab]) + never
     }
 
     /// Logits for every position: [batch, seq] → [batch, seq, vocab].

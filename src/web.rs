@@ -399,3 +399,54 @@ pub async fn benchmark(backend: String, presets: String, plan: String) -> Result
 pub fn heap_usage() -> Result<JsValue, JsValue> {
     to_js(&crate::heap::usage())
 }
+
+// The relaxed-SIMD matrix product (`kernels/fma`, why: src/matmul_kernel.rs). The page
+// instantiates that module on this module's memory and hands its `matmul` export over; the core
+// calls it through this small JS shim (one call per product, not per block).
+#[wasm_bindgen(inline_js = "let kernel = null;
+export function set_fma_kernel(f) { kernel = f; }
+export function call_fma_kernel(batch, m, n, k, a, aBatch, aRow, aCol, b, bBatch, bRow, c, cBatch, cRow) {
+  kernel(batch, m, n, k, a, aBatch, aRow, aCol, b, bBatch, bRow, c, cBatch, cRow);
+}")]
+extern "C" {
+    fn set_fma_kernel(kernel: &JsValue);
+    #[allow(clippy::too_many_arguments)]
+    fn call_fma_kernel(batch: usize, m: usize, n: usize, k: usize, a: *const f32, a_batch: usize, a_row: usize, a_col: usize, b: *const f32, b_batch: usize, b_row: usize, c: *mut f32, c_batch: usize, c_row: usize);
+}
+
+static FMA_MATMUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn fma_matmul_in_use() -> bool {
+    FMA_MATMUL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `cpu_matmul::Kernel` through the relaxed-SIMD module.
+///
+/// # Safety
+/// As `matmul_kernel::matmul`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn fma_matmul(batch: usize, m: usize, n: usize, k: usize, a: *const f32, a_batch: usize, a_row: usize, a_col: usize, b: *const f32, b_batch: usize, b_row: usize, c: *mut f32, c_batch: usize, c_row: usize) {
+    call_fma_kernel(batch, m, n, k, a, a_batch, a_row, a_col, b, b_batch, b_row, c, c_batch, c_row);
+}
+
+/// Hands the CPU backend's matrix products to `kernel`, the `matmul` export of
+/// `fma_kernel.wasm` instantiated on this module's memory, if it computes what the core's own
+/// kernel does (a check on products of every blocking edge, within 1e-4); `false` and nothing
+/// changed if not. `null` goes back to the core's kernel.
+#[wasm_bindgen(js_name = useFmaMatmul)]
+pub fn use_fma_matmul(kernel: JsValue) -> bool {
+    FMA_MATMUL.store(false, std::sync::atomic::Ordering::Relaxed);
+    set_fma_kernel(&kernel);
+    if kernel.is_null() || !kernel.is_function() {
+        return false;
+    }
+    let agrees = crate::cpu_matmul::largest_difference(fma_matmul, crate::cpu_matmul::separate_mul_add()) < 1e-4;
+    FMA_MATMUL.store(agrees, std::sync::atomic::Ordering::Relaxed);
+    agrees
+}
+
+/// The kernel of the CPU backend's matrix products: `relaxed-simd fma` or `simd128`.
+#[wasm_bindgen(js_name = matmulKernel)]
+pub fn matmul_kernel() -> String {
+    crate::cpu_matmul::active_name().to_string()
+}

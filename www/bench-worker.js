@@ -2,7 +2,8 @@
 // `GPUQueue.prototype.submit` (the wasm reaches WebGPU through these JS objects). On the CPU
 // backend it also measures the training step split across `shards` workers (shards.js), which
 // only the page can do: the helpers are Web Workers.
-import init, { benchmark, Lab } from './pkg/rlhf_lab.js';
+import { benchmark, Lab } from './pkg/rlhf_lab.js';
+import { initCore, matmulKernel } from './core.js';
 import { ShardPool } from './shards.js';
 
 // Read by the wasm benchmark around each measurement.
@@ -113,13 +114,13 @@ async function shardedRow(preset, shards, plan) {
 
 self.onmessage = async ({ data }) => {
   try {
-    await init();
+    await initCore();
     const result = await benchmark(data.backend, data.presets, data.plan);
     const shards = Number(data.shards) || 1;
     if (result.backend.backend === 'cpu' && shards > 1) {
       for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, result.plan));
     }
-    postMessage({ ok: true, ...result });
+    postMessage({ ok: true, ...result, matmul_kernel: matmulKernel() });
   } catch (e) {
     postMessage({ ok: false, error: e?.message ?? String(e) });
   }

@@ -38,6 +38,8 @@ export class LabClient {
   loseDevice() { return this.send('lose-device'); }
   /** Test hook: the next step split across workers fails in its helpers (it then goes on whole). */
   sabotageShards() { return this.send('sabotage-shards'); }
+  /** Test hook: the CPU backend's products go back to the core's own kernel (no FMA module). */
+  useCoreMatmul() { return this.send('core-matmul'); }
   /** Slow motion: milliseconds to wait between steps (0 = full speed). */
   speed(delayMs) { this.worker.postMessage({ cmd: 'speed', args: { delayMs } }); }
   on(listener) { this.listeners.add(listener); return () => this.listeners.delete(listener); }

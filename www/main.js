@@ -43,7 +43,8 @@ async function start() {
   const split = ready.shards > 1 ? ` · ${ready.shards} workers` : '';
   backendBadge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : `CPU backend · ${info.adapter}${split}`;
   backendBadge.classList.toggle('cpu', info.backend !== 'webgpu');
-  backendBadge.title = info.reason;
+  // On the CPU backend, which matrix product runs: relaxed SIMD's FMA where the browser has it.
+  backendBadge.title = info.backend === 'webgpu' ? info.reason : `${info.reason} · matrix products: ${ready.matmulKernel}`;
   if (info.fallback) notify(`Running on the CPU backend: ${info.reason}.`);
   client.on((e) => {
     if (e.event === 'shards-failed') notify(`Training steps are no longer split across workers (${e.message}); they go on in one worker.`);

@@ -5,9 +5,10 @@
 // Protocol (shards.js → here):  {id, theta: Float32Array, work}
 // Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums, perToken},
 //                                timing: {received, started, done}} | {id, ok: false, error}
-import init, { GradientWorker } from './pkg/rlhf_lab.js';
+import { GradientWorker } from './pkg/rlhf_lab.js';
+import { initCore } from './core.js';
 
-const ready = init().then(() => new GradientWorker());
+const ready = initCore().then(() => new GradientWorker());
 // One request at a time: a wasm-bindgen object can't be entered twice.
 let chain = Promise.resolve();
 // Times on the clock the page's workers share, for the benchmark's timeline (shards.js).

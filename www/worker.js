@@ -12,7 +12,8 @@
 //                            {event: 'shards-failed', message}           steps go on unsplit
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
 // events that are not theirs.
-import init, { Lab, heapUsage } from './pkg/rlhf_lab.js';
+import { Lab, heapUsage, useFmaMatmul } from './pkg/rlhf_lab.js';
+import { initCore, matmulKernel } from './core.js';
 import { recordSteps } from './storage.js';
 import { ShardPool, shardsForThisMachine } from './shards.js';
 
@@ -153,7 +154,7 @@ self.onmessage = async ({ data }) => {
   try {
     let result;
     if (cmd === 'init') {
-      const wasm = await init();
+      const wasm = await initCore();
       // For the soak command: the wasm memory's size (it only grows; a leak shows here).
       self.__wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
       // …and the bytes the core's allocator holds now (src/heap.rs): what a leak would raise.
@@ -166,6 +167,7 @@ self.onmessage = async ({ data }) => {
       result = {
         shards: shards.shards,
         backend: lab.backendInfo(),
+        matmulKernel: matmulKernel(),
         status: lab.status(),
         config: JSON.parse(lab.config()),
         defaults: JSON.parse(Lab.defaultConfig()),
@@ -182,6 +184,10 @@ self.onmessage = async ({ data }) => {
       // Test hook: the next split step's helpers fail, as a broken helper would.
       shards.sabotage();
       result = shards.shards;
+    } else if (cmd === 'core-matmul') {
+      // Test hook: products with the core's own kernel from now on; the kernel's name back.
+      useFmaMatmul(null);
+      result = matmulKernel();
     } else if (cmd === 'call') {
       const { method, params = [] } = args;
       if (method !== 'validateConfig') refuseIfLost();
