@@ -13,7 +13,8 @@ out=$(mktemp)
 # ROUNDS=n repeats the CPU measurements (native, the page's CPU backend, PyTorch) n times, each
 # row tagged with its round, so that every ratio to PyTorch is taken within a round (this
 # machine's speed drifts by ~2x over minutes). WebGPU is measured in the first round only.
-# WEBGPU_PRESETS= (empty) skips WebGPU.
+# WEBGPU_PRESETS= (empty) skips WebGPU. CPU_MATMUL=fastest,simd128,flex also runs the page's CPU
+# backend with the core's own matrix product and with flex's (the gemm crate), for comparison.
 rounds=${ROUNDS:-1}
 tag() { sed "s/^{/{\"round\":$1,/"; }
 if [ ! -x .venv-bench/bin/python ]; then
@@ -26,7 +27,7 @@ for round in $(seq 1 "$rounds"); do
   cargo run --release --quiet --bin rlhf -- bench --presets "${PRESETS:-micro,tiny,small}" | tag "$round" >>"$out"
   echo "[bench] round $round of $rounds: browser (headless Chromium)" >&2
   webgpu=$([ "$round" = 1 ] && echo "${WEBGPU_PRESETS-micro,tiny}" || true)
-  node scripts/bench.mjs --cpu-presets "${PRESETS:-micro,tiny,small}" --webgpu-presets "$webgpu" | tag "$round" >>"$out"
+  node scripts/bench.mjs --cpu-presets "${PRESETS:-micro,tiny,small}" --webgpu-presets "$webgpu" --cpu-matmul "${CPU_MATMUL:-fastest}" | tag "$round" >>"$out"
   echo "[bench] round $round of $rounds: PyTorch CPU reference" >&2
   .venv-bench/bin/python bench/torch_reference.py --presets "${PRESETS:-micro,tiny,small}" | tag "$round" >>"$out"
   # PyTorch on one thread too: what its second thread buys on this machine, beside what the

@@ -6,6 +6,7 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::DType;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::matmul_kernel::{self, SeparateMulAdd};
 
@@ -19,22 +20,49 @@ pub fn separate_mul_add() -> Kernel {
     matmul_kernel::matmul::<SeparateMulAdd>
 }
 
-/// The kernel the page's products run with now.
-pub fn active() -> Kernel {
-    #[cfg(target_arch = "wasm32")]
-    if crate::web::fma_matmul_in_use() {
-        return crate::web::fma_matmul;
-    }
-    separate_mul_add()
+/// Which product the page's CPU backend runs, as asked (`web::prefer_matmul`): the fastest it
+/// has (the FMA kernel where the page handed it over, else the core's), the core's kernel, or
+/// flex's own product (the `gemm` crate: what the page ran before this kernel, for the
+/// benchmark's before and after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preference {
+    Fastest = 0,
+    Simd128 = 1,
+    Flex = 2,
 }
 
-/// Name of the active kernel, for the benchmark's record and the page.
-pub fn active_name() -> &'static str {
-    #[cfg(target_arch = "wasm32")]
-    if crate::web::fma_matmul_in_use() {
-        return "relaxed-simd fma";
+static PREFERENCE: AtomicU8 = AtomicU8::new(Preference::Fastest as u8);
+
+pub fn prefer(preference: Preference) {
+    PREFERENCE.store(preference as u8, Ordering::Relaxed);
+}
+
+fn preference() -> Preference {
+    match PREFERENCE.load(Ordering::Relaxed) {
+        1 => Preference::Simd128,
+        2 => Preference::Flex,
+        _ => Preference::Fastest,
     }
-    "simd128"
+}
+
+/// The kernel the page's products run with now; `None`: flex's own product.
+pub fn active() -> Option<Kernel> {
+    match preference() {
+        Preference::Flex => None,
+        #[cfg(target_arch = "wasm32")]
+        Preference::Fastest if crate::web::fma_matmul_in_use() => Some(crate::web::fma_matmul),
+        _ => Some(separate_mul_add()),
+    }
+}
+
+/// Name of the active product, for the benchmark's record and the page.
+pub fn active_name() -> &'static str {
+    match preference() {
+        Preference::Flex => "flex gemm",
+        #[cfg(target_arch = "wasm32")]
+        Preference::Fastest if crate::web::fma_matmul_in_use() => "relaxed-simd fma",
+        _ => "simd128",
+    }
 }
 
 /// The largest difference between two kernels' products over every remainder of the blocking

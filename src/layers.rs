@@ -161,8 +161,9 @@ impl LayerOps for burn::backend::Flex {
     /// In the page `cpu_matmul`'s kernel; natively flex's product, which has AVX2 and FMA.
     fn matrix_product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         #[cfg(target_arch = "wasm32")]
-        return crate::cpu_matmul::matmul(lhs, rhs, crate::cpu_matmul::active()).unwrap_or_else(|(lhs, rhs)| Self::float_matmul(lhs, rhs));
-        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(kernel) = crate::cpu_matmul::active() {
+            return crate::cpu_matmul::matmul(lhs, rhs, kernel).unwrap_or_else(|(lhs, rhs)| Self::float_matmul(lhs, rhs));
+        }
         Self::float_matmul(lhs, rhs)
     }
 
@@ -688,6 +689,31 @@ mod tests {
             let grad_scale = x_theirs.grad(&grads_theirs).unwrap().abs().max().into_scalar::<f32>().max(1.0);
             assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-6 * grad_scale, name);
         }
+    }
+
+    #[test]
+    fn matmul_matches_burns_forward_and_gradients() {
+        let device = Device::flex().autodiff();
+        // Batched, with a transposed right side as the attention's scores take it.
+        let a = Tensor::<3>::random([2, 5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<3>::random([2, 7, 8], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<3>::random([2, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let (a_ours, b_ours) = (a.clone().require_grad(), b.clone().require_grad());
+        let ours = matmul(a_ours.clone(), b_ours.clone().swap_dims(1, 2));
+        let grads_ours = (ours.clone() * w.clone()).sum().backward();
+        let (a_theirs, b_theirs) = (a.require_grad(), b.require_grad());
+        let theirs = a_theirs.clone().matmul(b_theirs.clone().swap_dims(1, 2));
+        let grads_theirs = (theirs.clone() * w).sum().backward();
+        assert_close(ours, theirs, 1e-5, "forward");
+        assert_close(a_ours.grad(&grads_ours).unwrap(), a_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂A");
+        assert_close(b_ours.grad(&grads_ours).unwrap(), b_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂B");
+    }
+
+    #[test]
+    #[should_panic(expected = "equal batch dimensions")]
+    fn matmul_refuses_broadcast_batches() {
+        let device = Device::flex();
+        let _ = matmul(Tensor::<3>::zeros([2, 3, 4], &device), Tensor::<3>::zeros([1, 4, 5], &device));
     }
 
     #[test]

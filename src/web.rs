@@ -437,7 +437,7 @@ pub(crate) unsafe fn fma_matmul(batch: usize, m: usize, n: usize, k: usize, a: *
 pub fn use_fma_matmul(kernel: JsValue) -> bool {
     FMA_MATMUL.store(false, std::sync::atomic::Ordering::Relaxed);
     set_fma_kernel(&kernel);
-    if kernel.is_null() || !kernel.is_function() {
+    if !kernel.is_function() {
         return false;
     }
     let agrees = crate::cpu_matmul::largest_difference(fma_matmul, crate::cpu_matmul::separate_mul_add()) < 1e-4;
@@ -445,8 +445,25 @@ pub fn use_fma_matmul(kernel: JsValue) -> bool {
     agrees
 }
 
-/// The kernel of the CPU backend's matrix products: `relaxed-simd fma` or `simd128`.
+/// The CPU backend's matrix product: `relaxed-simd fma`, `simd128` or `flex gemm`.
 #[wasm_bindgen(js_name = matmulKernel)]
 pub fn matmul_kernel() -> String {
     crate::cpu_matmul::active_name().to_string()
+}
+
+/// Which matrix product the CPU backend runs: `fastest` (the default: the FMA kernel where it
+/// was handed over, else the core's), `simd128` (the core's kernel) or `flex` (burn's own
+/// product, what the page ran before these kernels: for the benchmark and the tests). Returns
+/// `matmulKernel()`.
+#[wasm_bindgen(js_name = preferMatmul)]
+pub fn prefer_matmul(name: &str) -> Result<String, JsValue> {
+    use crate::cpu_matmul::Preference;
+    let preference = match name {
+        "fastest" => Preference::Fastest,
+        "simd128" => Preference::Simd128,
+        "flex" => Preference::Flex,
+        other => return Err(js_error(LabError::InvalidInput(format!("matrix product {other:?}: must be fastest, simd128 or flex")))),
+    };
+    crate::cpu_matmul::prefer(preference);
+    Ok(matmul_kernel())
 }

@@ -3,7 +3,7 @@
 // backend it also measures the training step split across `shards` workers (shards.js), which
 // only the page can do: the helpers are Web Workers.
 import { benchmark, Lab } from './pkg/rlhf_lab.js';
-import { initCore, matmulKernel } from './core.js';
+import { initCore, matmulKernel, preferMatmul } from './core.js';
 import { ShardPool } from './shards.js';
 
 // Read by the wasm benchmark around each measurement.
@@ -47,7 +47,7 @@ function splitTimeline(timeline) {
   };
 }
 
-async function shardedRow(preset, shards, plan) {
+async function shardedRow(preset, shards, plan, matmul) {
   const { warmup_steps: warmup, train_steps: measured, ppo_iterations: iterations } = plan;
   const config = JSON.parse(Lab.defaultConfig());
   config.preset = preset;
@@ -61,6 +61,7 @@ async function shardedRow(preset, shards, plan) {
   const one = new ShardPool(1);
   const split = new ShardPool(shards, (e) => { failure = e; });
   split.timeline = [];
+  split.matmul = matmul;
   // Milliseconds per step of `steps` steps of `stage` through `pool`.
   const timed = async (pool, stage, steps) => {
     const started = performance.now();
@@ -115,10 +116,11 @@ async function shardedRow(preset, shards, plan) {
 self.onmessage = async ({ data }) => {
   try {
     await initCore();
+    preferMatmul(data.matmul ?? 'fastest');
     const result = await benchmark(data.backend, data.presets, data.plan);
     const shards = Number(data.shards) || 1;
     if (result.backend.backend === 'cpu' && shards > 1) {
-      for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, result.plan));
+      for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, result.plan, data.matmul));
     }
     postMessage({ ok: true, ...result, matmul_kernel: matmulKernel() });
   } catch (e) {

@@ -13,6 +13,8 @@ worker.postMessage({
   backend: params.get('backend') ?? 'cpu',
   presets: params.get('presets') ?? 'tiny',
   plan: params.get('plan') ?? 'full',
+  // CPU backend: which matrix product (`fastest`, `simd128`, `flex`: src/cpu_matmul.rs).
+  matmul: params.get('matmul') ?? 'fastest',
   // CPU backend: also the training step split across this many workers (default: one per
   // core; the lab page leaves one core to its UI; 1: none).
   shards: params.get('shards') ?? String(shardsForThisMachine({ keepFree: 0 })),

@@ -3,7 +3,7 @@
 // multiply-add, which a browser without relaxed SIMD cannot even compile. It shares the core's
 // memory, and the core checks it against its own kernel before using it (`useFmaMatmul`).
 // Without it the core's own kernel runs: nothing else changes.
-import init, { useFmaMatmul, matmulKernel } from './pkg/rlhf_lab.js';
+import init, { useFmaMatmul, matmulKernel, preferMatmul } from './pkg/rlhf_lab.js';
 
 const fmaKernelUrl = new URL('./pkg/fma_kernel.wasm', import.meta.url);
 
@@ -32,5 +32,8 @@ async function useFmaKernel(memory) {
   }
 }
 
-/** `relaxed-simd fma` or `simd128`: which kernel the CPU backend's matrix products use. */
-export { matmulKernel };
+/**
+ * `matmulKernel()`: `relaxed-simd fma`, `simd128` or `flex gemm`, the CPU backend's matrix product;
+ * `preferMatmul('fastest' | 'simd128' | 'flex')` chooses it (the benchmark's before and after).
+ */
+export { matmulKernel, preferMatmul };

@@ -2,11 +2,11 @@
 // the wasm core. For each request it loads the parameters θ it is sent into its model and
 // returns the gradient of its shard of the step's batch.
 //
-// Protocol (shards.js → here):  {id, theta: Float32Array, work}
+// Protocol (shards.js → here):  {id, theta: Float32Array, work} | {preferMatmul} (the benchmark)
 // Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums, perToken},
 //                                timing: {received, started, done}} | {id, ok: false, error}
 import { GradientWorker } from './pkg/rlhf_lab.js';
-import { initCore } from './core.js';
+import { initCore, preferMatmul } from './core.js';
 
 const ready = initCore().then(() => new GradientWorker());
 // One request at a time: a wasm-bindgen object can't be entered twice.
@@ -14,7 +14,11 @@ let chain = Promise.resolve();
 // Times on the clock the page's workers share, for the benchmark's timeline (shards.js).
 const clock = () => performance.timeOrigin + performance.now();
 
-self.onmessage = ({ data: { id, theta, work } }) => {
+self.onmessage = ({ data: { id, theta, work, preferMatmul: matmul } }) => {
+  if (matmul) {
+    chain = chain.then(() => ready).then(() => preferMatmul(matmul));
+    return;
+  }
   const received = clock();
   chain = chain.then(async () => {
     const started = clock();

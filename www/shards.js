@@ -21,8 +21,10 @@ export function shardsForThisMachine({ max = 4, keepFree = 1 } = {}) {
 const clock = () => performance.timeOrigin + performance.now();
 
 class Helper {
-  constructor(onFailure) {
+  constructor(onFailure, matmul) {
     this.worker = new Worker(new URL('./shard-worker.js', import.meta.url), { type: 'module' });
+    // The benchmark's choice of matrix product (src/cpu_matmul.rs), before any request.
+    if (matmul) this.worker.postMessage({ preferMatmul: matmul });
     this.pending = new Map();
     this.nextId = 1;
     this.worker.onmessage = ({ data }) => {
@@ -71,10 +73,12 @@ export class ShardPool {
      * started, done and answered. The benchmark sets it; the lab page does not, so it never grows.
      */
     this.timeline = null;
+    /** `null` (the helpers' fastest), or the matrix product they should run: the benchmark's. */
+    this.matmul = null;
   }
 
   helper(i) {
-    while (this.helpers.length <= i) this.helpers.push(new Helper((e) => { this.failure ??= e; }));
+    while (this.helpers.length <= i) this.helpers.push(new Helper((e) => { this.failure ??= e; }, this.matmul));
     return this.helpers[i];
   }
 

@@ -12,7 +12,7 @@
 //                            {event: 'shards-failed', message}           steps go on unsplit
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
 // events that are not theirs.
-import { Lab, heapUsage, useFmaMatmul } from './pkg/rlhf_lab.js';
+import { Lab, heapUsage, preferMatmul } from './pkg/rlhf_lab.js';
 import { initCore, matmulKernel } from './core.js';
 import { recordSteps } from './storage.js';
 import { ShardPool, shardsForThisMachine } from './shards.js';
@@ -186,8 +186,7 @@ self.onmessage = async ({ data }) => {
       result = shards.shards;
     } else if (cmd === 'core-matmul') {
       // Test hook: products with the core's own kernel from now on; the kernel's name back.
-      useFmaMatmul(null);
-      result = matmulKernel();
+      result = preferMatmul('simd128');
     } else if (cmd === 'call') {
       const { method, params = [] } = args;
       if (method !== 'validateConfig') refuseIfLost();
