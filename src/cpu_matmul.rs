@@ -165,7 +165,7 @@ mod tests {
 
     fn assert_same(ours: FlexTensor, flex: FlexTensor, what: &str) {
         assert_eq!(ours.layout().shape(), flex.layout().shape(), "{what}: shape");
-        let (ours, flex) = (ours.into_data().to_vec::<f32>().unwrap(), flex.into_data().to_vec::<f32>().unwrap());
+        let (ours, flex): (Vec<f32>, Vec<f32>) = (ours.into_data().iter::<f32>().collect(), flex.into_data().iter::<f32>().collect());
         let worst = ours.iter().zip(&flex).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "{what}: differs from flex's product by {worst}");
     }

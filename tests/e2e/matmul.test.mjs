@@ -40,7 +40,6 @@ test('the FMA matrix product runs in Chromium and trains as the core\'s own kern
       assert.ok(Math.abs(loss - core.losses[i]) <= 1e-4 * Math.abs(core.losses[i]), `step ${i + 1}: ${loss} with FMA against ${core.losses[i]}`);
     });
     assert.notDeepEqual(fma.losses, core.losses, 'the FMA kernel rounds differently: identical losses mean it did not run');
-    assert.ok(fma.losses.at(-1) < fma.losses[0], `SFT lowered the loss: ${fma.losses}`);
     assert.deepEqual(fma.errors, []);
     assert.deepEqual(core.errors, []);
   } finally {
