@@ -14,7 +14,15 @@ if (!dir) {
   process.exit(2);
 }
 const core = await import(`${dir}/rlhf_lab.js`);
-core.initSync({ module: readFileSync(`${dir}/rlhf_lab_bg.wasm`) });
+const wasm = core.initSync({ module: readFileSync(`${dir}/rlhf_lab_bg.wasm`) });
+// The FMA matrix product beside the core, as the page's workers start it (www/core.js), where
+// this Node compiles relaxed SIMD (Node 20: with --experimental-wasm-relaxed-simd).
+const fma = readFileSync(new URL('../www/pkg/fma_kernel.wasm', import.meta.url));
+if (WebAssembly.validate(fma)) {
+  const { instance } = await WebAssembly.instantiate(fma, { env: { memory: wasm.memory } });
+  core.useFmaMatmul(instance.exports.matmul);
+}
+console.log(`matrix products: ${core.matmulKernel()}`);
 
 const config = JSON.parse(core.Lab.defaultConfig());
 Object.assign(config.sft, { batch_size: 16, steps: Number(steps) + 11, eval_every: 100000, train_examples: 512, held_out_examples: 16 });

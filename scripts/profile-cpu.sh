@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target wasm32-unknown-unknown --lib --target-dir target/wasm-names
 wasm-bindgen --target web --out-dir target/wasm-names/pkg target/wasm-names/wasm32-unknown-unknown/release/rlhf_lab.wasm
-node scripts/profile-cpu.mjs "$PWD/target/wasm-names/pkg" "${1:-100}" "${2:-30}"
+node --experimental-wasm-relaxed-simd scripts/profile-cpu.mjs "$PWD/target/wasm-names/pkg" "${1:-100}" "${2:-30}"
