@@ -122,6 +122,13 @@ pub trait LayerOps: Backend {
         Self::gelu(x)
     }
 
+    /// GELU(x), and GELU'(x) where the backend computes it in the same pass (the CPU backend):
+    /// what a GELU whose gradient is needed keeps for its backward. `None`: the backward
+    /// recomputes it from x (GPUs, where it fuses into the backward's other elementwise work).
+    fn gelu_keeping_derivative(x: FloatTensor<Self>) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        (Self::gelu_elementwise(x), None)
+    }
+
     /// ∂L/∂x = ∂L/∂y·GELU'(x) for y = GELU(x).
     fn gelu_elementwise_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::gelu_backward(x, grad)
@@ -171,6 +178,13 @@ impl LayerOps for burn::backend::Flex {
         flex_f32::map(x, cpu_math::gelu_slice).unwrap_or_else(|x| Self::gelu(x))
     }
 
+    fn gelu_keeping_derivative(x: FloatTensor<Self>) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        match flex_f32::map_to_two(x, cpu_math::gelu_with_derivative_slice) {
+            Ok((output, derivative)) => (output, Some(derivative)),
+            Err(x) => (Self::gelu(x), None),
+        }
+    }
+
     fn gelu_elementwise_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         flex_f32::map2(x, grad, cpu_math::gelu_backward_slice).unwrap_or_else(|(x, grad)| Self::gelu_backward(x, grad))
     }
@@ -207,6 +221,18 @@ mod flex_f32 {
         let mut output = FlexTensor::empty(input.layout().shape().clone(), DType::F32);
         f(input.as_slice::<f32>().expect("contiguous f32"), output.storage_mut::<f32>());
         Ok(output)
+    }
+
+    /// As `map`, with two outputs of `input`'s shape.
+    pub fn map_to_two(input: FlexTensor, f: impl FnOnce(&[f32], &mut [f32], &mut [f32])) -> Result<(FlexTensor, FlexTensor), FlexTensor> {
+        if input.dtype() != DType::F32 || input.layout().num_elements() == 0 {
+            return Err(input);
+        }
+        let input = input.to_contiguous();
+        let shape = input.layout().shape().clone();
+        let (mut first, mut second) = (FlexTensor::empty(shape.clone(), DType::F32), FlexTensor::empty(shape, DType::F32));
+        f(input.as_slice::<f32>().expect("contiguous f32"), first.storage_mut::<f32>(), second.storage_mut::<f32>());
+        Ok((first, second))
     }
 
     /// As `map`, for two tensors of one shape (no broadcasting: other shapes fall back).
@@ -481,16 +507,26 @@ impl<B: Backend> Backward<B, 1> for ExpBackward {
 #[derive(Debug)]
 struct GeluBackward;
 
+/// What a GELU keeps for its backward: GELU'(x) where the forward computed it, else x.
+#[derive(Debug, Clone)]
+enum GeluState<B: Backend> {
+    Derivative(FloatTensor<B>),
+    Input(FloatTensor<B>),
+}
+
 impl<B: Backend + LayerOps> Backward<B, 1> for GeluBackward {
-    /// x.
-    type State = FloatTensor<B>;
+    type State = GeluState<B>;
 
     /// ∂L/∂x = ∂L/∂y·(Φ(x) + x·φ(x)).
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let Some(node) = x_node else { return };
-        grads.register::<B>(node.id, B::gelu_elementwise_backward(ops.state, grad));
+        let grad_x = match ops.state {
+            GeluState::Derivative(derivative) => B::float_mul(grad, derivative),
+            GeluState::Input(x) => B::gelu_elementwise_backward(x, grad),
+        };
+        grads.register::<B>(node.id, grad_x);
     }
 }
 
@@ -541,7 +577,12 @@ impl<B: Backend + LayerOps, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
         match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let x = x.into_primitive();
-                prep.finish(x.clone(), B::gelu_elementwise(x))
+                let (output, derivative) = B::gelu_keeping_derivative(x.clone());
+                let state = match derivative {
+                    Some(derivative) => GeluState::Derivative(derivative),
+                    None => GeluState::Input(x),
+                };
+                prep.finish(state, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::gelu_elementwise(x.into_primitive())),
         }
