@@ -211,6 +211,8 @@ mod flex_f32 {
     use burn::backend::flex::FlexTensor;
     use burn::tensor::DType;
 
+    use crate::cpu_matmul::f32_tensor;
+
     /// A new tensor of `input`'s shape holding `f(input's floats)`. `input` back unchanged when
     /// it does not hold `f32`s or is empty: the caller falls back to flex's own operation.
     pub fn map(input: FlexTensor, f: impl FnOnce(&[f32], &mut [f32])) -> Result<FlexTensor, FlexTensor> {
@@ -218,9 +220,9 @@ mod flex_f32 {
             return Err(input);
         }
         let input = input.to_contiguous();
-        let mut output = FlexTensor::empty(input.layout().shape().clone(), DType::F32);
-        f(input.as_slice::<f32>().expect("contiguous f32"), output.storage_mut::<f32>());
-        Ok(output)
+        let mut output = vec![0.0f32; input.layout().num_elements()];
+        f(input.as_slice::<f32>().expect("contiguous f32"), &mut output);
+        Ok(f32_tensor(output, input.layout().shape().clone()))
     }
 
     /// As `map`, with two outputs of `input`'s shape.
@@ -229,10 +231,11 @@ mod flex_f32 {
             return Err(input);
         }
         let input = input.to_contiguous();
+        let n = input.layout().num_elements();
+        let (mut first, mut second) = (vec![0.0f32; n], vec![0.0f32; n]);
+        f(input.as_slice::<f32>().expect("contiguous f32"), &mut first, &mut second);
         let shape = input.layout().shape().clone();
-        let (mut first, mut second) = (FlexTensor::empty(shape.clone(), DType::F32), FlexTensor::empty(shape, DType::F32));
-        f(input.as_slice::<f32>().expect("contiguous f32"), first.storage_mut::<f32>(), second.storage_mut::<f32>());
-        Ok((first, second))
+        Ok((f32_tensor(first, shape.clone()), f32_tensor(second, shape)))
     }
 
     /// As `map`, for two tensors of one shape (no broadcasting: other shapes fall back).
@@ -241,9 +244,9 @@ mod flex_f32 {
             return Err((a, b));
         }
         let (a, b) = (a.to_contiguous(), b.to_contiguous());
-        let mut output = FlexTensor::empty(a.layout().shape().clone(), DType::F32);
-        f(a.as_slice::<f32>().expect("contiguous f32"), b.as_slice::<f32>().expect("contiguous f32"), output.storage_mut::<f32>());
-        Ok(output)
+        let mut output = vec![0.0f32; a.layout().num_elements()];
+        f(a.as_slice::<f32>().expect("contiguous f32"), b.as_slice::<f32>().expect("contiguous f32"), &mut output);
+        Ok(f32_tensor(output, a.layout().shape().clone()))
     }
 }
 
