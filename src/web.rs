@@ -431,8 +431,8 @@ pub(crate) unsafe fn fma_matmul(batch: usize, m: usize, n: usize, k: usize, a: *
 
 /// Hands the CPU backend's matrix products to `kernel`, the `matmul` export of
 /// `fma_kernel.wasm` instantiated on this module's memory, if it computes what the core's own
-/// kernel does (a check on products of every blocking edge, within 1e-4); `false` and nothing
-/// changed if not. `null` goes back to the core's kernel.
+/// kernel does (a check on products of every blocking edge, within 1e-4). `false` if it does
+/// not, or is not a function (`null`, say): the core's own kernel runs from then on.
 #[wasm_bindgen(js_name = useFmaMatmul)]
 pub fn use_fma_matmul(kernel: JsValue) -> bool {
     FMA_MATMUL.store(false, std::sync::atomic::Ordering::Relaxed);
