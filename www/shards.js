@@ -43,11 +43,12 @@ class Helper {
     };
   }
 
-  gradient(theta, work) {
+  /** `transfer`: hand θ's buffer over instead of copying it (the last helper of a step). */
+  gradient(theta, work, transfer = false) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, theta, work });
+      this.worker.postMessage({ id, theta, work }, transfer ? [theta.buffer] : []);
     });
   }
 
@@ -98,7 +99,10 @@ export class ShardPool {
     let helperError = null;
     const theta = this.sabotaged ? plan.theta.subarray(1) : plan.theta;
     this.sabotaged = false;
-    const results = Promise.all(plan.work.map((work, i) => this.helper(i).gradient(theta, work))).catch((e) => {
+    // θ is this step's copy, read for the helpers alone: the last one gets its buffer (440 KB
+    // for the tiny GPT) without a copy, the others a copy each, made before the transfer.
+    const last = plan.work.length - 1;
+    const results = Promise.all(plan.work.map((work, i) => this.helper(i).gradient(theta, work, i === last))).catch((e) => {
       helperError = e;
       throw e;
     });
