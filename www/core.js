@@ -17,7 +17,9 @@ export async function initCore() {
 async function useFmaKernel(memory) {
   let bytes;
   try {
-    bytes = await (await fetch(fmaKernelUrl)).arrayBuffer();
+    const response = await fetch(fmaKernelUrl);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    bytes = await response.arrayBuffer();
   } catch (e) {
     console.warn(`the FMA matrix product could not be fetched (${e?.message ?? e}); the core's own kernel runs`);
     return;
