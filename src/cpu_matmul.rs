@@ -45,24 +45,24 @@ fn preference() -> Preference {
     }
 }
 
+/// The product the page runs now, by name, and its kernel (`None`: flex's own product).
+fn choice() -> (&'static str, Option<Kernel>) {
+    match preference() {
+        Preference::Flex => ("flex gemm", None),
+        #[cfg(target_arch = "wasm32")]
+        Preference::Fastest if crate::web::fma_matmul_in_use() => ("relaxed-simd fma", Some(crate::web::fma_matmul)),
+        _ => ("simd128", Some(separate_mul_add())),
+    }
+}
+
 /// The kernel the page's products run with now; `None`: flex's own product.
 pub fn active() -> Option<Kernel> {
-    match preference() {
-        Preference::Flex => None,
-        #[cfg(target_arch = "wasm32")]
-        Preference::Fastest if crate::web::fma_matmul_in_use() => Some(crate::web::fma_matmul),
-        _ => Some(separate_mul_add()),
-    }
+    choice().1
 }
 
 /// Name of the active product, for the benchmark's record and the page.
 pub fn active_name() -> &'static str {
-    match preference() {
-        Preference::Flex => "flex gemm",
-        #[cfg(target_arch = "wasm32")]
-        Preference::Fastest if crate::web::fma_matmul_in_use() => "relaxed-simd fma",
-        _ => "simd128",
-    }
+    choice().0
 }
 
 /// The largest difference between two kernels' products over every remainder of the blocking
