@@ -4,10 +4,11 @@
 //! Which kernel runs: the relaxed-SIMD module when the page has handed it over
 //! (`web::use_fma_matmul`, after a check against the core's own), else the core's copy.
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{Bytes, DType, Shape};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Shape};
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::flex_f32::f32_tensor;
 use crate::matmul_kernel::{self, SeparateMulAdd};
 
 /// `matmul_kernel::matmul`'s signature: batch, m, n, k, then A (pointer, batch, row and column
@@ -85,15 +86,6 @@ pub fn largest_difference(first: Kernel, second: Kernel) -> f32 {
         }
     }
     worst
-}
-
-/// A contiguous f32 tensor of `shape` holding `values`. `FlexTensor::empty` zero-fills its bytes
-/// and then, where the allocation is not 16-byte aligned (wasm's allocator gives 8), copies them
-/// to an aligned one: ~5% of a CPU step in the page between the two (profile, 2026-12-04). Flex
-/// reads f32s, which need 4.
-pub fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    assert_eq!(values.len(), shape.num_elements(), "f32_tensor: {} values for {shape:?}", values.len());
-    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
 }
 
 /// Strides of a tensor in floats, or `None` where one is negative (a flipped view).

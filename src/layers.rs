@@ -29,6 +29,7 @@ use burn::prelude::*;
 use burn::tensor::{IndexingUpdateOp, Slice};
 
 use crate::cpu_math;
+use crate::flex_f32;
 
 /// LayerNorm (Ba et al., 2016) over the last dimension: (x − μ)/√(σ² + ε)·γ + β, σ² the biased
 /// variance, as `burn::nn::LayerNorm` computes it.
@@ -203,50 +204,6 @@ impl LayerOps for burn::backend::Flex {
             let last = last_dim::<Self>(&x);
             Self::log_softmax(x, last)
         })
-    }
-}
-
-/// `cpu_math`'s slice functions on the CPU backend's tensors.
-mod flex_f32 {
-    use burn::backend::flex::FlexTensor;
-    use burn::tensor::DType;
-
-    use crate::cpu_matmul::f32_tensor;
-
-    /// A new tensor of `input`'s shape holding `f(input's floats)`. `input` back unchanged when
-    /// it does not hold `f32`s or is empty: the caller falls back to flex's own operation.
-    pub fn map(input: FlexTensor, f: impl FnOnce(&[f32], &mut [f32])) -> Result<FlexTensor, FlexTensor> {
-        if input.dtype() != DType::F32 || input.layout().num_elements() == 0 {
-            return Err(input);
-        }
-        let input = input.to_contiguous();
-        let mut output = vec![0.0f32; input.layout().num_elements()];
-        f(input.as_slice::<f32>().expect("contiguous f32"), &mut output);
-        Ok(f32_tensor(output, input.layout().shape().clone()))
-    }
-
-    /// As `map`, with two outputs of `input`'s shape.
-    pub fn map_to_two(input: FlexTensor, f: impl FnOnce(&[f32], &mut [f32], &mut [f32])) -> Result<(FlexTensor, FlexTensor), FlexTensor> {
-        if input.dtype() != DType::F32 || input.layout().num_elements() == 0 {
-            return Err(input);
-        }
-        let input = input.to_contiguous();
-        let n = input.layout().num_elements();
-        let (mut first, mut second) = (vec![0.0f32; n], vec![0.0f32; n]);
-        f(input.as_slice::<f32>().expect("contiguous f32"), &mut first, &mut second);
-        let shape = input.layout().shape().clone();
-        Ok((f32_tensor(first, shape.clone()), f32_tensor(second, shape)))
-    }
-
-    /// As `map`, for two tensors of one shape (no broadcasting: other shapes fall back).
-    pub fn map2(a: FlexTensor, b: FlexTensor, f: impl FnOnce(&[f32], &[f32], &mut [f32])) -> Result<FlexTensor, (FlexTensor, FlexTensor)> {
-        if a.dtype() != DType::F32 || b.dtype() != DType::F32 || a.layout().shape() != b.layout().shape() || a.layout().num_elements() == 0 {
-            return Err((a, b));
-        }
-        let (a, b) = (a.to_contiguous(), b.to_contiguous());
-        let mut output = vec![0.0f32; a.layout().num_elements()];
-        f(a.as_slice::<f32>().expect("contiguous f32"), b.as_slice::<f32>().expect("contiguous f32"), &mut output);
-        Ok(f32_tensor(output, a.layout().shape().clone()))
     }
 }
 

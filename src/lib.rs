@@ -19,6 +19,7 @@ pub mod cpu_math;
 pub mod cpu_matmul;
 pub mod device;
 pub mod error;
+pub mod flex_f32;
 pub mod heap;
 pub mod kernels;
 pub mod labels;
