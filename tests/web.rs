@@ -259,13 +259,21 @@ async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
     }
     let mut helper = GradientWorker::new();
     let close = |got: f64, expected: f64| (got - expected).abs() <= 1e-5 * expected.abs().max(1.0);
+    // The array the gradient came back in, which the next plan refills with θ.
+    let mut returned: Option<js_sys::Float32Array> = None;
     for step in 1..=3 {
         let expected = whole.step("sft".into()).await.unwrap();
-        let plan = split.shard_plan("sft".into(), 2).await.unwrap();
-        let theta = field(&plan, "theta").dyn_into::<js_sys::Float32Array>().expect("θ is a Float32Array").to_vec();
+        let plan = split.shard_plan("sft".into(), 2, returned.clone()).await.unwrap();
+        let theta = field(&plan, "theta").dyn_into::<js_sys::Float32Array>().expect("θ is a Float32Array");
+        if let Some(array) = returned.take() {
+            assert_eq!(theta.buffer(), array.buffer(), "step {step}: θ is written into the array the gradient came back in");
+        }
         let work = js_sys::Array::from(&field(&plan, "work"));
         assert_eq!(work.length(), 1, "one helper's work for two shards");
-        let answer = helper.gradient(theta, work.get(0)).await.unwrap();
+        let answer = helper.gradient(theta.clone().into(), work.get(0)).await.unwrap();
+        let gradient = field(&answer, "gradient").dyn_into::<js_sys::Float32Array>().unwrap();
+        assert_eq!(gradient.buffer(), theta.buffer(), "step {step}: the gradient comes back in θ's array");
+        returned = Some(js_sys::Float32Array::new(&gradient.buffer()));
         let answers: JsValue = js_sys::Array::of1(&answer).into();
         let got = split.step_sharded("sft".into(), 2, js_sys::Promise::resolve(&answers)).await.unwrap();
         for name in ["loss/train", "accuracy/train", "grad_norm"] {
@@ -282,8 +290,8 @@ async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
     assert!(close(number(&g, "loss/train"), number(&e, "loss/train")), "after the refused step");
     // The β sweep's runs are taken whole, which the plan says with null; a stage that has not
     // begun says so.
-    assert!(split.shard_plan("sweep".into(), 2).await.unwrap().is_null());
-    let error = split.shard_plan("ppo".into(), 2).await.unwrap_err();
+    assert!(split.shard_plan("sweep".into(), 2, None).await.unwrap().is_null());
+    let error = split.shard_plan("ppo".into(), 2, None).await.unwrap_err();
     let message = field(&error, "message").as_string().unwrap();
     assert!(message.contains("PPO has not begun"), "{message}");
 }
