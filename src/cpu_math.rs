@@ -1,5 +1,6 @@
 //! exp, erf and GELU over `f32` slices, written so that the compiler vectorizes them: the CPU
-//! backend's transcendental functions.
+//! backend's transcendental functions; and the row loops of the softmaxes and of LayerNorm,
+//! forward and backward.
 //!
 //! burn's CPU backend (flex 0.22.1) evaluates `exp` and `erf` one float at a time through libm,
 //! and in the page (wasm, 4-lane SIMD) they were a fifth of a training step of the tiny GPT:
@@ -167,6 +168,50 @@ pub fn log_softmax_rows(input: &[f32], width: usize, output: &mut [f32]) {
         let log_normalizer = max + total.ln();
         for (o, &x) in out.iter_mut().zip(row) {
             *o = x - log_normalizer;
+        }
+    }
+}
+
+/// LayerNorm of each row of `gamma.len()` floats, keeping what its backward needs: writes
+/// y = x̂·γ + β, x̂ = (x − μ)·r and, one per row, r = 1/√(σ² + ε) (σ² the biased variance).
+/// One pass per row where flex takes ten operations over the whole tensor.
+pub fn layer_norm_rows(input: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, output: &mut [f32], normalized: &mut [f32], inverse_std: &mut [f32]) {
+    let width = gamma.len();
+    assert!(width > 0 && beta.len() == width && input.len().is_multiple_of(width), "layer_norm_rows: rows of {width}");
+    assert!(output.len() == input.len() && normalized.len() == input.len() && inverse_std.len() == input.len() / width, "layer_norm_rows: lengths");
+    let rows = input.chunks_exact(width).zip(output.chunks_exact_mut(width)).zip(normalized.chunks_exact_mut(width));
+    for (((row, out), norm), r) in rows.zip(inverse_std.iter_mut()) {
+        let mean = row.iter().sum::<f32>() / width as f32;
+        let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / width as f32;
+        *r = 1.0 / (variance + epsilon).sqrt();
+        for (((o, n), &x), (&g, &b)) in out.iter_mut().zip(norm.iter_mut()).zip(row).zip(gamma.iter().zip(beta)) {
+            *n = (x - mean) * *r;
+            *o = *n * g + b;
+        }
+    }
+}
+
+/// The gradients of `layer_norm_rows` from ∂L/∂y (`grad`), x̂, r and γ. With g = ∂L/∂y·γ per
+/// row: ∂L/∂x = r·(g − mean(g) − x̂·mean(g·x̂)), ∂L/∂γ = Σ_rows ∂L/∂y·x̂, ∂L/∂β = Σ_rows ∂L/∂y.
+pub fn layer_norm_backward_rows(grad: &[f32], normalized: &[f32], inverse_std: &[f32], gamma: &[f32], d_input: &mut [f32], d_gamma: &mut [f32], d_beta: &mut [f32]) {
+    let width = gamma.len();
+    assert!(width > 0 && grad.len().is_multiple_of(width) && inverse_std.len() == grad.len() / width, "layer_norm_backward_rows: rows of {width}");
+    assert!(normalized.len() == grad.len() && d_input.len() == grad.len() && d_gamma.len() == width && d_beta.len() == width, "layer_norm_backward_rows: lengths");
+    d_gamma.fill(0.0);
+    d_beta.fill(0.0);
+    let rows = grad.chunks_exact(width).zip(normalized.chunks_exact(width)).zip(d_input.chunks_exact_mut(width));
+    for (((dy, norm), dx), &r) in rows.zip(inverse_std) {
+        let (mut mean_g, mut mean_g_normalized) = (0.0f32, 0.0f32);
+        for (((&dy, &n), &g), (dg, db)) in dy.iter().zip(norm).zip(gamma).zip(d_gamma.iter_mut().zip(d_beta.iter_mut())) {
+            mean_g += dy * g;
+            mean_g_normalized += dy * g * n;
+            *dg += dy * n;
+            *db += dy;
+        }
+        mean_g /= width as f32;
+        mean_g_normalized /= width as f32;
+        for (((out, &dy), &n), &g) in dx.iter_mut().zip(dy).zip(norm).zip(gamma) {
+            *out = r * (dy * g - mean_g - n * mean_g_normalized);
         }
     }
 }

@@ -24,8 +24,25 @@ pub fn zip_map<const I: usize, const O: usize>(inputs: [FlexTensor; I], f: impl 
     }
     let inputs = inputs.map(|t| t.to_contiguous());
     let mut outputs: [Vec<f32>; O] = std::array::from_fn(|_| vec![0.0; shape.num_elements()]);
-    f(inputs.each_ref().map(|t| t.as_slice::<f32>().expect("contiguous f32")), outputs.each_mut().map(Vec::as_mut_slice));
+    f(inputs.each_ref().map(floats), outputs.each_mut().map(Vec::as_mut_slice));
     Ok(outputs.map(|values| f32_tensor(values, shape.clone())))
+}
+
+/// For a row-wise operation over the last dimension of `x` with per-column vectors `columns`:
+/// the shape of one value per row ([..., 1]) and the row width, where `x` and every vector
+/// hold `f32`s, `x` is not empty and each vector is [width]. `None`: the caller falls back.
+pub fn rows_of(x: &FlexTensor, columns: &[&FlexTensor]) -> Option<(Shape, usize)> {
+    let shape = x.layout().shape();
+    let width = *shape.last()?;
+    let fits = x.dtype() == DType::F32 && width > 0 && shape.num_elements() > 0 && columns.iter().all(|c| c.dtype() == DType::F32 && c.layout().shape().as_slice() == [width]);
+    let mut rows_shape: Vec<usize> = shape.iter().copied().collect();
+    *rows_shape.last_mut()? = 1;
+    fits.then(|| (Shape::from(rows_shape), width))
+}
+
+/// The floats of a contiguous f32 tensor (`to_contiguous` first).
+pub fn floats(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 /// A new tensor of `input`'s shape holding `f(input's floats)` (`zip_map` with one of each).

@@ -110,6 +110,27 @@ pub trait LayerOps: Backend {
         layer_norm_forward::<Self>(x, gamma, beta, epsilon).output
     }
 
+    /// A LayerNorm whose backward is needed: (y, x̂, r), as `LayerNormParts` names them.
+    fn layer_norm_keeping_parts(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let parts = layer_norm_forward::<Self>(x, gamma, beta, epsilon);
+        (parts.output, parts.normalized, parts.inverse_std)
+    }
+
+    /// (∂L/∂x, ∂L/∂γ, ∂L/∂β) of a LayerNorm from ∂L/∂y and its (x̂, r, γ), each where wanted
+    /// (`LayerNormBackward`).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn layer_norm_gradients(
+        grad: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+        inverse_std: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        want_x: bool,
+        want_gamma: bool,
+        want_beta: bool,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        layer_norm_gradients_in_operations::<Self>(grad, normalized, inverse_std, gamma, [want_x, want_gamma, want_beta])
+    }
+
     fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_exp(x)
     }
@@ -160,6 +181,44 @@ pub trait LayerOps: Backend {
 impl LayerOps for burn::backend::Flex {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), f64::from(epsilon))
+    }
+
+    fn layer_norm_keeping_parts(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let Some((rows_shape, width)) = flex_f32::rows_of(&x, &[&gamma, &beta]) else {
+            let parts = layer_norm_forward::<Self>(x, gamma, beta, epsilon);
+            return (parts.output, parts.normalized, parts.inverse_std);
+        };
+        let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+        let n = x.layout().num_elements();
+        let (mut output, mut normalized, mut inverse_std) = (vec![0.0; n], vec![0.0; n], vec![0.0; n / width]);
+        cpu_math::layer_norm_rows(flex_f32::floats(&x), flex_f32::floats(&gamma), flex_f32::floats(&beta), epsilon, &mut output, &mut normalized, &mut inverse_std);
+        let shape = x.layout().shape().clone();
+        (flex_f32::f32_tensor(output, shape.clone()), flex_f32::f32_tensor(normalized, shape), flex_f32::f32_tensor(inverse_std, rows_shape))
+    }
+
+    fn layer_norm_gradients(
+        grad: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+        inverse_std: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        want_x: bool,
+        want_gamma: bool,
+        want_beta: bool,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        let fits = flex_f32::rows_of(&grad, &[&gamma]).is_some_and(|(rows_shape, _)| grad.layout().shape() == normalized.layout().shape() && *inverse_std.layout().shape() == rows_shape && inverse_std.dtype() == grad.dtype() && normalized.dtype() == grad.dtype());
+        if !fits {
+            return layer_norm_gradients_in_operations::<Self>(grad, normalized, inverse_std, gamma, [want_x, want_gamma, want_beta]);
+        }
+        let (grad, normalized, inverse_std, gamma) = (grad.to_contiguous(), normalized.to_contiguous(), inverse_std.to_contiguous(), gamma.to_contiguous());
+        let (n, width) = (grad.layout().num_elements(), gamma.layout().num_elements());
+        let (mut d_x, mut d_gamma, mut d_beta) = (vec![0.0; n], vec![0.0; width], vec![0.0; width]);
+        cpu_math::layer_norm_backward_rows(flex_f32::floats(&grad), flex_f32::floats(&normalized), flex_f32::floats(&inverse_std), flex_f32::floats(&gamma), &mut d_x, &mut d_gamma, &mut d_beta);
+        let vector = Shape::from(vec![width]);
+        (
+            want_x.then(|| flex_f32::f32_tensor(d_x, grad.layout().shape().clone())),
+            want_gamma.then(|| flex_f32::f32_tensor(d_gamma, vector.clone())),
+            want_beta.then(|| flex_f32::f32_tensor(d_beta, vector)),
+        )
     }
 
     fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -369,40 +428,56 @@ impl<B: Backend + LayerOps> Backward<B, 1> for AttentionBackward {
 #[derive(Debug)]
 struct LayerNormBackward;
 
-impl<B: Backend> Backward<B, 3> for LayerNormBackward {
+impl<B: Backend + LayerOps> Backward<B, 3> for LayerNormBackward {
     /// x̂, r and γ.
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
-    /// With g = ∂L/∂y·γ (per row, n = d):
-    /// ∂L/∂x = r·(g − mean(g) − x̂·mean(g·x̂)),  ∂L/∂γ = Σ_rows ∂L/∂y·x̂,  ∂L/∂β = Σ_rows ∂L/∂y.
-    ///
-    /// The two row means are matrix products with γ, Σ_d ∂L/∂y_d·γ_d and Σ_d (∂L/∂y·x̂)_d·γ_d:
-    /// one kernel each, where the product g and its reduction were two, and ∂L/∂y·x̂ serves ∂L/∂γ
-    /// too. Everything runs on [rows, d] views made first: in burn's fusion a reshape between two
-    /// operations keeps them out of one kernel.
+    /// `LayerOps::layer_norm_gradients`: on the CPU backend one pass per row
+    /// (`cpu_math::layer_norm_backward_rows`), elsewhere `layer_norm_gradients_in_operations`.
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [x_node, gamma_node, beta_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (normalized, inverse_std, gamma) = ops.state;
-        let shape = normalized.shape();
-        let d = shape[shape.num_dims() - 1];
-        let (grad, normalized, inverse_std) = (as_rows::<B>(grad), as_rows::<B>(normalized), as_rows::<B>(inverse_std));
-        let (gamma_column, gamma_row) = (B::float_reshape(gamma.clone(), Shape::from(vec![d, 1])), B::float_reshape(gamma, Shape::from(vec![1, d])));
-        let grad_normalized = B::float_mul(grad.clone(), normalized.clone());
-        if let Some(node) = beta_node {
-            grads.register::<B>(node.id, column_sums::<B>(grad.clone()));
-        }
-        if let Some(node) = gamma_node {
-            grads.register::<B>(node.id, column_sums::<B>(grad_normalized.clone()));
-        }
-        if let Some(node) = x_node {
-            let sum_g = B::float_matmul(grad.clone(), gamma_column.clone()); // [rows, 1]
-            let sum_g_normalized = B::float_matmul(grad_normalized, gamma_column);
-            let means = B::float_mul_scalar(B::float_add(sum_g, B::float_mul(normalized, sum_g_normalized)), (1.0 / d as f32).into());
-            let inner = B::float_sub(B::float_mul(grad, gamma_row), means);
-            grads.register::<B>(node.id, B::float_reshape(B::float_mul(inner, inverse_std), shape));
+        let (d_x, d_gamma, d_beta) = B::layer_norm_gradients(grad, normalized, inverse_std, gamma, x_node.is_some(), gamma_node.is_some(), beta_node.is_some());
+        for (node, gradient) in [(x_node, d_x), (gamma_node, d_gamma), (beta_node, d_beta)] {
+            if let (Some(node), Some(gradient)) = (node, gradient) {
+                grads.register::<B>(node.id, gradient);
+            }
         }
     }
+}
+
+/// A LayerNorm's gradients in the backend's operations, each where `wanted` ([x, γ, β]). With
+/// g = ∂L/∂y·γ (per row, n = d):
+/// ∂L/∂x = r·(g − mean(g) − x̂·mean(g·x̂)),  ∂L/∂γ = Σ_rows ∂L/∂y·x̂,  ∂L/∂β = Σ_rows ∂L/∂y.
+///
+/// The two row means are matrix products with γ, Σ_d ∂L/∂y_d·γ_d and Σ_d (∂L/∂y·x̂)_d·γ_d:
+/// one kernel each, where the product g and its reduction were two, and ∂L/∂y·x̂ serves ∂L/∂γ
+/// too. Everything runs on [rows, d] views made first: in burn's fusion a reshape between two
+/// operations keeps them out of one kernel.
+#[allow(clippy::type_complexity)]
+fn layer_norm_gradients_in_operations<B: Backend>(
+    grad: FloatTensor<B>,
+    normalized: FloatTensor<B>,
+    inverse_std: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    [want_x, want_gamma, want_beta]: [bool; 3],
+) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
+    let shape = normalized.shape();
+    let d = shape[shape.num_dims() - 1];
+    let (grad, normalized, inverse_std) = (as_rows::<B>(grad), as_rows::<B>(normalized), as_rows::<B>(inverse_std));
+    let (gamma_column, gamma_row) = (B::float_reshape(gamma.clone(), Shape::from(vec![d, 1])), B::float_reshape(gamma, Shape::from(vec![1, d])));
+    let grad_normalized = B::float_mul(grad.clone(), normalized.clone());
+    let d_beta = want_beta.then(|| column_sums::<B>(grad.clone()));
+    let d_gamma = want_gamma.then(|| column_sums::<B>(grad_normalized.clone()));
+    let d_x = want_x.then(|| {
+        let sum_g = B::float_matmul(grad.clone(), gamma_column.clone()); // [rows, 1]
+        let sum_g_normalized = B::float_matmul(grad_normalized, gamma_column);
+        let means = B::float_mul_scalar(B::float_add(sum_g, B::float_mul(normalized, sum_g_normalized)), (1.0 / d as f32).into());
+        let inner = B::float_sub(B::float_mul(grad, gamma_row), means);
+        B::float_reshape(B::float_mul(inner, inverse_std), shape)
+    });
+    (d_x, d_gamma, d_beta)
 }
 
 #[derive(Debug)]
@@ -552,8 +627,8 @@ impl<B: Backend + LayerOps, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let gamma = gamma.into_primitive();
-                let parts = layer_norm_forward::<B>(x.into_primitive(), gamma.clone(), beta.into_primitive(), epsilon);
-                prep.finish((parts.normalized, parts.inverse_std, gamma), parts.output)
+                let (output, normalized, inverse_std) = B::layer_norm_keeping_parts(x.into_primitive(), gamma.clone(), beta.into_primitive(), epsilon);
+                prep.finish((normalized, inverse_std, gamma), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_last(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon)),
         }
