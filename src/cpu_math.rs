@@ -181,8 +181,8 @@ pub fn layer_norm_rows(input: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32,
     assert!(output.len() == input.len() && normalized.len() == input.len() && inverse_std.len() == input.len() / width, "layer_norm_rows: lengths");
     let rows = input.chunks_exact(width).zip(output.chunks_exact_mut(width)).zip(normalized.chunks_exact_mut(width));
     for (((row, out), norm), r) in rows.zip(inverse_std.iter_mut()) {
-        let mean = row.iter().sum::<f32>() / width as f32;
-        let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / width as f32;
+        let mean = lane_sum(row, row, row, |x, _, _| x) / width as f32;
+        let variance = lane_sum(row, row, row, |x, _, _| (x - mean) * (x - mean)) / width as f32;
         *r = 1.0 / (variance + epsilon).sqrt();
         for (((o, n), &x), (&g, &b)) in out.iter_mut().zip(norm.iter_mut()).zip(row).zip(gamma.iter().zip(beta)) {
             *n = (x - mean) * *r;
@@ -201,15 +201,12 @@ pub fn layer_norm_backward_rows(grad: &[f32], normalized: &[f32], inverse_std: &
     d_beta.fill(0.0);
     let rows = grad.chunks_exact(width).zip(normalized.chunks_exact(width)).zip(d_input.chunks_exact_mut(width));
     for (((dy, norm), dx), &r) in rows.zip(inverse_std) {
-        let (mut mean_g, mut mean_g_normalized) = (0.0f32, 0.0f32);
-        for (((&dy, &n), &g), (dg, db)) in dy.iter().zip(norm).zip(gamma).zip(d_gamma.iter_mut().zip(d_beta.iter_mut())) {
-            mean_g += dy * g;
-            mean_g_normalized += dy * g * n;
+        for ((&dy, &n), (dg, db)) in dy.iter().zip(norm).zip(d_gamma.iter_mut().zip(d_beta.iter_mut())) {
             *dg += dy * n;
             *db += dy;
         }
-        mean_g /= width as f32;
-        mean_g_normalized /= width as f32;
+        let mean_g = lane_sum(dy, gamma, norm, |dy, g, _| dy * g) / width as f32;
+        let mean_g_normalized = lane_sum(dy, gamma, norm, |dy, g, n| dy * g * n) / width as f32;
         for (((out, &dy), &n), &g) in dx.iter_mut().zip(dy).zip(norm).zip(gamma) {
             *out = r * (dy * g - mean_g - n * mean_g_normalized);
         }
@@ -224,6 +221,21 @@ fn shifted_exponentials(row: &[f32], out: &mut [f32]) -> (f32, f32) {
         *o = exp(x - max);
     }
     (max, out.iter().sum())
+}
+
+/// Σ_j term(a_j, b_j, c_j) over slices of one length, in four interleaved partial sums: a sum
+/// taken in order is one dependency chain, which does not vectorize.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], c: &[f32], term: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let (a4, b4, c4) = (a.chunks_exact(4), b.chunks_exact(4), c.chunks_exact(4));
+    let tail: f32 = a4.remainder().iter().zip(b4.remainder()).zip(c4.remainder()).map(|((&x, &y), &z)| term(x, y, z)).sum();
+    let mut lanes = [0.0f32; 4];
+    for ((x, y), z) in a4.zip(b4).zip(c4) {
+        for l in 0..4 {
+            lanes[l] += term(x[l], y[l], z[l]);
+        }
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
 }
 
 /// The largest entry (NaN if any entry is NaN, so that a NaN row stays NaN).
