@@ -1,5 +1,6 @@
-//! LayerNorm, softmax, log-softmax, target log-probabilities, GELU, exp and the GPU layout of
-//! attention, each one operation to autodiff with its gradient written out.
+//! LayerNorm, softmax, log-softmax, target log-probabilities, GELU, exp, the matrix product and
+//! attention (the GPU layout, and on the CPU backend in the page `cpu_attention`'s heads), each
+//! one operation to autodiff with its gradient written out.
 //!
 //! Written with tensor operations, each of these is several operations that autodiff
 //! differentiates one at a time, and their backward passes were most of a training step's
@@ -13,8 +14,8 @@
 //! tensor lives on (`#[backend_extension]`), to the autodiff implementation when it tracks
 //! gradients. Forwards without a gradient use the backend's own LayerNorm where it has one (the
 //! CPU backend's fused row loop), and on GPUs the LayerNorm kernel of `kernels`. On the CPU
-//! backend, exp, GELU and the softmaxes run `cpu_math`'s vectorized functions, forward and
-//! backward; flex computes exp and erf one float at a time.
+//! backend, exp, GELU, the softmaxes and a tracked LayerNorm run `cpu_math`'s vectorized
+//! functions, forward and backward; flex computes exp and erf one float at a time.
 //! The tests check every forward and gradient against burn's own operations.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -53,6 +54,14 @@ pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     let (l, r) = (lhs.dims(), rhs.dims());
     assert!(D >= 2 && l[..D - 2] == r[..D - 2] && l[D - 1] == r[D - 2], "matmul: [.., m, k]·[.., k, n] with equal batch dimensions, got {l:?}·{r:?}");
     Tensor::from_dispatch(<Dispatch as LayerOps>::matrix_product(lhs.into_dispatch(), rhs.into_dispatch()))
+}
+
+/// Multi-head attention on heads split from qkv [B, T, 3D] and merged back into [B, T, D]:
+/// softmax(q_h·k_hᵀ·scale + bias)·v_h for each head h, bias [1, 1, T, T]. `None` where the
+/// backend has no implementation of its own (`cpu_attention`: the CPU backend in the page);
+/// the model then composes it from operations.
+pub fn head_attention(qkv: Tensor<3>, bias: Tensor<4>, n_heads: usize, scale: f32) -> Option<Tensor<3>> {
+    <Dispatch as LayerOps>::head_attention(qkv.into_dispatch(), bias.into_dispatch(), n_heads, scale).map(Tensor::from_dispatch)
 }
 
 /// e^x, elementwise (on the CPU backend with `cpu_math`'s vectorized exp).
@@ -138,6 +147,23 @@ pub trait LayerOps: Backend {
     /// [..., m, k]·[..., k, n] → [..., m, n], equal batch dimensions.
     fn matrix_product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(lhs, rhs)
+    }
+
+    /// `head_attention`: `None` by default (composed from operations by the model).
+    fn head_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_heads: usize, scale: f32) -> Option<FloatTensor<Self>> {
+        Self::head_attention_keeping_probabilities(qkv, bias, n_heads, scale).map(|(y, _)| y)
+    }
+
+    /// `head_attention` and its probabilities [B, H, T, T], for the backward.
+    #[allow(clippy::type_complexity)]
+    fn head_attention_keeping_probabilities(_qkv: FloatTensor<Self>, _bias: FloatTensor<Self>, _n_heads: usize, _scale: f32) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// ∂L/∂qkv of `head_attention` from ∂L/∂y, qkv and the probabilities, where
+    /// `head_attention_keeping_probabilities` gave them.
+    fn head_attention_gradient(_qkv: FloatTensor<Self>, _probabilities: FloatTensor<Self>, _grad: FloatTensor<Self>, _n_heads: usize, _scale: f32) -> Option<FloatTensor<Self>> {
+        None
     }
 
     fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -232,6 +258,30 @@ impl LayerOps for burn::backend::Flex {
             return crate::cpu_matmul::matmul(lhs, rhs, kernel).unwrap_or_else(|(lhs, rhs)| Self::float_matmul(lhs, rhs));
         }
         Self::float_matmul(lhs, rhs)
+    }
+
+    /// `cpu_attention`, where the page's matrix product runs (`cpu_attention::kernel`).
+    fn head_attention_keeping_probabilities(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_heads: usize, scale: f32) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        let kernel = crate::cpu_attention::kernel()?;
+        let (q_shape, b_shape) = (qkv.layout().shape().clone(), bias.layout().shape().clone());
+        let fits = qkv.dtype() == burn::tensor::DType::F32 && bias.dtype() == qkv.dtype() && q_shape.num_dims() == 3 && n_heads > 0 && q_shape[2] % (3 * n_heads) == 0 && b_shape.as_slice() == [1, 1, q_shape[1], q_shape[1]];
+        if !fits || q_shape.num_elements() == 0 {
+            return None;
+        }
+        let heads = crate::cpu_attention::Heads { batch: q_shape[0], seq: q_shape[1], d_model: q_shape[2] / 3, heads: n_heads };
+        let (qkv, bias) = (qkv.to_contiguous(), bias.to_contiguous());
+        let (y, probabilities) = crate::cpu_attention::forward(flex_f32::floats(&qkv), flex_f32::floats(&bias), heads, scale, kernel);
+        let (batch, seq, d_model) = (heads.batch, heads.seq, heads.d_model);
+        Some((flex_f32::f32_tensor(y, Shape::from(vec![batch, seq, d_model])), flex_f32::f32_tensor(probabilities, Shape::from(vec![batch, n_heads, seq, seq]))))
+    }
+
+    fn head_attention_gradient(qkv: FloatTensor<Self>, probabilities: FloatTensor<Self>, grad: FloatTensor<Self>, n_heads: usize, scale: f32) -> Option<FloatTensor<Self>> {
+        let kernel = crate::cpu_attention::kernel()?;
+        let shape = qkv.layout().shape().clone();
+        let heads = crate::cpu_attention::Heads { batch: shape[0], seq: shape[1], d_model: shape[2] / 3, heads: n_heads };
+        let (qkv, probabilities, grad) = (qkv.to_contiguous(), probabilities.to_contiguous(), grad.to_contiguous());
+        let d_qkv = crate::cpu_attention::backward(flex_f32::floats(&qkv), flex_f32::floats(&probabilities), flex_f32::floats(&grad), heads, scale, kernel);
+        Some(flex_f32::f32_tensor(d_qkv, shape))
     }
 
     fn gelu_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -587,7 +637,38 @@ impl<B: Backend + LayerOps> Backward<B, 2> for MatrixProductBackward {
     }
 }
 
+#[derive(Debug)]
+struct HeadAttentionBackward;
+
+impl<B: Backend + LayerOps> Backward<B, 1> for HeadAttentionBackward {
+    /// qkv, the probabilities, the number of heads and the scale.
+    type State = (FloatTensor<B>, FloatTensor<B>, usize, f32);
+
+    /// `LayerOps::head_attention_gradient` (`cpu_attention::backward` has the formulas).
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [qkv_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let Some(node) = qkv_node else { return };
+        let (qkv, probabilities, n_heads, scale) = ops.state;
+        let d_qkv = B::head_attention_gradient(qkv, probabilities, grad, n_heads, scale).expect("the backend that kept the probabilities differentiates them");
+        grads.register::<B>(node.id, d_qkv);
+    }
+}
+
 impl<B: Backend + LayerOps, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
+    fn head_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_heads: usize, scale: f32) -> Option<FloatTensor<Self>> {
+        // The bias is a constant: only qkv is differentiated.
+        let bias = bias.into_primitive();
+        match HeadAttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let qkv = qkv.into_primitive();
+                let (y, probabilities) = B::head_attention_keeping_probabilities(qkv.clone(), bias, n_heads, scale)?;
+                Some(prep.finish((qkv, probabilities, n_heads, scale), y))
+            }
+            OpsKind::UnTracked(prep) => Some(prep.finish(B::head_attention(qkv.into_primitive(), bias, n_heads, scale)?)),
+        }
+    }
+
     fn matrix_product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         match MatrixProductBackward.prepare::<C>([lhs.node(), rhs.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -783,6 +864,37 @@ mod tests {
         assert_close(ours, theirs, 1e-5, "forward");
         assert_close(a_ours.grad(&grads_ours).unwrap(), a_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂A");
         assert_close(b_ours.grad(&grads_ours).unwrap(), b_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂B");
+    }
+
+    /// The CPU backend's head attention (`cpu_attention`, turned on for this test's thread)
+    /// against the heads composed from burn's operations, forward and ∂qkv; without it, `None`.
+    #[test]
+    fn head_attention_matches_the_composed_heads() {
+        let device = Device::flex().autodiff();
+        let (batch, seq, d_model, heads) = (2, 7, 12, 3);
+        let scale = 1.0 / ((d_model / heads) as f32).sqrt();
+        let qkv = Tensor::<3>::random([batch, seq, 3 * d_model], Distribution::Normal(0.0, 1.0), &device);
+        let bias: Vec<f32> = (0..seq * seq).map(|i| if i % seq > i / seq { -1e9 } else { 0.0 }).collect();
+        let bias = Tensor::<4>::from_data(TensorData::new(bias, [1, 1, seq, seq]), &device);
+        let w = Tensor::<3>::random([batch, seq, d_model], Distribution::Normal(0.0, 1.0), &device);
+        assert!(head_attention(qkv.clone(), bias.clone(), heads, scale).is_none(), "natively, the model composes it");
+
+        crate::cpu_attention::tests::NATIVE.with(|on| on.set(true));
+        let ours_qkv = qkv.clone().require_grad();
+        let ours = head_attention(ours_qkv.clone(), bias.clone(), heads, scale).expect("turned on");
+        let grads_ours = (ours.clone() * w.clone()).sum().backward();
+        let without_grad = head_attention(qkv.clone().inner(), bias.clone().inner(), heads, scale).expect("turned on");
+        crate::cpu_attention::tests::NATIVE.with(|on| on.set(false));
+
+        let theirs_qkv = qkv.require_grad();
+        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, d_model / heads]).swap_dims(1, 2);
+        let parts = theirs_qkv.clone().chunk(3, 2);
+        let scores = split(parts[0].clone()).matmul(split(parts[1].clone()).swap_dims(2, 3)).mul_scalar(scale) + bias;
+        let theirs = burn::tensor::activation::softmax(scores, 3).matmul(split(parts[2].clone())).swap_dims(1, 2).reshape([batch, seq, d_model]);
+        let grads_theirs = (theirs.clone() * w).sum().backward();
+        assert_close(ours, theirs.clone(), 1e-5, "forward");
+        assert_close(without_grad, theirs.inner(), 1e-5, "forward without autodiff");
+        assert_close(ours_qkv.grad(&grads_ours).unwrap(), theirs_qkv.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂qkv");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod concat;
 pub mod config;
+pub mod cpu_attention;
 pub mod cpu_math;
 pub mod cpu_matmul;
 pub mod device;

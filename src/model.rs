@@ -167,6 +167,12 @@ impl CausalSelfAttention {
         if cache.is_none() && launches_dominate(&qkv.device()) {
             return dense(&self.proj, masked_head_attention(qkv, n_heads, scale, bias));
         }
+        // The CPU backend in the page runs the heads on strided views of qkv (`cpu_attention`).
+        if let (None, Some(bias)) = (&cache, &bias)
+            && let Some(y) = crate::layers::head_attention(qkv.clone(), bias.clone(), n_heads, scale)
+        {
+            return dense(&self.proj, y);
+        }
         let (q, mut k, mut v) = if seq == 1 {
             let [q, k, v] = one_position_heads(qkv, n_heads);
             (q, k, v)
