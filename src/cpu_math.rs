@@ -226,7 +226,7 @@ fn shifted_exponentials(row: &[f32], out: &mut [f32]) -> (f32, f32) {
 /// Σ_j term(a_j, b_j, c_j) over slices of one length, in four interleaved partial sums: a sum
 /// taken in order is one dependency chain, which does not vectorize.
 #[inline(always)]
-fn lane_sum(a: &[f32], b: &[f32], c: &[f32], term: impl Fn(f32, f32, f32) -> f32) -> f32 {
+pub fn lane_sum(a: &[f32], b: &[f32], c: &[f32], term: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let (a4, b4, c4) = (a.chunks_exact(4), b.chunks_exact(4), c.chunks_exact(4));
     let tail: f32 = a4.remainder().iter().zip(b4.remainder()).zip(c4.remainder()).map(|((&x, &y), &z)| term(x, y, z)).sum();
     let mut lanes = [0.0f32; 4];

@@ -121,23 +121,14 @@ pub trait LayerOps: Backend {
 
     /// A LayerNorm whose backward is needed: (y, x̂, r), as `LayerNormParts` names them.
     fn layer_norm_keeping_parts(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let parts = layer_norm_forward::<Self>(x, gamma, beta, epsilon);
-        (parts.output, parts.normalized, parts.inverse_std)
+        layer_norm_forward::<Self>(x, gamma, beta, epsilon).into_tuple()
     }
 
-    /// (∂L/∂x, ∂L/∂γ, ∂L/∂β) of a LayerNorm from ∂L/∂y and its (x̂, r, γ), each where wanted
-    /// (`LayerNormBackward`).
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn layer_norm_gradients(
-        grad: FloatTensor<Self>,
-        normalized: FloatTensor<Self>,
-        inverse_std: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        want_x: bool,
-        want_gamma: bool,
-        want_beta: bool,
-    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
-        layer_norm_gradients_in_operations::<Self>(grad, normalized, inverse_std, gamma, [want_x, want_gamma, want_beta])
+    /// (∂L/∂x, ∂L/∂γ, ∂L/∂β) of a LayerNorm from ∂L/∂y and its (x̂, r, γ), each where `wanted`
+    /// ([x, γ, β]; `LayerNormBackward`).
+    #[allow(clippy::type_complexity)]
+    fn layer_norm_gradients(grad: FloatTensor<Self>, normalized: FloatTensor<Self>, inverse_std: FloatTensor<Self>, gamma: FloatTensor<Self>, wanted: [bool; 3]) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        layer_norm_gradients_in_operations::<Self>(grad, normalized, inverse_std, gamma, wanted)
     }
 
     fn exp_elementwise(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -211,8 +202,7 @@ impl LayerOps for burn::backend::Flex {
 
     fn layer_norm_keeping_parts(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let Some((rows_shape, width)) = flex_f32::rows_of(&x, &[&gamma, &beta]) else {
-            let parts = layer_norm_forward::<Self>(x, gamma, beta, epsilon);
-            return (parts.output, parts.normalized, parts.inverse_std);
+            return layer_norm_forward::<Self>(x, gamma, beta, epsilon).into_tuple();
         };
         let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
         let n = x.layout().num_elements();
@@ -222,23 +212,16 @@ impl LayerOps for burn::backend::Flex {
         (flex_f32::f32_tensor(output, shape.clone()), flex_f32::f32_tensor(normalized, shape), flex_f32::f32_tensor(inverse_std, rows_shape))
     }
 
-    fn layer_norm_gradients(
-        grad: FloatTensor<Self>,
-        normalized: FloatTensor<Self>,
-        inverse_std: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        want_x: bool,
-        want_gamma: bool,
-        want_beta: bool,
-    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+    fn layer_norm_gradients(grad: FloatTensor<Self>, normalized: FloatTensor<Self>, inverse_std: FloatTensor<Self>, gamma: FloatTensor<Self>, wanted: [bool; 3]) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
         let fits = flex_f32::rows_of(&grad, &[&gamma]).is_some_and(|(rows_shape, _)| grad.layout().shape() == normalized.layout().shape() && *inverse_std.layout().shape() == rows_shape && inverse_std.dtype() == grad.dtype() && normalized.dtype() == grad.dtype());
         if !fits {
-            return layer_norm_gradients_in_operations::<Self>(grad, normalized, inverse_std, gamma, [want_x, want_gamma, want_beta]);
+            return layer_norm_gradients_in_operations::<Self>(grad, normalized, inverse_std, gamma, wanted);
         }
         let (grad, normalized, inverse_std, gamma) = (grad.to_contiguous(), normalized.to_contiguous(), inverse_std.to_contiguous(), gamma.to_contiguous());
         let (n, width) = (grad.layout().num_elements(), gamma.layout().num_elements());
         let (mut d_x, mut d_gamma, mut d_beta) = (vec![0.0; n], vec![0.0; width], vec![0.0; width]);
         cpu_math::layer_norm_backward_rows(flex_f32::floats(&grad), flex_f32::floats(&normalized), flex_f32::floats(&inverse_std), flex_f32::floats(&gamma), &mut d_x, &mut d_gamma, &mut d_beta);
+        let [want_x, want_gamma, want_beta] = wanted;
         let vector = Shape::from(vec![width]);
         (
             want_x.then(|| flex_f32::f32_tensor(d_x, grad.layout().shape().clone())),
@@ -276,7 +259,9 @@ impl LayerOps for burn::backend::Flex {
     }
 
     fn head_attention_gradient(qkv: FloatTensor<Self>, probabilities: FloatTensor<Self>, grad: FloatTensor<Self>, n_heads: usize, scale: f32) -> Option<FloatTensor<Self>> {
-        let kernel = crate::cpu_attention::kernel()?;
+        // The forward kept the probabilities: the backward runs whatever product is chosen now
+        // (the core's own if the page changed its choice in between).
+        let kernel = crate::cpu_attention::kernel().unwrap_or_else(crate::cpu_matmul::separate_mul_add);
         let shape = qkv.layout().shape().clone();
         let heads = crate::cpu_attention::Heads { batch: shape[0], seq: shape[1], d_model: shape[2] / 3, heads: n_heads };
         let (qkv, probabilities, grad) = (qkv.to_contiguous(), probabilities.to_contiguous(), grad.to_contiguous());
@@ -332,6 +317,13 @@ struct LayerNormParts<B: Backend> {
     normalized: FloatTensor<B>,
     /// r = 1/√(σ² + ε), one per row: [..., 1]
     inverse_std: FloatTensor<B>,
+}
+
+impl<B: Backend> LayerNormParts<B> {
+    /// (y, x̂, r): what `LayerOps::layer_norm_keeping_parts` returns.
+    fn into_tuple(self) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+        (self.output, self.normalized, self.inverse_std)
+    }
 }
 
 /// The index of the last dimension.
@@ -488,7 +480,7 @@ impl<B: Backend + LayerOps> Backward<B, 3> for LayerNormBackward {
         let [x_node, gamma_node, beta_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (normalized, inverse_std, gamma) = ops.state;
-        let (d_x, d_gamma, d_beta) = B::layer_norm_gradients(grad, normalized, inverse_std, gamma, x_node.is_some(), gamma_node.is_some(), beta_node.is_some());
+        let (d_x, d_gamma, d_beta) = B::layer_norm_gradients(grad, normalized, inverse_std, gamma, [x_node.is_some(), gamma_node.is_some(), beta_node.is_some()]);
         for (node, gradient) in [(x_node, d_x), (gamma_node, d_gamma), (beta_node, d_beta)] {
             if let (Some(node), Some(gradient)) = (node, gradient) {
                 grads.register::<B>(node.id, gradient);
