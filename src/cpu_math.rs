@@ -172,6 +172,53 @@ pub fn log_softmax_rows(input: &[f32], width: usize, output: &mut [f32]) {
     }
 }
 
+/// For each row of `width` logits z and its target y: `picked` = log softmax(z)_y =
+/// z_y − max − ln Σ exp(z − max), and, where asked, `probabilities` = softmax(z) (what the
+/// backward needs, `target_log_softmax_backward_rows`). One pass per row where flex takes eight
+/// operations over the whole tensor (a maximum, a subtraction, exp, a sum, ln, an addition, a
+/// gather, a subtraction) and the backward recomputed the exponentials.
+///
+/// # Panics
+/// If a target is not below `width`, or the lengths disagree.
+pub fn target_log_softmax_rows(logits: &[f32], width: usize, targets: &[usize], picked: &mut [f32], probabilities: Option<&mut [f32]>) {
+    assert!(width > 0 && logits.len() == targets.len() * width && picked.len() == targets.len(), "target_log_softmax_rows: rows of {width}");
+    assert!(targets.iter().all(|&y| y < width), "target_log_softmax_rows: a target outside the {width} classes");
+    // Without probabilities to keep, each row's exponentials go to one row of scratch.
+    let keep = probabilities.is_some();
+    let mut scratch = if keep { Vec::new() } else { vec![0.0; width] };
+    let probabilities: &mut [f32] = match probabilities {
+        Some(p) => {
+            assert_eq!(p.len(), logits.len(), "target_log_softmax_rows: probabilities' length");
+            p
+        }
+        None => &mut scratch,
+    };
+    for (i, ((row, &y), out)) in logits.chunks_exact(width).zip(targets).zip(picked.iter_mut()).enumerate() {
+        let p = if keep { &mut probabilities[i * width..(i + 1) * width] } else { &mut probabilities[..] };
+        let (max, total) = shifted_exponentials(row, p);
+        *out = row[y] - (max + total.ln());
+        if keep {
+            let scale = 1.0 / total;
+            for e in p.iter_mut() {
+                *e *= scale;
+            }
+        }
+    }
+}
+
+/// ∂L/∂z of `target_log_softmax_rows` from `grad` = ∂L/∂(log softmax(z)_y), one per row, and
+/// the rows' softmax: ∂L/∂z_j = g·(1[j = y] − softmax(z)_j).
+pub fn target_log_softmax_backward_rows(probabilities: &[f32], width: usize, targets: &[usize], grad: &[f32], d_logits: &mut [f32]) {
+    assert!(width > 0 && probabilities.len() == targets.len() * width && grad.len() == targets.len() && d_logits.len() == probabilities.len(), "target_log_softmax_backward_rows: rows of {width}");
+    assert!(targets.iter().all(|&y| y < width), "target_log_softmax_backward_rows: a target outside the {width} classes");
+    for (((p, &y), &g), d) in probabilities.chunks_exact(width).zip(targets).zip(grad).zip(d_logits.chunks_exact_mut(width)) {
+        for (d, &p) in d.iter_mut().zip(p) {
+            *d = -g * p;
+        }
+        d[y] += g;
+    }
+}
+
 /// LayerNorm of each row of `gamma.len()` floats, keeping what its backward needs: writes
 /// y = x̂·γ + β, x̂ = (x − μ)·r and, one per row, r = 1/√(σ² + ε) (σ² the biased variance).
 /// One pass per row where flex takes ten operations over the whole tensor.
@@ -214,13 +261,15 @@ pub fn layer_norm_backward_rows(grad: &[f32], normalized: &[f32], inverse_std: &
 }
 
 /// `out[j] = exp(row[j] − max)`; returns (max, Σ_j out[j]). Shifting by the maximum keeps every
-/// exponential ≤ 1, so none overflows.
+/// exponential ≤ 1, so none overflows. The maximum and the sum are taken in four lanes
+/// (`lane_sum`): in order, each is one dependency chain, and in attention's rows of 32 the two
+/// chains took longer than the exponentials.
 fn shifted_exponentials(row: &[f32], out: &mut [f32]) -> (f32, f32) {
     let max = row_max(row);
     for (o, &x) in out.iter_mut().zip(row) {
         *o = exp(x - max);
     }
-    (max, out.iter().sum())
+    (max, lane_sum(out, out, out, |e, _, _| e))
 }
 
 /// Σ_j term(a_j, b_j, c_j) over slices of one length, in four interleaved partial sums: a sum
@@ -238,9 +287,18 @@ pub fn lane_sum(a: &[f32], b: &[f32], c: &[f32], term: impl Fn(f32, f32, f32) ->
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
 }
 
-/// The largest entry (NaN if any entry is NaN, so that a NaN row stays NaN).
+/// The largest entry (NaN if any entry is NaN, so that a NaN row stays NaN), in four lanes.
 fn row_max(row: &[f32]) -> f32 {
-    row.iter().fold(f32::NEG_INFINITY, |max, &x| if x > max || x.is_nan() { x } else { max })
+    let larger = |max: f32, x: f32| if x > max || x.is_nan() { x } else { max };
+    let chunks = row.chunks_exact(4);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |max, &x| larger(max, x));
+    let mut lanes = [f32::NEG_INFINITY; 4];
+    for chunk in chunks {
+        for l in 0..4 {
+            lanes[l] = larger(lanes[l], chunk[l]);
+        }
+    }
+    larger(larger(larger(lanes[0], lanes[1]), larger(lanes[2], lanes[3])), tail)
 }
 
 #[cfg(test)]
@@ -354,6 +412,21 @@ mod tests {
                 assert!((d - gelu_derivative(x)).abs() <= 1e-6, "GELU'({x}) = {d} against {}", gelu_derivative(x));
             }
         }
+    }
+
+    #[test]
+    fn the_row_maximum_in_lanes_is_the_maximum_and_keeps_a_nan_anywhere() {
+        for width in 1..=11 {
+            let row: Vec<f32> = (0..width).map(|i| ((i * 7 % 5) as f32 - 2.0) * 1.5).collect();
+            let expected = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(row_max(&row), expected, "width {width}");
+            for at in 0..width {
+                let mut with_nan = row.clone();
+                with_nan[at] = f32::NAN;
+                assert!(row_max(&with_nan).is_nan(), "width {width}, NaN at {at}");
+            }
+        }
+        assert_eq!(row_max(&[f32::NEG_INFINITY; 5]), f32::NEG_INFINITY);
     }
 
     #[test]

@@ -45,6 +45,18 @@ pub fn floats(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
+/// The values of an integer tensor as indices, in logical order; `None` for a negative value or
+/// a dtype other than i64, i32 or u32.
+pub fn indices(t: &FlexTensor) -> Option<Vec<usize>> {
+    let t = t.to_contiguous();
+    match t.dtype() {
+        DType::I64 => t.as_slice::<i64>()?.iter().map(|&i| usize::try_from(i).ok()).collect(),
+        DType::I32 => t.as_slice::<i32>()?.iter().map(|&i| usize::try_from(i).ok()).collect(),
+        DType::U32 => Some(t.as_slice::<u32>()?.iter().map(|&i| i as usize).collect()),
+        _ => None,
+    }
+}
+
 /// A new tensor of `input`'s shape holding `f(input's floats)` (`zip_map` with one of each).
 pub fn map(input: FlexTensor, f: impl FnOnce(&[f32], &mut [f32])) -> Result<FlexTensor, FlexTensor> {
     zip_map([input], |[input], [output]| f(input, output)).map(|[output]| output).map_err(|[input]| input)

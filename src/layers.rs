@@ -191,6 +191,16 @@ pub trait LayerOps: Backend {
     fn target_log_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         target_log_probabilities_forward::<Self>(logits, targets).0
     }
+
+    /// `target_log_probabilities` whose backward is needed: (log softmax(z)_y, softmax(z)).
+    fn target_log_probabilities_keeping_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        target_log_probabilities_keeping_in_operations::<Self>(logits, targets)
+    }
+
+    /// ∂L/∂z from softmax(z), the targets and ∂L/∂(log softmax(z)_y) ([.., 1]).
+    fn target_log_probabilities_gradient(probabilities: FloatTensor<Self>, targets: IntTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        target_log_probabilities_gradient_in_operations::<Self>(probabilities, targets, grad)
+    }
 }
 
 /// The CPU backend runs a LayerNorm as its own fused row-wise loop, and exp, GELU and the
@@ -299,6 +309,37 @@ impl LayerOps for burn::backend::Flex {
             Self::log_softmax(x, last)
         })
     }
+
+    fn target_log_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        let Some((rows_shape, width, indices)) = target_rows(&logits, &targets) else {
+            return target_log_probabilities_forward::<Self>(logits, targets).0;
+        };
+        let logits = logits.to_contiguous();
+        let mut picked = vec![0.0; indices.len()];
+        cpu_math::target_log_softmax_rows(flex_f32::floats(&logits), width, &indices, &mut picked, None);
+        flex_f32::f32_tensor(picked, rows_shape)
+    }
+
+    fn target_log_probabilities_keeping_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let Some((rows_shape, width, indices)) = target_rows(&logits, &targets) else {
+            return target_log_probabilities_keeping_in_operations::<Self>(logits, targets);
+        };
+        let logits = logits.to_contiguous();
+        let (mut picked, mut probabilities) = (vec![0.0; indices.len()], vec![0.0; logits.layout().num_elements()]);
+        cpu_math::target_log_softmax_rows(flex_f32::floats(&logits), width, &indices, &mut picked, Some(&mut probabilities));
+        (flex_f32::f32_tensor(picked, rows_shape), flex_f32::f32_tensor(probabilities, logits.layout().shape().clone()))
+    }
+
+    fn target_log_probabilities_gradient(probabilities: FloatTensor<Self>, targets: IntTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let fits = target_rows(&probabilities, &targets).filter(|(rows_shape, _, _)| grad.dtype() == probabilities.dtype() && grad.layout().shape() == rows_shape);
+        let Some((_, width, indices)) = fits else {
+            return target_log_probabilities_gradient_in_operations::<Self>(probabilities, targets, grad);
+        };
+        let (probabilities, grad) = (probabilities.to_contiguous(), grad.to_contiguous());
+        let mut d_logits = vec![0.0; probabilities.layout().num_elements()];
+        cpu_math::target_log_softmax_backward_rows(flex_f32::floats(&probabilities), width, &indices, flex_f32::floats(&grad), &mut d_logits);
+        flex_f32::f32_tensor(d_logits, probabilities.layout().shape().clone())
+    }
 }
 
 /// On a GPU, a LayerNorm without a gradient is one kernel (`kernels`) instead of two
@@ -375,24 +416,43 @@ fn target_log_probabilities_forward<B: Backend + LayerOps>(logits: FloatTensor<B
     (B::float_sub(picked, log_normalizer.clone()), log_normalizer)
 }
 
+/// `LayerOps::target_log_probabilities_keeping_probabilities` in operations: the forward, then
+/// softmax(z) = exp(z − log normalizer).
+fn target_log_probabilities_keeping_in_operations<B: Backend + LayerOps>(logits: FloatTensor<B>, targets: IntTensor<B>) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (picked, log_normalizer) = target_log_probabilities_forward::<B>(logits.clone(), targets);
+    (picked, B::exp_elementwise(B::float_sub(logits, log_normalizer)))
+}
+
+/// ∂L/∂z_j = g·(1[j = y] − softmax(z)_j), g = ∂L/∂(log softmax(z)_y), in operations: −g·softmax(z),
+/// then g added at the target.
+fn target_log_probabilities_gradient_in_operations<B: Backend>(probabilities: FloatTensor<B>, targets: IntTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    let last = last_dim::<B>(&probabilities);
+    let spread = B::float_mul(probabilities, B::float_neg(grad.clone()));
+    B::float_scatter(last, spread, targets, grad, IndexingUpdateOp::Add)
+}
+
+/// For the CPU backend's row loops over logits [.., V] and targets [.., 1]: the rows' shape
+/// [.., 1], V and the targets as indices, where the logits hold f32s and every target is a
+/// class; `None`: the caller runs the operations (which fail as flex does on a bad target).
+fn target_rows(logits: &burn::backend::flex::FlexTensor, targets: &burn::backend::flex::FlexTensor) -> Option<(Shape, usize, Vec<usize>)> {
+    let (rows_shape, width) = flex_f32::rows_of(logits, &[])?;
+    let indices = flex_f32::indices(targets).filter(|indices| targets.layout().shape() == &rows_shape && indices.iter().all(|&y| y < width))?;
+    Some((rows_shape, width, indices))
+}
+
 #[derive(Debug)]
 struct TargetLogProbabilitiesBackward;
 
 impl<B: Backend + LayerOps> Backward<B, 1> for TargetLogProbabilitiesBackward {
-    /// The logits, the log normalizer and the targets.
-    type State = (FloatTensor<B>, FloatTensor<B>, IntTensor<B>);
+    /// softmax(z) and the targets.
+    type State = (FloatTensor<B>, IntTensor<B>);
 
-    /// ∂L/∂z_j = g·(1[j = y] − softmax(z)_j), g = ∂L/∂(log softmax(z)_y): −g·softmax(z), then
-    /// g added at the target.
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [logits_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let Some(node) = logits_node else { return };
-        let (logits, log_normalizer, targets) = ops.state;
-        let last = last_dim::<B>(&logits);
-        let probabilities = B::exp_elementwise(B::float_sub(logits, log_normalizer));
-        let spread = B::float_mul(probabilities, B::float_neg(grad.clone()));
-        grads.register::<B>(node.id, B::float_scatter(last, spread, targets, grad, IndexingUpdateOp::Add));
+        let (probabilities, targets) = ops.state;
+        grads.register::<B>(node.id, B::target_log_probabilities_gradient(probabilities, targets, grad));
     }
 }
 
@@ -732,11 +792,10 @@ impl<B: Backend + LayerOps, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
     fn target_log_probabilities(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         match TargetLogProbabilitiesBackward.prepare::<C>([logits.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let logits = logits.into_primitive();
-                let (picked, log_normalizer) = target_log_probabilities_forward::<B>(logits.clone(), targets.clone());
-                prep.finish((logits, log_normalizer, targets), picked)
+                let (picked, probabilities) = B::target_log_probabilities_keeping_probabilities(logits.into_primitive(), targets.clone());
+                prep.finish((probabilities, targets), picked)
             }
-            OpsKind::UnTracked(prep) => prep.finish(target_log_probabilities_forward::<B>(logits.into_primitive(), targets).0),
+            OpsKind::UnTracked(prep) => prep.finish(B::target_log_probabilities(logits.into_primitive(), targets)),
         }
     }
 
@@ -911,6 +970,29 @@ mod tests {
         let grads_theirs = (theirs.clone() * w).sum().backward();
         assert_close(ours, theirs, 1e-5, "forward");
         assert_close(x_ours.grad(&grads_ours).unwrap(), x_theirs.grad(&grads_theirs).unwrap(), 1e-5, "∂/∂z");
+    }
+
+    #[test]
+    fn target_log_probabilities_in_rows_and_in_operations_agree() {
+        use burn::backend::flex::FlexTensor;
+        use burn::backend::Flex;
+        let floats = |t: FlexTensor| -> Vec<f32> { t.into_data().iter::<f32>().collect() };
+        let worst = |a: Vec<f32>, b: Vec<f32>| a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let logits: Vec<f32> = (0..2 * 3 * 9).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4).collect();
+        let logits = || FlexTensor::from_data(TensorData::new(logits.clone(), [2, 3, 9]));
+        let targets = || FlexTensor::from_data(TensorData::new(vec![0i64, 8, 8, 3, 3, 1], [2, 3, 1]));
+        let grad = || FlexTensor::from_data(TensorData::new(vec![0.5f32, -1.0, 2.0, 0.25, -0.75, 1.5], [2, 3, 1]));
+        let (picked_rows, p_rows) = <Flex as LayerOps>::target_log_probabilities_keeping_probabilities(logits(), targets());
+        let (picked_ops, p_ops) = target_log_probabilities_keeping_in_operations::<Flex>(logits(), targets());
+        assert!(worst(floats(picked_rows), floats(picked_ops.clone())) <= 1e-6, "picked");
+        assert!(worst(floats(p_rows.clone()), floats(p_ops.clone())) <= 1e-6, "softmax");
+        assert!(worst(floats(<Flex as LayerOps>::target_log_probabilities(logits(), targets())), floats(picked_ops)) <= 1e-6, "untracked");
+        let d_rows = <Flex as LayerOps>::target_log_probabilities_gradient(p_rows, targets(), grad());
+        let d_ops = target_log_probabilities_gradient_in_operations::<Flex>(p_ops, targets(), grad());
+        assert!(worst(floats(d_rows), floats(d_ops)) <= 1e-6, "∂/∂z");
+        // A target outside the classes is left to the operations (which fail as flex does).
+        let outside = FlexTensor::from_data(TensorData::new(vec![0i64, 9, 8, 3, 3, 1], [2, 3, 1]));
+        assert!(target_rows(&logits(), &outside).is_none());
     }
 
     #[test]
