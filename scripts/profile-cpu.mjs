@@ -2,9 +2,10 @@
 // preset (batch 16, as `bench`) in Node's V8, the engine of Chromium, and prints each function's
 // share of the samples taken during the measured steps (self time). Start-up and warm-up steps
 // are outside the profile. The wasm must keep its function names: `scripts/profile-cpu.sh`
-// builds one and calls this.
+// builds one and calls this. With CALLERS=name,name it first prints, for the functions whose
+// names contain one of those, the chains of their four nearest callers and their samples.
 //
-//   node scripts/profile-cpu.mjs <dir with rlhf_lab.js and rlhf_lab_bg.wasm> [steps] [top]
+//   [CALLERS=gelu,argmax] node scripts/profile-cpu.mjs <dir with rlhf_lab.js and rlhf_lab_bg.wasm> [steps] [top]
 import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 
@@ -43,11 +44,26 @@ const elapsed = performance.now() - started;
 const { profile } = await session.post('Profiler.stop');
 
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+// Rust's mangled hashes and generic arguments make names long: keep the path.
+const nameOf = (id) => (byId.get(id)?.callFrame.functionName || '(anonymous)').replace(/::h[0-9a-f]{16}$/, '');
 const samples = new Map();
 for (const id of profile.samples) {
-  // Rust's mangled hashes and generic arguments make names long: keep the path.
-  const name = (byId.get(id).callFrame.functionName || '(anonymous)').replace(/::h[0-9a-f]{16}$/, '');
+  const name = nameOf(id);
   samples.set(name, (samples.get(name) ?? 0) + 1);
+}
+const callers = (process.env.CALLERS ?? '').split(',').filter(Boolean);
+if (callers.length > 0) {
+  const parent = new Map();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const chains = new Map();
+  for (const id of profile.samples) {
+    if (!callers.some((c) => nameOf(id).includes(c))) continue;
+    const chain = [nameOf(id)];
+    for (let p = parent.get(id); p !== undefined && chain.length < Number(process.env.DEPTH ?? 5); p = parent.get(p)) chain.push(nameOf(p));
+    const key = chain.map((n) => (n.length > 90 ? n.slice(0, 87) + '...' : n)).join('  <-  ');
+    chains.set(key, (chains.get(key) ?? 0) + 1);
+  }
+  for (const [chain, count] of [...chains].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`${String(count).padStart(6)}  ${chain}`);
 }
 const total = profile.samples.length;
 console.log(`${steps} SFT steps, tiny preset, CPU backend: ${(elapsed / Number(steps)).toFixed(1)} ms per step (with the profiler on), ${total} samples`);

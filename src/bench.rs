@@ -146,13 +146,16 @@ pub struct BenchPlan {
 }
 
 impl BenchPlan {
-    /// Ten warm-up steps: in the page, V8 compiles hot wasm functions again with its optimizing
-    /// tier while they run, and a step reaches its steady time after ~8 steps. Measured in Node
-    /// (2026-11-30, tiny preset, CPU backend): 20 steps after 3 warm-up ones averaged 31–39 ms,
-    /// after 8 or more 24–29 ms. Until then this plan warmed up 3 steps, and the page's CPU
-    /// figures were the slower ones.
+    /// Forty warm-up steps: in the page, V8 compiles hot wasm functions again with its optimizing
+    /// tier while they run, in the background. Measured in Node (2026-11-30, tiny preset, CPU
+    /// backend): 20 steps after 3 warm-up ones averaged 31–39 ms, after 8 or more 24–29 ms, and
+    /// the plan warmed up 10. In headless Chromium 156 (2026-12-04, `--cpu-presets tiny,tiny,tiny`,
+    /// three rows of this plan in one worker, two runs) 10 were too few: the first row took
+    /// 14.2 and 15.4 ms per step, the later ones 11.6–13.7; after 40 warm-up steps the first
+    /// row took 11.9 and 12.0 (later rows 12.6 and 16.1, the machine's noise), after 100, 13.1
+    /// and 11.7 (later 12.1 and 11.6).
     pub fn full() -> Self {
-        Self { warmup_steps: 10, train_steps: 20, generations: 5, ppo_iterations: 2 }
+        Self { warmup_steps: 40, train_steps: 20, generations: 5, ppo_iterations: 2 }
     }
 
     pub fn quick() -> Self {
