@@ -71,7 +71,8 @@ pub fn active_name() -> &'static str {
 /// checks a kernel it is handed before using it.
 pub fn largest_difference(first: Kernel, second: Kernel) -> f32 {
     let mut worst = 0.0f32;
-    for (m, k, n) in [(1, 1, 1), (5, 3, 12), (7, 9, 13), (13, 21, 37)] {
+    // n: every remainder of the 8- and 4-column blocks (1, 12 = 8 + 4, 13, 14, 7 = 4 + 3, 37).
+    for (m, k, n) in [(1, 1, 1), (5, 3, 12), (7, 9, 13), (6, 5, 14), (5, 4, 7), (13, 21, 37)] {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect();
         // A as [m, k] row-major, then the same floats read as the transpose of a [k, m].
@@ -183,7 +184,7 @@ mod tests {
     #[test]
     fn matches_flex_on_every_edge_of_the_blocking() {
         // Every remainder of the 4-row and 8/4-column blocks, and k of 1.
-        for (m, k, n) in [(1, 1, 1), (3, 5, 7), (4, 8, 8), (5, 3, 12), (7, 9, 13), (8, 64, 64), (13, 21, 37), (33, 64, 192)] {
+        for (m, k, n) in [(1, 1, 1), (3, 5, 7), (4, 8, 8), (5, 3, 12), (7, 9, 13), (6, 4, 10), (5, 7, 150), (8, 64, 64), (13, 21, 37), (33, 64, 192)] {
             check(tensor(&[m, k], 1), tensor(&[k, n], 2), &format!("{m}x{k}x{n}"));
         }
     }
@@ -204,6 +205,26 @@ mod tests {
         // A sliced view with an offset.
         let wide = tensor(&[6, 30], 9);
         check(wide.narrow(1, 10, 12), tensor(&[12, 9], 10), "sliced A");
+    }
+
+    #[test]
+    fn the_last_columns_are_written_and_nothing_beside_them() {
+        // C's rows 3 floats apart from its last column: a kernel that stored a whole vector
+        // there would overwrite the sentinels (or, on the last row, memory past C).
+        for n in 1..=11 {
+            let (m, k, c_row) = (5, 3, n + 3);
+            let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| 1.0 - i as f32 * 0.25).collect();
+            let mut c = vec![777.0f32; m * c_row];
+            // SAFETY: A [m, k], B [k, n] and C's m rows of c_row floats are all in their vectors.
+            unsafe { separate_mul_add()(1, m, n, k, a.as_ptr(), 0, k, 1, b.as_ptr(), 0, n, c.as_mut_ptr(), 0, c_row) };
+            for i in 0..m {
+                for j in 0..c_row {
+                    let expected = if j < n { (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum() } else { 777.0 };
+                    assert_eq!(c[i * c_row + j], expected, "n = {n}: C[{i}][{j}]");
+                }
+            }
+        }
     }
 
     /// A kernel that drops the last term of each sum, as a broken kernel might.

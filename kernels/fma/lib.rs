@@ -35,6 +35,14 @@ impl Lanes for RelaxedMulAdd {
     fn mul_add(a: Self, b: Self, acc: Self) -> Self {
         Self(f32x4_relaxed_madd(a.0, b.0, acc.0))
     }
+    #[inline(always)]
+    unsafe fn load_first<const COUNT: usize>(p: *const f32) -> Self {
+        Self(unsafe { matmul_kernel::wasm_lanes::load_first::<COUNT>(p) })
+    }
+    #[inline(always)]
+    unsafe fn store_first<const COUNT: usize>(self, p: *mut f32) {
+        unsafe { matmul_kernel::wasm_lanes::store_first::<COUNT>(self.0, p) }
+    }
 }
 
 /// `matmul_kernel::matmul` (its arguments, pointers as offsets into the core's memory).
