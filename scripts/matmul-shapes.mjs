@@ -1,23 +1,27 @@
 // Benchmark aid (not a test): the FMA matrix product (kernels/fma) on each product of a training
-// step of the tiny GPT (batch 16, 31 positions rounded to 32: 512 rows), in Node's V8, the engine
-// of Chromium. For each build given, GFLOP/s per product (median of the rounds; the builds take
-// turns, so that each sees the same moments of a noisy machine) and the products' ms per step.
-// Compare with `cargo run --release --example fma_peak`, the ceiling of 4-lane FMAs here.
+// step of the tiny GPT as `bench` runs it (batch 16 of 25-token sequences: 24 positions, 384 rows;
+// d = 64, 4 heads, vocabulary 123), in Node's V8, the engine of Chromium. For each build given,
+// GFLOP/s per product (median of the rounds; the builds take turns, so that each sees the same
+// moments of a noisy machine) and the products' ms per step. Compare with
+// `cargo run --release --example fma_peak`, the ceiling of 4-lane FMAs here.
 //
 //   node --experimental-wasm-relaxed-simd scripts/matmul-shapes.mjs [fma_kernel.wasm ...] [ROUNDS=5]
 import { readFileSync } from 'node:fs';
 
 const paths = process.argv.slice(2).length ? process.argv.slice(2) : [new URL('../www/pkg/fma_kernel.wasm', import.meta.url).pathname];
 const rounds = Number(process.env.ROUNDS ?? 5);
+// src/task/grammar.rs: PROMPT_LEN 5 + MAX_COMPLETION 20 = SEQ_LEN 25; inputs are 24 tokens.
+const [BATCH, T, D, HEADS, VOCAB] = [16, 24, 64, 4, 123];
+const [N, HD, BH] = [BATCH * T, D / HEADS, BATCH * HEADS];
 // [name, batch, m, n, k, A read transposed, times per step]. Forward per block: qkv, proj, fc1,
-// fc2; attention per head (64 = batch 16 × 4 heads); the tied LM head, x·Wteᵀ. Backward:
-// ∂X = ∂Y·Wᵀ and ∂W = Xᵀ·∂Y for each, and attention's four products per head.
+// fc2; attention per head; the tied LM head, x·Wteᵀ. Backward: ∂X = ∂Y·Wᵀ and ∂W = Xᵀ·∂Y for
+// each, and attention's four products per head.
 const shapes = [
-  ['qkv', 1, 512, 192, 64, false, 2], ['proj', 1, 512, 64, 64, false, 2], ['fc1', 1, 512, 256, 64, false, 2], ['fc2', 1, 512, 64, 256, false, 2], ['head', 1, 512, 150, 64, false, 1],
-  ['q·kᵀ', 64, 32, 32, 16, false, 2], ['p·v', 64, 32, 16, 32, false, 2],
-  ['qkv ∂X', 1, 512, 64, 192, false, 2], ['proj ∂X', 1, 512, 64, 64, false, 2], ['fc1 ∂X', 1, 512, 64, 256, false, 2], ['fc2 ∂X', 1, 512, 256, 64, false, 2], ['head ∂X', 1, 512, 64, 150, false, 1],
-  ['qkv ∂W', 1, 64, 192, 512, true, 2], ['proj ∂W', 1, 64, 64, 512, true, 2], ['fc1 ∂W', 1, 64, 256, 512, true, 2], ['fc2 ∂W', 1, 256, 64, 512, true, 2], ['head ∂W', 1, 64, 150, 512, true, 1],
-  ['∂p = ∂y·vᵀ', 64, 32, 32, 16, false, 2], ['∂v, ∂q, ∂k', 64, 32, 16, 32, false, 6],
+  ['qkv', 1, N, 3 * D, D, false, 2], ['proj', 1, N, D, D, false, 2], ['fc1', 1, N, 4 * D, D, false, 2], ['fc2', 1, N, D, 4 * D, false, 2], ['head', 1, N, VOCAB, D, false, 1],
+  ['q·kᵀ', BH, T, T, HD, false, 2], ['p·v', BH, T, HD, T, false, 2],
+  ['qkv ∂X', 1, N, D, 3 * D, false, 2], ['proj ∂X', 1, N, D, D, false, 2], ['fc1 ∂X', 1, N, D, 4 * D, false, 2], ['fc2 ∂X', 1, N, 4 * D, D, false, 2], ['head ∂X', 1, N, D, VOCAB, false, 1],
+  ['qkv ∂W', 1, D, 3 * D, N, true, 2], ['proj ∂W', 1, D, D, N, true, 2], ['fc1 ∂W', 1, D, 4 * D, N, true, 2], ['fc2 ∂W', 1, 4 * D, D, N, true, 2], ['head ∂W', 1, D, VOCAB, N, true, 1],
+  ['∂p = ∂y·vᵀ', BH, T, T, HD, false, 2], ['∂v, ∂q, ∂k', BH, T, HD, T, false, 6],
 ];
 const A = 0, B = 4 << 20, C = 8 << 20; // byte offsets of the operands in the module's memory
 const kernels = [];

@@ -78,9 +78,10 @@ unsafe fn block<L: Lanes, const ROWS: usize, const VECTORS: usize>(k: usize, a: 
 /// `block` for the last 1 to 3 (`COLUMNS`) columns of C: one vector, B's row loaded and C's
 /// stored in part, so that nothing past the last column is touched.
 ///
-/// Until 2026-12-04 these columns were summed one float at a time: with the tiny GPT's
-/// vocabulary of 150 (two such columns), the LM head's weight gradient, [64, 512]·[512, 150],
-/// ran at 26 GFLOP/s against 35 for the same product with 64 columns (Node, the FMA kernel).
+/// Until 2026-12-04 these columns were summed one float at a time: with the task's vocabulary of
+/// 123 (three such columns), the tiny GPT's LM head ran at 31.7 GFLOP/s forward and its weight
+/// gradient, [64, 384]·[384, 123], at 22.3, against 33–41 for the step's other products; with
+/// this block, 38.0 and 34.0 (`scripts/matmul-shapes.mjs`, Node, the FMA kernel).
 ///
 /// # Safety
 /// As `block`, with `COLUMNS` columns of B and C.
