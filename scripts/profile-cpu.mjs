@@ -66,6 +66,19 @@ if (callers.length > 0) {
   for (const [chain, count] of [...chains].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`${String(count).padStart(6)}  ${chain}`);
 }
 const total = profile.samples.length;
+// With INCLUSIVE=name,name: the share of samples whose stack holds a function so named.
+const inclusive = (process.env.INCLUSIVE ?? '').split(',').filter(Boolean);
+if (inclusive.length > 0) {
+  const parentOf = new Map();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const counts = new Map(inclusive.map((name) => [name, 0]));
+  for (const id of profile.samples) {
+    const stack = [];
+    for (let p = id; p !== undefined; p = parentOf.get(p)) stack.push(nameOf(p));
+    for (const name of inclusive) if (stack.some((frame) => frame.includes(name))) counts.set(name, counts.get(name) + 1);
+  }
+  for (const [name, count] of counts) console.log(`${((100 * count) / total).toFixed(1).padStart(5)}%  (inclusive) ${name}`);
+}
 console.log(`${steps} SFT steps, tiny preset, CPU backend: ${(elapsed / Number(steps)).toFixed(1)} ms per step (with the profiler on), ${total} samples`);
 for (const [name, count] of [...samples].sort((a, b) => b[1] - a[1]).slice(0, Number(top))) {
   console.log(`${((100 * count) / total).toFixed(1).padStart(5)}%  ${name.length > 140 ? name.slice(0, 137) + '...' : name}`);
