@@ -3,9 +3,11 @@
 // share of the samples taken during the measured steps (self time). Start-up and warm-up steps
 // are outside the profile. The wasm must keep its function names: `scripts/profile-cpu.sh`
 // builds one and calls this. With CALLERS=name,name it first prints, for the functions whose
-// names contain one of those, the chains of their four nearest callers and their samples.
+// names contain one of those, the chains of their nearest callers (DEPTH=n frames, 5 unless
+// told) and their samples; with INCLUSIVE=name,name, the share of samples whose stack holds a
+// function so named (the forward, the backward, Adam…).
 //
-//   [CALLERS=gelu,argmax] node scripts/profile-cpu.mjs <dir with rlhf_lab.js and rlhf_lab_bg.wasm> [steps] [top]
+//   [CALLERS=gelu,argmax] [INCLUSIVE=Gpt::hidden] node scripts/profile-cpu.mjs <dir with rlhf_lab.js and rlhf_lab_bg.wasm> [steps] [top]
 import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 

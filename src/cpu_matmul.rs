@@ -209,8 +209,8 @@ mod tests {
 
     #[test]
     fn the_last_columns_are_written_and_nothing_beside_them() {
-        // C's rows 3 floats apart from its last column: a kernel that stored a whole vector
-        // there would overwrite the sentinels (or, on the last row, memory past C).
+        // Each row of C has 3 spare floats after its last column: a kernel that stored a whole
+        // vector there would overwrite the sentinels (or, on the last row, memory past C).
         for n in 1..=11 {
             let (m, k, c_row) = (5, 3, n + 3);
             let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();

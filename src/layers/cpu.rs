@@ -4,8 +4,9 @@
 
 use super::*;
 
-/// The CPU backend runs a LayerNorm as its own fused row-wise loop, and exp, GELU and the
-/// softmaxes with `cpu_math`'s vectorized exp and erf (flex computes them one float at a time).
+/// The CPU backend runs a LayerNorm and the LM loss's target log-probabilities as row loops of
+/// their own, and exp, GELU and the softmaxes with `cpu_math`'s vectorized exp and erf (flex
+/// computes them one float at a time).
 impl LayerOps for burn::backend::Flex {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), f64::from(epsilon))
