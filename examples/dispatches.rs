@@ -14,13 +14,13 @@ use burn::nn::{LayerNormConfig, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, log_softmax, softmax};
-use rlhf_lab::bench::DispatchCounter;
-use rlhf_lab::layers;
-use rlhf_lab::config::Preset;
-use rlhf_lab::model::Gpt;
-use rlhf_lab::optim::FlatAdam;
+use rlhf_lab::app::bench::DispatchCounter;
+use rlhf_lab::engine::layers;
+use rlhf_lab::engine::model::Gpt;
+use rlhf_lab::engine::model::config::Preset;
+use rlhf_lab::engine::optim::FlatAdam;
+use rlhf_lab::rlhf::task::Tokenizer;
 use rlhf_lab::rng::Rng;
-use rlhf_lab::task::Tokenizer;
 
 const BATCH: usize = 16;
 const SEQ: usize = 31;
@@ -51,7 +51,7 @@ fn count(name: &str, overhead: usize, device: &Device, mut part: impl FnMut()) -
 }
 
 fn main() {
-    let (device, info) = rlhf_lab::device::select(rlhf_lab::device::BackendChoice::WebGpu);
+    let (device, info) = rlhf_lab::engine::device::select(rlhf_lab::engine::device::BackendChoice::WebGpu);
     assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
     let ad = device.clone().autodiff();
     let d = 64;

@@ -4,7 +4,7 @@
 //! usage: cargo run --release --features gpu --example kernel_times
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use rlhf_lab::kernels::{self, reference};
+use rlhf_lab::engine::gpu_kernels::{self, reference};
 
 fn tensor<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
     let n = shape.iter().product();
@@ -27,7 +27,7 @@ fn time(name: &str, device: &Device, mut f: impl FnMut() -> Tensor<3>) {
 }
 
 fn main() {
-    let (device, info) = rlhf_lab::device::select(rlhf_lab::device::BackendChoice::WebGpu);
+    let (device, info) = rlhf_lab::engine::device::select(rlhf_lab::engine::device::BackendChoice::WebGpu);
     assert_eq!(info.backend, "wgpu", "no Vulkan device: {}", info.reason);
     let (b, d, capacity, heads) = (16, 64, 32, 4);
     let x = tensor([b, 1, d], 1, &device);

@@ -6,9 +6,9 @@
 //!
 //! usage: cargo run --release --example probe -- <checkpoint.rlhf> <labels.jsonl> > hidden.jsonl
 use burn::prelude::*;
-use rlhf_lab::model::{Gpt, ScalarModel};
+use rlhf_lab::engine::model::{Gpt, ScalarModel};
+use rlhf_lab::rlhf::task::{Tokenizer, SEQ_LEN};
 use rlhf_lab::rng::Rng;
-use rlhf_lab::task::{Tokenizer, SEQ_LEN};
 
 fn main() -> rlhf_lab::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,14 +20,14 @@ fn main() -> rlhf_lab::Result<()> {
     let device = Device::flex();
     let tokenizer = Tokenizer::new();
     let bytes = read(checkpoint)?;
-    let (header, record) = rlhf_lab::checkpoint::decode(&bytes)?;
+    let (header, record) = rlhf_lab::engine::checkpoint::decode(&bytes)?;
     let fresh = Gpt::new(&header.model, &mut Rng::new(1), &device);
     let trunk = match header.architecture.as_str() {
-        "scalar" => rlhf_lab::checkpoint::load_record(ScalarModel::from_trunk(fresh, &device), record)?.trunk,
-        _ => rlhf_lab::checkpoint::load_record(fresh, record)?,
+        "scalar" => rlhf_lab::engine::checkpoint::load_record(ScalarModel::from_trunk(fresh, &device), record)?.trunk,
+        _ => rlhf_lab::engine::checkpoint::load_record(fresh, record)?,
     };
     let text = String::from_utf8(read(labels)?).map_err(|_| rlhf_lab::LabError::InvalidInput(format!("{labels} is not UTF-8")))?;
-    let pairs = rlhf_lab::labels::parse_jsonl(&text, &tokenizer)?;
+    let pairs = rlhf_lab::rlhf::labels::parse_jsonl(&text, &tokenizer)?;
     let completions: Vec<_> = pairs.iter().flat_map(|p| [&p.first, &p.second]).collect();
     for chunk in completions.chunks(256) {
         let tokens: Vec<i32> = chunk.iter().flat_map(|c| c.sequence(&tokenizer)).map(|t| t as i32).collect();

@@ -2,7 +2,7 @@
 // once on the CPU backend and once on WebGPU; prints each result row as a JSON line.
 //   node scripts/bench.mjs [--cpu-presets micro,tiny,small] [--webgpu-presets micro,tiny]
 //                          [--cpu-matmul fastest,simd128,flex]
-// `--cpu-matmul` runs the CPU backend once per matrix product listed (src/cpu_matmul.rs); rows of
+// `--cpu-matmul` runs the CPU backend once per matrix product listed (src/engine/cpu/matmul.rs); rows of
 // any but `fastest` are named after it, e.g. `browser-cpu [flex gemm]`.
 import { serve, launch } from '../tests/e2e/harness.mjs';
 

@@ -18,7 +18,7 @@ if [ "${WASM_OPT:-0}" = "1" ]; then
   log "wasm-opt -O2"
   node_modules/.bin/wasm-opt -O2 --all-features www/pkg/rlhf_lab_bg.wasm -o www/pkg/rlhf_lab_bg.wasm
 fi
-# The relaxed-SIMD matrix product, a module of its own (src/matmul_kernel.rs says why). It runs
+# The relaxed-SIMD matrix product, a module of its own (src/engine/cpu/matmul_kernel.rs says why). It runs
 # on the core's memory, so it must own no memory, data or stack: checked on its text.
 log "cargo build kernels/fma (relaxed SIMD)"
 RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd -C link-arg=--import-memory -C link-arg=-zstack-size=0" \

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 
 const paths = process.argv.slice(2).length ? process.argv.slice(2) : [new URL('../www/pkg/fma_kernel.wasm', import.meta.url).pathname];
 const rounds = Number(process.env.ROUNDS ?? 5);
-// src/task/grammar.rs: PROMPT_LEN 5 + MAX_COMPLETION 20 = SEQ_LEN 25; inputs are 24 tokens.
+// src/rlhf/task/grammar.rs: PROMPT_LEN 5 + MAX_COMPLETION 20 = SEQ_LEN 25; inputs are 24 tokens.
 const [BATCH, T, D, HEADS, VOCAB] = [16, 24, 64, 4, 123];
 const [N, HD, BH] = [BATCH * T, D / HEADS, BATCH * HEADS];
 // [name, batch, m, n, k, A read transposed, times per step]. Forward per block: qkv, proj, fc1,

@@ -14,7 +14,7 @@ usage: RLHF_INSPECT=1 rlhf reward --sft sft.rlhf ... > run.jsonl; python3 script
 import json, math, sys
 from collections import Counter
 
-# u = 1.2·sentiment + 1.5·(fluency − 1) − 0.5·min(repetitions, 6) + ending + length + relevance (src/task/gold.rs);
+# u = 1.2·sentiment + 1.5·(fluency − 1) − 0.5·min(repetitions, 6) + ending + length + relevance (src/rlhf/task/gold.rs);
 # checked against each pair's total below.
 TERMS = {"sentiment": 1.2, "fluency": 1.5, "repetitions": -0.5, "ending": 1.0, "length": 1.0, "relevance": 1.0}
 
@@ -34,7 +34,7 @@ def main():
         for side in ("first", "second"):  # TERMS must still be gold.rs's weights
             g = p[f"gold_terms_{side}"]
             if abs(sum(w * term(g, t) for t, w in TERMS.items()) - 1.5 - g["total"]) > 1e-4:
-                sys.exit(f"the gold terms no longer sum to the total as TERMS says: update TERMS from src/task/gold.rs ({g})")
+                sys.exit(f"the gold terms no longer sum to the total as TERMS says: update TERMS from src/rlhf/task/gold.rs ({g})")
         d = p["r_first"] - p["r_second"]
         du = p["gold_first"] - p["gold_second"]
         best = 1 / (1 + math.exp(-abs(du) / tau))

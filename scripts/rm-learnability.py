@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 TERMS = ["sentiment", "fluency", "repetitions", "ending", "length", "relevance"]
-SEQ_LEN = 25  # src/task/grammar.rs: PROMPT_LEN 5 + MAX_COMPLETION 20
+SEQ_LEN = 25  # src/rlhf/task/grammar.rs: PROMPT_LEN 5 + MAX_COMPLETION 20
 
 parser = argparse.ArgumentParser()
 parser.add_argument("labels")

@@ -24,7 +24,7 @@
 //           crashed the renderer mid-training in Chromium 156). A wasm memory only grows: its size
 //           is the allocator's high-water mark, and a leak in the core shows as growth here;
 //   live    the bytes the core's allocator holds (`self.__wasmHeapLiveBytes()`, the counting
-//           allocator of src/heap.rs): what a leak raises even when the memory's size stays flat,
+//           allocator of src/app/heap.rs): what a leak raises even when the memory's size stays flat,
 //           and what tells a leak from fragmentation when the size steps up. It rises and falls
 //           within a round, so it is judged on samples taken between rounds;
 //   page    the page's JS heap: CDP Runtime.getHeapUsage on the page (and DOM counters);

@@ -15,6 +15,8 @@ step() {
 }
 
 step "set-up" scripts/setup.sh
+# The layers of src/ (app → rlhf → engine → foundations) and no import cycle in src/ or www/.
+step "import direction (scripts/check-imports.mjs)" node scripts/check-imports.mjs
 step "native tests (cargo test --release)" cargo test --release
 # WebGPU in headless Chromium is SwiftShader (a GPU emulated on the CPU): the browser tests
 # prove correctness on a few steps there and compare with the CPU backend.

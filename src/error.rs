@@ -45,3 +45,22 @@ impl fmt::Display for LabError {
 impl std::error::Error for LabError {}
 
 pub type Result<T> = std::result::Result<T, LabError>;
+
+/// Refuses a value that is not finite or lies outside [min, max], naming its field.
+pub(crate) fn finite_in(field: &str, value: f64, min: f64, max: f64) -> Result<()> {
+    if !value.is_finite() {
+        return Err(LabError::setting(field, format!("must be a finite number (got {value})")));
+    }
+    if value < min || value > max {
+        return Err(LabError::setting(field, format!("must be between {min} and {max} (got {value})")));
+    }
+    Ok(())
+}
+
+/// Refuses a count outside [min, max], naming its field.
+pub(crate) fn count_in(field: &str, value: usize, min: usize, max: usize) -> Result<()> {
+    if value < min || value > max {
+        return Err(LabError::setting(field, format!("must be a whole number from {min} to {max} (got {value})")));
+    }
+    Ok(())
+}

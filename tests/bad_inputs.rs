@@ -6,8 +6,9 @@
 mod bad_inputs_cases;
 
 use burn::prelude::*;
-use rlhf_lab::config::{LabConfig, Preset, SftConfig};
-use rlhf_lab::session::{Role, Session};
+use rlhf_lab::app::session::{Role, Session};
+use rlhf_lab::engine::model::config::Preset;
+use rlhf_lab::rlhf::config::{LabConfig, SftConfig};
 
 fn session(preset: Preset) -> Session {
     let config = LabConfig {

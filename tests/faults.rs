@@ -5,9 +5,10 @@
 
 use burn::prelude::*;
 use pollster::block_on;
-use rlhf_lab::config::{DpoConfig, LabConfig, PpoConfig, Preset, RewardConfig, SftConfig};
-use rlhf_lab::session::{Session, Stage};
 use rlhf_lab::LabError;
+use rlhf_lab::app::session::{Session, Stage};
+use rlhf_lab::engine::model::config::Preset;
+use rlhf_lab::rlhf::config::{DpoConfig, LabConfig, PpoConfig, RewardConfig, SftConfig};
 
 fn config() -> LabConfig {
     LabConfig {

@@ -8,9 +8,10 @@
 use std::cell::RefCell;
 
 use burn::prelude::*;
-use rlhf_lab::config::{LabConfig, Preset, SftConfig};
-use rlhf_lab::device::{select, BackendChoice, BackendInfo};
-use rlhf_lab::session::{Role, Session};
+use rlhf_lab::app::session::{Role, Session};
+use rlhf_lab::engine::device::{select, BackendChoice, BackendInfo};
+use rlhf_lab::engine::model::config::Preset;
+use rlhf_lab::rlhf::config::{LabConfig, SftConfig};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -103,8 +104,8 @@ async fn webgpu_trains_and_matches_the_cpu_backend() {
 /// Labels made on the host (grammar pairs, simulated labeler), so both backends train on the
 /// same data.
 fn host_labels(n: usize) -> String {
-    use rlhf_lab::labels::{grammar_pairs, simulate, to_jsonl};
-    let tok = rlhf_lab::task::Tokenizer::new();
+    use rlhf_lab::rlhf::labels::{grammar_pairs, simulate, to_jsonl};
+    let tok = rlhf_lab::rlhf::task::Tokenizer::new();
     let mut rng = rlhf_lab::rng::Rng::new(17);
     let pairs = grammar_pairs(&tok, n, &mut rng);
     let records: Vec<_> = simulate(&pairs, &tok, 0.5, &mut rng).into_iter().map(|(l, _)| l.record(&tok)).collect();
@@ -113,7 +114,7 @@ fn host_labels(n: usize) -> String {
 
 /// Every stage, a few steps each, on one device; returns the numbers to compare.
 async fn pipeline_numbers(device: Device) -> Vec<(String, f64)> {
-    use rlhf_lab::config::{DpoConfig, PpoConfig, RewardConfig};
+    use rlhf_lab::rlhf::config::{DpoConfig, PpoConfig, RewardConfig};
     let config = LabConfig {
         reward: RewardConfig { batch_size: 4, epochs: 1, held_out_fraction: 0.25, ..RewardConfig::default() },
         ppo: PpoConfig { iterations: 1, batch_size: 4, mini_batches: 2, epochs: 1, ..PpoConfig::default() },
@@ -122,7 +123,7 @@ async fn pipeline_numbers(device: Device) -> Vec<(String, f64)> {
     };
     let mut session = Session::new(device, config).unwrap();
     let mut out = Vec::new();
-    let mut keep = |stage: &str, m: &rlhf_lab::metrics::Metrics, keys: &[&str]| {
+    let mut keep = |stage: &str, m: &rlhf_lab::rlhf::metrics::Metrics, keys: &[&str]| {
         for k in keys {
             if let Some(v) = m.get(*k) {
                 out.push((format!("{stage} {k}"), *v));
@@ -176,13 +177,13 @@ async fn every_stage_on_webgpu_matches_the_cpu_backend() {
     }
 }
 
-/// Generation's kernels (`rlhf_lab::kernels`) on WebGPU: each against the host references, then
+/// Generation's kernels (`rlhf_lab::engine::gpu_kernels`) on WebGPU: each against the host references, then
 /// the next-token logits through the KV cache against the full forward on the CPU backend, from
 /// the same weights.
 #[wasm_bindgen_test]
 async fn generation_kernels_on_webgpu_match_the_host_and_the_cpu_backend() {
     use burn::tensor::TensorData;
-    use rlhf_lab::model::{Gpt, KvCache};
+    use rlhf_lab::engine::model::{Gpt, KvCache};
     use rlhf_lab::rng::Rng;
     if !has_webgpu() {
         web_sys::console::log_1(&"no navigator.gpu in this browser: the WebGPU comparison does not apply".into());
@@ -190,7 +191,7 @@ async fn generation_kernels_on_webgpu_match_the_host_and_the_cpu_backend() {
     }
     let (device, info) = auto_device().await;
     assert_eq!(info.backend, "webgpu", "{info:?}");
-    rlhf_lab::kernels::check::operations(&device).await.unwrap();
+    rlhf_lab::engine::gpu_kernels::check::operations(&device).await.unwrap();
 
     let vocab = 40;
     let rows: [[i32; 7]; 2] = [[1, 5, 7, 9, 11, 13, 2], [1, 8, 3, 30, 4, 6, 12]];
@@ -246,7 +247,7 @@ async fn every_generated_bad_input_is_refused_in_the_page_without_a_panic() {
 /// is the whole step; a rejected promise (a failed helper) refuses the step and changes nothing.
 #[wasm_bindgen_test]
 async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
-    use rlhf_lab::web::{GradientWorker, Lab};
+    use rlhf_lab::app::web::{GradientWorker, Lab};
     use wasm_bindgen::{JsCast, JsValue};
     let field = |v: &JsValue, key: &str| js_sys::Reflect::get(v, &key.into()).unwrap();
     let number = |v: &JsValue, key: &str| field(v, key).as_f64().unwrap_or_else(|| panic!("no {key}"));

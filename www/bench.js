@@ -13,7 +13,7 @@ worker.postMessage({
   backend: params.get('backend') ?? 'cpu',
   presets: params.get('presets') ?? 'tiny',
   plan: params.get('plan') ?? 'full',
-  // CPU backend: which matrix product (`fastest`, `simd128`, `flex`: src/cpu_matmul.rs).
+  // CPU backend: which matrix product (`fastest`, `simd128`, `flex`: src/engine/cpu/matmul.rs).
   matmul: params.get('matmul') ?? 'fastest',
   // CPU backend: also the training step split across this many workers (default: one per
   // core; the lab page leaves one core to its UI; 1: none).

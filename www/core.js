@@ -1,5 +1,5 @@
 // Starts the wasm core in this worker, with its faster matrix product where the browser can run
-// it: `fma_kernel.wasm` (kernels/fma, why: src/matmul_kernel.rs) uses relaxed SIMD's fused
+// it: `fma_kernel.wasm` (kernels/fma, why: src/engine/cpu/matmul_kernel.rs) uses relaxed SIMD's fused
 // multiply-add, which a browser without relaxed SIMD cannot even compile. It shares the core's
 // memory, and the core checks it against its own kernel before using it (`useFmaMatmul`).
 // Without it the core's own kernel runs: nothing else changes.

@@ -3,7 +3,7 @@
 // foot of the page shows them all.
 import katex from 'katex';
 import 'katex/dist/katex.min.css';
-import { el } from './views/common.js';
+import { el } from './dom.js';
 
 export const EQUATIONS = [
   { id: 'sft', title: 'Stage 1 · Supervised fine-tuning', tex: String.raw`\mathcal{L}_{\text{SFT}}(\theta) = -\,\mathbb{E}_{(x,y)\in\mathcal{D}}\Big[\tfrac{1}{|y|}\sum_t \log \pi_\theta(y_t \mid x, y_{<t})\Big]` },

@@ -1,4 +1,4 @@
-// Generalized Advantage Estimation in the page: a port of `src/math/gae.rs` (`td_errors`, `gae`)
+// Generalized Advantage Estimation in the page: a port of `src/rlhf/math/gae.rs` (`td_errors`, `gae`)
 // with the same loop and the same names (delta, lastgaelam, nextvalues), so the GAE stepper can
 // recompute Â live when the learner moves γ and λ.
 //

@@ -1,4 +1,4 @@
-// A helper of data-parallel training steps (src/shard.rs): a Web Worker with its own instance of
+// A helper of data-parallel training steps (src/engine/data_parallel.rs, src/app/shard.rs): a Web Worker with its own instance of
 // the wasm core. For each request it loads the parameters θ it is sent into its model and
 // returns the gradient of its shard of the step's batch.
 //

@@ -1,4 +1,4 @@
-// Data-parallel training steps on the CPU backend (src/shard.rs). wasm in the page runs on one
+// Data-parallel training steps on the CPU backend (src/engine/data_parallel.rs, src/app/shard.rs). wasm in the page runs on one
 // thread; a step's batch can instead be split between the training worker and helper workers
 // (shard-worker.js), one per further core: the training worker computes shard 0 while the
 // helpers compute the others from the same parameters, and it adds their gradients up for one
@@ -23,7 +23,7 @@ const clock = () => performance.timeOrigin + performance.now();
 class Helper {
   constructor(onFailure, matmul) {
     this.worker = new Worker(new URL('./shard-worker.js', import.meta.url), { type: 'module' });
-    // The benchmark's choice of matrix product (src/cpu_matmul.rs), before any request.
+    // The benchmark's choice of matrix product (src/engine/cpu/matmul.rs), before any request.
     if (matmul) this.worker.postMessage({ preferMatmul: matmul });
     this.pending = new Map();
     this.nextId = 1;

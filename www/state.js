@@ -1,6 +1,6 @@
 // One table of every setting the page shows, and the whole state to and from the URL.
 //
-// Defaults, ranges and validation live in Rust (`config.rs`), the single source of truth: the
+// Defaults, ranges and validation live in Rust (`src/rlhf/config.rs`), the single source of truth: the
 // worker sends the defaults and validates a candidate config; this table only says how to show
 // each setting and what it means. A shared link (`?preset=tiny&seed=3&sft.steps=200&backend=cpu`)
 // opens the lab configured; a value the core refuses is reported and replaced by its default.

@@ -157,7 +157,7 @@ self.onmessage = async ({ data }) => {
       const wasm = await initCore();
       // For the soak command: the wasm memory's size (it only grows; a leak shows here).
       self.__wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
-      // …and the bytes the core's allocator holds now (src/heap.rs): what a leak would raise.
+      // …and the bytes the core's allocator holds now (src/app/heap.rs): what a leak would raise.
       self.__wasmHeapLiveBytes = () => heapUsage().live_bytes;
       const started = performance.now();
       lab = await Lab.create(args.backend, JSON.stringify(args.config ?? {}));

@@ -6,7 +6,7 @@
 use core::arch::wasm32::{f32x4_relaxed_madd, f32x4_splat, v128, v128_load, v128_store};
 
 #[allow(dead_code)] // its `SeparateMulAdd` is the core's
-#[path = "../../src/matmul_kernel.rs"]
+#[path = "../../src/engine/cpu/matmul_kernel.rs"]
 mod matmul_kernel;
 
 use matmul_kernel::Lanes;

@@ -3,10 +3,10 @@
 //! test (`tests/web.rs`), which drives the same cases through the same session in a worker, where
 //! a panic would abort the module. Every case must be refused with a message and change nothing.
 
-use rlhf_lab::config::LabConfig;
-use rlhf_lab::labels::{to_jsonl, LabelRecord, LabelSource};
-use rlhf_lab::session::{Role, Session, Stage};
-use rlhf_lab::task::{Preference, Tokenizer};
+use rlhf_lab::app::session::{Role, Session, Stage};
+use rlhf_lab::rlhf::config::LabConfig;
+use rlhf_lab::rlhf::labels::{to_jsonl, LabelRecord, LabelSource};
+use rlhf_lab::rlhf::task::{Preference, Tokenizer};
 use serde_json::{json, Value};
 
 /// Every leaf of a JSON object, as (dotted path, value).

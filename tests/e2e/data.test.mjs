@@ -13,7 +13,7 @@ import { serve, launch, openPage, OUT } from './harness.mjs';
 
 const MAGIC = Buffer.from('RLHFLAB\x01', 'latin1');
 
-/** A checkpoint's parts: its JSON header and the weights after it (src/checkpoint.rs). */
+/** A checkpoint's parts: its JSON header and the weights after it (src/engine/checkpoint.rs). */
 function split(bytes) {
   assert.ok(bytes.subarray(0, 8).equals(MAGIC), 'a checkpoint starts with its signature');
   const len = bytes.readUInt32LE(8);

@@ -1,4 +1,4 @@
-// The CPU backend's matrix products in the page (src/matmul_kernel.rs): Chromium has relaxed
+// The CPU backend's matrix products in the page (src/engine/cpu/matmul_kernel.rs): Chromium has relaxed
 // SIMD, so the page loads the FMA kernel beside the core and says so; SFT steps with it give the
 // losses of the core's own kernel to float rounding, and not bit for bit (the FMA rounds once
 // where a multiply and an add round twice: the module is really what ran).

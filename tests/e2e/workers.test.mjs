@@ -1,4 +1,4 @@
-// Data-parallel steps on the CPU backend (src/shard.rs, www/shards.js): with `workers=2` in the
+// Data-parallel steps on the CPU backend (src/engine/data_parallel.rs, src/app/shard.rs, www/shards.js): with `workers=2` in the
 // link the page says so, splits each SFT step between its training worker and a helper worker,
 // and trains exactly as one worker does (the same losses, to float rounding). A helper that fails
 // ends the splitting with a notice, and training goes on, still on the same numbers. A bad
@@ -170,7 +170,7 @@ test('reward-model, DPO and PPO steps split across two workers give one worker\'
     for (const m of [...whole, ...rewardSplit, ...ppoSplit, ...dpoSplit]) delete m.split;
 
     // The Bradley–Terry loss sees only differences of scores: the head's bias gets a zero
-    // gradient up to rounding, which Adam turns into steps of up to ±lr (src/stages/reward.rs),
+    // gradient up to rounding, which Adam turns into steps of up to ±lr (src/rlhf/stages/reward.rs),
     // so the mean scores of chosen and rejected completions may move together.
     const rewardCompared = assertSameMetrics(rewardSplit, rewardWhole, 'reward model', { shifted: ['rewards/chosen', 'rewards/rejected'] });
     const ppoCompared = assertSameMetrics(ppoSplit, ppoWhole, 'PPO');

@@ -1,20 +1,10 @@
-// Small DOM helpers shared by the stage panels: elements, a settings form, a progress bar.
+// Small DOM helpers shared by the stage panels: a settings form, a progress bar (and `el`, from
+// ../dom.js, for them all).
 import { SETTINGS, getPath, setPath, coerce } from '../state.js';
 import { equationLink } from '../equations.js';
+import { el } from '../dom.js';
 
-/** Creates an element; `text` is set as text, never parsed as HTML. */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'text') node.textContent = v;
-    else if (k === 'class') node.className = v;
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else if (v === true) node.setAttribute(k, '');
-    else if (v !== false && v != null) node.setAttribute(k, v);
-  }
-  node.append(...children.filter((c) => c != null));
-  return node;
-}
+export { el };
 
 /**
  * A form for the settings whose key starts with `prefix`. Each change is validated by the core

@@ -1,6 +1,6 @@
 // The GAE stepper: the backward recursion of the math page's §5 run on the inspected completion,
 // one token at a time from t = T − 1 down to 0 — first δ_t, then Â_t = δ_t + γλ·Â_{t+1}. γ and λ
-// are sliders; Â is recomputed here in the page (www/gae.js, the port of src/math/gae.rs) as
+// are sliders; Â is recomputed here in the page (www/gae.js, the port of src/rlhf/math/gae.rs) as
 // they move. At the run's own γ and λ the page's Â equals the core's advantages_raw.
 import { el } from './common.js';
 import { equationLink, inlineMath } from '../equations.js';

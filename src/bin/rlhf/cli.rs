@@ -2,10 +2,11 @@
 
 use std::time::Instant;
 
-use rlhf_lab::config::{LabConfig, Preset};
-use rlhf_lab::device::{select, BackendChoice};
-use rlhf_lab::metrics::Metrics;
-use rlhf_lab::session::{Role, Session, Stage};
+use rlhf_lab::app::session::{Role, Session, Stage};
+use rlhf_lab::engine::device::{select, BackendChoice};
+use rlhf_lab::engine::model::config::Preset;
+use rlhf_lab::rlhf::config::LabConfig;
+use rlhf_lab::rlhf::metrics::Metrics;
 use rlhf_lab::{LabError, Result};
 use serde_json::{json, Value};
 
@@ -160,7 +161,7 @@ async fn stage_reward(session: &mut Session, args: &Args) -> Result<()> {
                 records.extend(batch.into_iter().map(|l| l.label));
             }
             eprintln!("labels: {} simulated in {:.1} s", records.len(), started.elapsed().as_secs_f64());
-            rlhf_lab::labels::to_jsonl(&records)
+            rlhf_lab::rlhf::labels::to_jsonl(&records)
         }
     };
     if let Some(path) = &args.labels_out {
@@ -230,7 +231,7 @@ async fn labels_jsonl(session: &mut Session, args: &Args) -> Result<String> {
         let batch = session.simulate_labels((wanted - records.len()).min(64)).await?;
         records.extend(batch.into_iter().map(|l| l.label));
     }
-    Ok(rlhf_lab::labels::to_jsonl(&records))
+    Ok(rlhf_lab::rlhf::labels::to_jsonl(&records))
 }
 
 async fn stage_dpo(session: &mut Session, args: &Args) -> Result<()> {
@@ -251,7 +252,7 @@ async fn stage_dpo(session: &mut Session, args: &Args) -> Result<()> {
 
 /// PPO and DPO at several β, each point evaluated the same way: the reward–KL frontier.
 async fn sweep(session: &mut Session, args: &Args) -> Result<()> {
-    use rlhf_lab::stages::sweep::{Method, SweepRun, EVALUATION_COMPLETIONS, EVALUATION_SEED};
+    use rlhf_lab::rlhf::stages::sweep::{Method, SweepRun, EVALUATION_COMPLETIONS, EVALUATION_SEED};
     let jsonl = labels_jsonl(session, args).await?;
     let reference = session.evaluate(Role::Sft, EVALUATION_COMPLETIONS, EVALUATION_SEED).await?;
     println!("{}", json!({"stage": "frontier", "method": "reference", "beta": null, "evaluation": reference}));
@@ -278,9 +279,9 @@ async fn bench(args: &Args) -> Result<()> {
         None => Preset::ALL.to_vec(),
     };
     let plan = match args.plan.as_str() {
-        "full" => rlhf_lab::bench::BenchPlan::full(),
-        "quick" => rlhf_lab::bench::BenchPlan::quick(),
-        "counts" => rlhf_lab::bench::BenchPlan::counts(),
+        "full" => rlhf_lab::app::bench::BenchPlan::full(),
+        "quick" => rlhf_lab::app::bench::BenchPlan::quick(),
+        "counts" => rlhf_lab::app::bench::BenchPlan::counts(),
         other => return Err(LabError::InvalidInput(format!("--plan wants full, quick or counts, got {other}"))),
     };
     let mut backends = vec![("native-cpu", BackendChoice::Cpu)];
@@ -294,7 +295,7 @@ async fn bench(args: &Args) -> Result<()> {
             continue;
         }
         for &preset in &presets {
-            let row = rlhf_lab::bench::measure(preset, name, &device, plan, now_ms, || 0).await?;
+            let row = rlhf_lab::app::bench::measure(preset, name, &device, plan, now_ms, || 0).await?;
             println!("{}", serde_json::to_string(&row).expect("rows serialize"));
         }
     }

@@ -1,0 +1,10 @@
+//! The app around the story: the session that holds the models by role and each stage's
+//! trainer behind bounded calls, the helper workers of data-parallel steps, the only file that
+//! talks to JavaScript, the benchmark and the counting allocator of the soak.
+
+pub mod bench;
+pub mod heap;
+pub mod session;
+pub mod shard;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

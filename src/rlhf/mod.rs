@@ -1,0 +1,18 @@
+//! The story the lab teaches: the task a small GPT learns, the math page as pure functions, and
+//! one file per stage of the pipeline, each opening with the objective it optimizes.
+//!
+//! ```text
+//! task/      the review grammar, tokenizer, gold utility and simulated labeler
+//! math/      Bradley–Terry, KL estimators, GAE, whitening, the PPO and GRPO losses, DPO: pure f32
+//! stages/    SFT → π_ref, the reward model r_φ, PPO, GRPO/RLOO, DPO and the β sweep
+//! labels.rs  preference labels (JSON lines), config.rs every setting, metrics.rs every metric name
+//! ```
+//!
+//! It builds on `engine` (the model, its layers, generation) and nothing above it.
+
+pub mod config;
+pub mod labels;
+pub mod math;
+pub mod metrics;
+pub mod stages;
+pub mod task;
