@@ -1,5 +1,5 @@
 """PyTorch CPU reference for the benchmark: the same GPT (pre-LayerNorm blocks, fused QKV, GELU,
-tied LM head), the same shapes and the same work as `src/bench.rs`, timed the same way.
+tied LM head), the same shapes and the same work as `src/app/bench.rs`, timed the same way.
 
     python bench/torch_reference.py --presets micro,tiny,small   # JSON lines on stdout
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-VOCAB = 123          # the review task's vocabulary (src/task/vocab.rs)
+VOCAB = 123          # the review task's vocabulary (src/rlhf/task/vocab.rs)
 CONTEXT = 32
 PROMPT_LEN = 5
 NEW_TOKENS = 20      # MAX_COMPLETION
