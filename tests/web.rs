@@ -114,10 +114,11 @@ fn host_labels(n: usize) -> String {
 
 /// Every stage, a few steps each, on one device; returns the numbers to compare.
 async fn pipeline_numbers(device: Device) -> Vec<(String, f64)> {
-    use rlhf_lab::rlhf::config::{DpoConfig, PpoConfig, RewardConfig};
+    use rlhf_lab::rlhf::config::{DpoConfig, GrpoConfig, PpoConfig, RewardConfig};
     let config = LabConfig {
         reward: RewardConfig { batch_size: 4, epochs: 1, held_out_fraction: 0.25, ..RewardConfig::default() },
         ppo: PpoConfig { iterations: 1, batch_size: 4, mini_batches: 2, epochs: 1, ..PpoConfig::default() },
+        grpo: GrpoConfig { iterations: 1, prompts: 2, group_size: 2, mini_batches: 2, epochs: 1, ..GrpoConfig::default() },
         dpo: DpoConfig { batch_size: 4, epochs: 1, ..DpoConfig::default() },
         ..micro_config(2)
     };
@@ -148,6 +149,11 @@ async fn pipeline_numbers(device: Device) -> Vec<(String, f64)> {
     for _ in 0..3 {
         let m = session.ppo_step().await.unwrap();
         keep("ppo", &m, &["objective/scores", "objective/kl", "objective/gold", "val/mean_length", "loss/policy", "loss/value", "val/ratio", "policy/approxkl"]);
+    }
+    session.grpo_begin().unwrap();
+    for _ in 0..3 {
+        let m = session.step(rlhf_lab::app::session::Stage::Grpo).await.unwrap();
+        keep("grpo", &m, &["reward", "reward_std", "gold", "kl", "completions/mean_length", "loss", "entropy", "kl/update", "grad_norm"]);
     }
     session.dpo_begin(&labels).await.unwrap();
     for _ in 0..2 {

@@ -19,6 +19,8 @@ export const EQUATIONS = [
   { id: 'value-loss', title: 'Value loss', tex: String.raw`\mathcal{L}_{\text{VF}}(\psi) = \mathbb{E}_t\big[(V_\psi(s_t) - \hat R_t)^2\big]` },
   { id: 'entropy', title: 'Entropy bonus', tex: String.raw`S[\pi_\theta](s_t) = -\sum_a \pi_\theta(a\mid s_t)\log \pi_\theta(a\mid s_t)` },
   { id: 'ppo-loss', title: 'The full PPO loss', tex: String.raw`\mathcal{L}_{\text{PPO}} = \mathbb{E}_t\big[-\mathcal{L}^{\text{CLIP}}_t + c_1 (V_\psi(s_t) - \hat R_t)^2 - c_2\, S[\pi_\theta](s_t)\big]` },
+  { id: 'grpo-advantage', title: 'GRPO / RLOO · the group baseline (beyond the math page)', tex: String.raw`\hat A_i^{\text{GRPO}} = \frac{r_i - \operatorname{mean}(r_{1..G})}{\operatorname{std}(r_{1..G})},\qquad \hat A_i^{\text{RLOO}} = r_i - \frac{1}{G-1}\sum_{j\ne i} r_j` },
+  { id: 'grpo-loss', title: 'GRPO / RLOO · the loss with asymmetric clip and k3 KL', tex: String.raw`\mathcal{L} = \sum_{i,t} w_i\Big[-\min\big(\rho_{i,t}\hat A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\epsilon_{\text{low}}, 1+\epsilon_{\text{high}})\,\hat A_i\big) + \beta\Big(\tfrac{\pi_{\text{ref}}}{\pi_\theta} - \log\tfrac{\pi_{\text{ref}}}{\pi_\theta} - 1\Big)\Big],\quad w_i \in \Big\{\tfrac{1}{B\,|y_i|},\ \tfrac{1}{B\,N_{\max}},\ \tfrac{1}{\sum_j |y_j|}\Big\}` },
   { id: 'dpo', title: 'DPO', tex: String.raw`\mathcal{L}_{\text{DPO}} = -\log\sigma\Big(\beta\Big[\log\frac{\pi_\theta(y_w\mid x)}{\pi_{\text{ref}}(y_w\mid x)} - \log\frac{\pi_\theta(y_l\mid x)}{\pi_{\text{ref}}(y_l\mid x)}\Big]\Big)` },
 ];
 

@@ -9,6 +9,7 @@ import { mountSft } from './views/sft.js';
 import { mountLabeling } from './views/labeling.js';
 import { mountReward } from './views/reward.js';
 import { mountPpo } from './views/ppo.js';
+import { mountGrpo } from './views/grpo.js';
 import { mountDpo } from './views/dpo.js';
 import { mountCheckpoints } from './views/checkpoints.js';
 import { mountEquations } from './equations.js';
@@ -72,7 +73,7 @@ async function start() {
   store.saveUrl();
   // The pipeline first: it listens for the states the panels announce as they mount.
   mountPipeline(app, store);
-  for (const mount of [mountSft, mountLabeling, mountReward, mountPpo, mountDpo]) {
+  for (const mount of [mountSft, mountLabeling, mountReward, mountPpo, mountGrpo, mountDpo]) {
     const controller = await mount(app, store);
     store.stages.set(controller.name, controller);
   }
@@ -91,6 +92,7 @@ const RESUMABLE = [
   { stage: 'sft', title: 'SFT', unit: 'step' },
   { stage: 'reward', title: 'the reward model', unit: 'step' },
   { stage: 'ppo', title: 'PPO', unit: 'iteration' },
+  { stage: 'grpo', title: 'GRPO', unit: 'iteration' },
   { stage: 'dpo', title: 'DPO', unit: 'step' },
 ];
 const RESUME_FLAG = 'rlhf-lab-resume';

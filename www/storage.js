@@ -134,7 +134,7 @@ export const getSnapshot = (stage) => getState(`snapshot:${stage}`);
 export const deleteSnapshot = (stage) => transact('state', 'readwrite', (store) => done(store.delete(`snapshot:${stage}`)));
 
 // What each stage's result feeds: a stage begun afresh makes the snapshots after it stale.
-const DOWNSTREAM = { sft: ['sft', 'reward', 'ppo', 'dpo'], reward: ['reward', 'ppo'], ppo: ['ppo'], dpo: ['dpo'] };
+const DOWNSTREAM = { sft: ['sft', 'reward', 'ppo', 'grpo', 'dpo'], reward: ['reward', 'ppo', 'grpo'], ppo: ['ppo'], grpo: ['grpo'], dpo: ['dpo'] };
 
 /** A stage begins afresh: its snapshot and those of the stages built on it are dropped. */
 export async function discardSnapshotsFrom(stage) {

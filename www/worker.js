@@ -30,14 +30,14 @@ const serial = (work) => {
 };
 
 // The stages the worker can loop: each `lab.step(stage)` is one bounded step.
-const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'dpo', 'sweep'];
+const STAGES = ['pretrain', 'sft', 'reward', 'ppo', 'grpo', 'dpo', 'sweep'];
 // The stages a reload can resume: their steps' metrics and the trainer's snapshot after them are
 // stored together, at most a second apart and whenever a run stops, so a crash or a reload
 // loses at most the last second of steps (resuming takes them again, the same way). Storing a
 // snapshot after every step cost about half of a CPU-backend SFT step of the tiny GPT in the lab
 // page (62 ms with it, 40 ms without, 2026-11-30; 46–49 ms against 22–25 ms with this and the
 // MessageChannel yield below, 2026-12-03, scripts/lab-step-time.mjs).
-const RESUMABLE = ['sft', 'reward', 'ppo', 'dpo'];
+const RESUMABLE = ['sft', 'reward', 'ppo', 'grpo', 'dpo'];
 const PERSIST_EVERY_MS = 1000;
 
 let running = null; // {stage, paused}

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! base ──SFT──▶ π_ref ──pairs──▶ labels ──BT──▶ r_φ ──PPO──▶ π_θ, V_ψ
+//!                 │                              └──GRPO/RLOO──▶ π_grpo
 //!                 └──────────── labels ──DPO──▶ π_dpo
 //! ```
 
@@ -22,6 +23,7 @@ use crate::rlhf::config::LabConfig;
 use crate::rlhf::labels::{self, LabelRecord, LabeledPair, PairToJudge};
 use crate::rlhf::metrics::Metrics;
 use crate::rlhf::stages::dpo::{DpoInspection, DpoTrainer};
+use crate::rlhf::stages::grpo::{GroupRecord, GrpoTrainer};
 use crate::rlhf::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::rlhf::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
 use crate::rlhf::stages::sft::{prompt_samples, PromptSample, SftTrainer};
@@ -45,6 +47,8 @@ pub enum Role {
     Value,
     /// π_dpo: the policy DPO trains.
     Dpo,
+    /// π_grpo: the policy GRPO (or RLOO) trains.
+    Grpo,
 }
 
 impl Role {
@@ -56,7 +60,8 @@ impl Role {
             "policy" => Ok(Self::Policy),
             "value" => Ok(Self::Value),
             "dpo" => Ok(Self::Dpo),
-            other => Err(LabError::InvalidInput(format!("unknown model role {other:?} (expected base, sft, reward, policy, value or dpo)"))),
+            "grpo" => Ok(Self::Grpo),
+            other => Err(LabError::InvalidInput(format!("unknown model role {other:?} (expected base, sft, reward, policy, value, dpo or grpo)"))),
         }
     }
 
@@ -68,13 +73,14 @@ impl Role {
             Self::Policy => "policy",
             Self::Value => "value",
             Self::Dpo => "dpo",
+            Self::Grpo => "grpo",
         }
     }
 
     /// `gpt` for language models, `scalar` for a trunk with a scalar head.
     pub fn architecture(self) -> &'static str {
         match self {
-            Self::Base | Self::Sft | Self::Policy | Self::Dpo => "gpt",
+            Self::Base | Self::Sft | Self::Policy | Self::Dpo | Self::Grpo => "gpt",
             Self::Reward | Self::Value => "scalar",
         }
     }
@@ -88,6 +94,7 @@ pub enum Stage {
     Sft,
     Reward,
     Ppo,
+    Grpo,
     Dpo,
     Sweep,
 }
@@ -99,6 +106,7 @@ impl Stage {
             "sft" => Ok(Self::Sft),
             "reward" => Ok(Self::Reward),
             "ppo" => Ok(Self::Ppo),
+            "grpo" => Ok(Self::Grpo),
             "dpo" => Ok(Self::Dpo),
             "sweep" => Ok(Self::Sweep),
             other => Err(LabError::InvalidInput(format!("unknown stage {other:?}"))),
@@ -111,6 +119,7 @@ impl Stage {
             Self::Sft => "sft",
             Self::Reward => "reward",
             Self::Ppo => "ppo",
+            Self::Grpo => "grpo",
             Self::Dpo => "dpo",
             Self::Sweep => "sweep",
         }
@@ -129,6 +138,7 @@ pub struct Status {
     pub reward: Option<Progress>,
     pub has_reward_model: bool,
     pub ppo: Option<Progress>,
+    pub grpo: Option<Progress>,
     pub dpo: Option<Progress>,
     pub sweep: Option<Progress>,
 }
@@ -141,6 +151,7 @@ impl Status {
             Stage::Sft => self.sft.clone(),
             Stage::Reward => self.reward.clone(),
             Stage::Ppo => self.ppo.clone(),
+            Stage::Grpo => self.grpo.clone(),
             Stage::Dpo => self.dpo.clone(),
             Stage::Sweep => self.sweep.clone(),
         }
@@ -167,6 +178,7 @@ pub struct Session {
     reward: Option<RewardTrainer>,
     reward_model: Option<ScalarModel>,
     ppo: Option<PpoTrainer>,
+    grpo: Option<GrpoTrainer>,
     dpo: Option<DpoTrainer>,
     sweep: Option<Sweep>,
     /// The label files the reward and DPO stages began from: a snapshot carries them, so a
@@ -231,6 +243,7 @@ impl Session {
             reward: None,
             reward_model: None,
             ppo: None,
+            grpo: None,
             dpo: None,
             sweep: None,
             reward_labels: None,
@@ -266,6 +279,7 @@ impl Session {
             self.reward = None;
             self.reward_model = None;
             self.ppo = None;
+            self.grpo = None;
             self.dpo = None;
             self.sweep = None;
             self.pair_rng = Rng::derive(config.seed, "pairs");
@@ -287,6 +301,7 @@ impl Session {
             reward: self.reward.as_ref().map(|t| Progress { step: t.step_count(), total: t.total_steps(), done: t.is_done() }),
             has_reward_model: self.reward_model.is_some(),
             ppo: self.ppo.as_ref().map(|t| Progress { step: t.iteration(), total: self.config.ppo.iterations.max(t.iteration()), done: t.is_done() }),
+            grpo: self.grpo.as_ref().map(|t| Progress { step: t.iteration(), total: self.config.grpo.iterations.max(t.iteration()), done: t.is_done() }),
             dpo: self.dpo.as_ref().map(|t| Progress { step: t.step_count(), total: t.total_steps(), done: t.is_done() }),
             sweep: self.sweep.as_ref().map(|s| Progress { step: s.points.len(), total: s.runs(), done: s.is_done() }),
         }
@@ -307,6 +322,7 @@ impl Session {
             Stage::Sft => self.sft_step().await,
             Stage::Reward => self.reward_step().await,
             Stage::Ppo => self.ppo_step().await,
+            Stage::Grpo => self.grpo_trainer()?.step().await,
             Stage::Dpo => self.dpo_step().await,
             Stage::Sweep => self.sweep_step().await,
         }
@@ -326,6 +342,7 @@ impl Session {
             Stage::Dpo => wrap(self.dpo.as_ref().ok_or_else(|| not_begun("DPO"))?.shard_plan(shards).await?, ShardObjective::Dpo),
             // `None` in the rollout phase.
             Stage::Ppo => self.ppo.as_ref().ok_or_else(|| not_begun("PPO"))?.shard_plan(shards).await?.and_then(|plan| wrap(plan, ShardObjective::Ppo)),
+            Stage::Grpo => self.grpo.as_ref().ok_or_else(|| not_begun("GRPO"))?.shard_plan(shards).await?.and_then(|plan| wrap(plan, ShardObjective::Grpo)),
             Stage::Sweep => None,
         })
     }
@@ -343,6 +360,7 @@ impl Session {
             Stage::Sft => self.sft.as_mut().ok_or_else(|| LabError::NotReady("SFT has not begun".into()))?.step_sharded(shards, helpers).await,
             Stage::Reward => self.reward_trainer()?.step_sharded(shards, helpers).await,
             Stage::Ppo => self.ppo_trainer()?.step_sharded(shards, helpers).await,
+            Stage::Grpo => self.grpo_trainer()?.step_sharded(shards, helpers).await,
             Stage::Dpo => self.dpo_trainer()?.step_sharded(shards, helpers).await,
             other => Err(LabError::InvalidInput(format!("{} takes whole steps: it has no data-parallel step", other.name()))),
         }
@@ -401,6 +419,7 @@ impl Session {
                 .ok_or_else(|| LabError::NotReady("SFT has not begun".into())),
             Role::Policy => self.ppo.as_ref().map(PpoTrainer::policy).ok_or_else(|| LabError::NotReady("PPO has not begun".into())),
             Role::Dpo => self.dpo.as_ref().map(DpoTrainer::policy).ok_or_else(|| LabError::NotReady("DPO has not begun".into())),
+            Role::Grpo => self.grpo.as_ref().map(GrpoTrainer::policy).ok_or_else(|| LabError::NotReady("GRPO has not begun".into())),
             Role::Reward | Role::Value => Err(LabError::InvalidInput(format!("the {} model is not a language model: it scores, it does not write", role.name()))),
         }
     }
@@ -524,6 +543,36 @@ impl Session {
         self.ppo_trainer()?.record(index)
     }
 
+    // ---- stage 3′: GRPO / RLOO ----
+
+    /// π_grpo ← π_ref with the current GRPO settings, against the same frozen r_φ as PPO.
+    pub fn grpo_begin(&mut self) -> Result<()> {
+        let reward = self.reward_model.as_ref().ok_or_else(|| LabError::NotReady("GRPO needs a trained reward model: finish stage 2 first".into()))?;
+        self.grpo = Some(GrpoTrainer::new(self.reference()?, reward, &self.config.grpo, self.config.seed, &self.tokenizer, &self.device)?);
+        Ok(())
+    }
+
+    fn grpo_trainer(&mut self) -> Result<&mut GrpoTrainer> {
+        self.grpo.as_mut().ok_or_else(|| LabError::NotReady("GRPO has not begun".into()))
+    }
+
+    pub fn grpo_poison_update(&mut self, update: usize) -> Result<()> {
+        self.grpo_trainer()?.poison_update(update);
+        Ok(())
+    }
+
+    /// Group `index` of the current GRPO rollout: its completions, r_i, mean, std and Â_i.
+    pub fn grpo_record(&mut self, index: usize) -> Result<GroupRecord> {
+        self.grpo_trainer()?.record(index)
+    }
+
+    /// PPO's rollout record of a completion of `product`'s prompt (`None`: PPO's current rollout
+    /// has none), for the group inspector's per-token GAE advantages.
+    pub fn ppo_record_for(&mut self, product: usize) -> Result<Option<RolloutRecord>> {
+        let trainer = self.ppo_trainer()?;
+        trainer.completion_for(product).map(|i| trainer.record(i)).transpose()
+    }
+
     /// Evaluates the model in `role` (sft = π_ref, policy = π_θ) on `count` fresh prompts.
     pub async fn evaluate(&self, role: Role, count: usize, seed: u64) -> Result<PolicyEvaluation> {
         if count == 0 || count > 4096 {
@@ -602,6 +651,7 @@ impl Session {
             Stage::Sft => serde_json::to_value(&self.config.sft),
             Stage::Reward => serde_json::to_value(&self.config.reward),
             Stage::Ppo => serde_json::to_value(&self.config.ppo),
+            Stage::Grpo => serde_json::to_value(&self.config.grpo),
             Stage::Dpo => serde_json::to_value((&self.config.dpo, self.config.reward.held_out_fraction)),
             Stage::Pretrain | Stage::Sweep => {
                 return Err(LabError::InvalidInput(format!("the {} stage is not resumable: run it again", stage.name())));
@@ -619,6 +669,7 @@ impl Session {
             Stage::Sft => (self.sft.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, None),
             Stage::Reward => (self.reward.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, self.reward_labels.clone()),
             Stage::Ppo => (self.ppo.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, None),
+            Stage::Grpo => (self.grpo.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, None),
             Stage::Dpo => (self.dpo.as_ref().ok_or_else(not_begun)?.snapshot(settings).await?, self.dpo_labels.clone()),
             Stage::Pretrain | Stage::Sweep => unreachable!("stage_settings refused it"),
         };
@@ -653,6 +704,14 @@ impl Session {
                 let mut trainer = PpoTrainer::new(self.reference()?, self.reward_model()?, &self.config.ppo, self.config.seed, &self.tokenizer, &self.device)?;
                 trainer.restore(trainer_bytes, &settings)?;
                 self.ppo = Some(trainer);
+            }
+            Stage::Grpo => {
+                self.grpo_begin()?;
+                let trainer = self.grpo.as_mut().expect("just begun");
+                if let Err(e) = trainer.restore(trainer_bytes, &settings) {
+                    self.grpo = None;
+                    return Err(e);
+                }
             }
             Stage::Dpo => {
                 let labels = labels()?;
@@ -710,9 +769,9 @@ impl Session {
                 let model = checkpoint::load_record(ScalarModel::from_trunk(blank, &self.device), record)?;
                 self.reward_model = Some(model);
             }
-            Role::Policy | Role::Value | Role::Dpo => {
+            Role::Policy | Role::Value | Role::Dpo | Role::Grpo => {
                 return Err(LabError::Checkpoint(format!(
-                    "a {} checkpoint is saved for inspection; PPO and DPO restart from π_ref and r_φ (load those instead)",
+                    "a {} checkpoint is saved for inspection; PPO, GRPO and DPO restart from π_ref and r_φ (load those instead)",
                     role.name()
                 )));
             }

@@ -12,13 +12,14 @@ use crate::engine::model::config::ModelConfig;
 use crate::engine::model::{Gpt, ScalarModel};
 use crate::error::Result;
 use crate::rlhf::stages::dpo::DpoShard;
+use crate::rlhf::stages::grpo_loss::GrpoShard;
 use crate::rlhf::stages::ppo_loss::{PolicyAndValue, PpoShard};
 use crate::rlhf::stages::reward::BradleyTerryShard;
 use crate::rlhf::stages::sft::MaskedLmShard;
 use crate::rlhf::task::SEQ_LEN;
 
 /// What one shard of a step computes: the masked language-model loss (SFT, pretraining), the
-/// Bradley–Terry loss (the reward model), the DPO loss, or a PPO minibatch update. PPO's
+/// Bradley–Terry loss (the reward model), the DPO loss, or a PPO or GRPO minibatch update. The
 /// rollouts are taken whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -27,6 +28,7 @@ pub enum ShardObjective {
     BradleyTerry(BradleyTerryShard),
     Dpo(DpoShard),
     Ppo(PpoShard),
+    Grpo(GrpoShard),
 }
 
 /// A helper of data-parallel steps: models of its own, loaded with θ for each shard.
@@ -55,6 +57,10 @@ impl GradientWorker {
                 cached(&mut self.language_model, compute(step, config, shard, theta, cache).await?)
             }
             ShardObjective::Dpo(shard) => {
+                let cache = self.language_model.take();
+                cached(&mut self.language_model, compute(step, config, shard, theta, cache).await?)
+            }
+            ShardObjective::Grpo(shard) => {
                 let cache = self.language_model.take();
                 cached(&mut self.language_model, compute(step, config, shard, theta, cache).await?)
             }

@@ -117,7 +117,7 @@ impl Lab {
         self.session.base_from_scratch();
     }
 
-    /// One bounded step of `stage` (`pretrain`, `sft`, `reward`, `ppo`, `dpo`) → its metrics.
+    /// One bounded step of `stage` (`pretrain`, `sft`, `reward`, `ppo`, `grpo`, `dpo`) → its metrics.
     pub async fn step(&mut self, stage: String) -> Result<JsValue, JsValue> {
         let stage = Stage::parse(&stage).map_err(js_error)?;
         let metrics = self.session.step(stage).await.map_err(js_error)?;
@@ -161,6 +161,7 @@ impl Lab {
             Stage::Sft => self.session.sft_poison_step(step),
             Stage::Reward => self.session.reward_poison_step(step),
             Stage::Ppo => self.session.ppo_poison_update(step),
+            Stage::Grpo => self.session.grpo_poison_update(step),
             Stage::Dpo => self.session.dpo_poison_step(step),
             Stage::Pretrain | Stage::Sweep => Err(LabError::InvalidInput("pretraining and the sweep have no fault injection".into())),
         };
@@ -238,6 +239,30 @@ impl Lab {
         to_js(&record)
     }
 
+    /// π_grpo ← π_ref with the current GRPO settings (`grpo.estimator` picks GRPO or RLOO).
+    #[wasm_bindgen(js_name = grpoBegin)]
+    pub fn grpo_begin(&mut self) -> Result<(), JsValue> {
+        self.session.grpo_begin().map_err(js_error)
+    }
+
+    /// Group `index` of the current GRPO rollout: `{prompt, product, mean, std, zero_std,
+    /// members: [{tokens, score, gold, baseline, advantage, ends}], …}`.
+    #[wasm_bindgen(js_name = grpoRecord)]
+    pub fn grpo_record(&mut self, index: usize) -> Result<JsValue, JsValue> {
+        let record = self.session.grpo_record(index).map_err(js_error)?;
+        to_js(&record)
+    }
+
+    /// PPO's rollout record for a completion of `product`'s prompt, or `null` when PPO's current
+    /// rollout has none: the per-token GAE advantages beside a GRPO group's Â_i.
+    #[wasm_bindgen(js_name = ppoRecordFor)]
+    pub fn ppo_record_for(&mut self, product: usize) -> Result<JsValue, JsValue> {
+        match self.session.ppo_record_for(product).map_err(js_error)? {
+            Some(record) => to_js(&record),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
     /// Begins DPO from π_ref on `jsonl` labels: `{train, held_out, steps, ties_skipped}`.
     #[wasm_bindgen(js_name = dpoBegin)]
     pub async fn dpo_begin(&mut self, jsonl: String) -> Result<JsValue, JsValue> {
@@ -252,7 +277,7 @@ impl Lab {
         to_js(&inspection)
     }
 
-    /// Evaluates the model in `role` (`sft`, `policy`, `dpo`) on `count` fresh prompts, the same
+    /// Evaluates the model in `role` (`sft`, `policy`, `grpo`, `dpo`) on `count` fresh prompts, the same
     /// way for every method: `{score, gold, kl, kl_std_error, mean_length, eos_fraction}`.
     pub async fn evaluate(&self, role: String, count: usize, seed: u32) -> Result<JsValue, JsValue> {
         let role = Role::parse(&role).map_err(js_error)?;
@@ -268,7 +293,7 @@ impl Lab {
         to_js(&samples)
     }
 
-    /// Begins the β sweep: `runs` is JSON `[{"method": "ppo"|"dpo", "beta": 0.05}, …]`; DPO runs
+    /// Begins the β sweep: `runs` is JSON `[{"method": "ppo"|"grpo"|"rloo"|"dpo", "beta": 0.05}, …]`; DPO runs
     /// train on `jsonl` labels. Its own trainers: the PPO and DPO stages are untouched. Loop it with
     /// `step('sweep')`; returns the number of runs.
     #[wasm_bindgen(js_name = sweepBegin)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::model::config::Preset;
 use crate::error::{count_in, finite_in, LabError, Result};
+use crate::rlhf::math::grpo::{Estimator, LossType};
 use crate::rlhf::math::kl::KlEstimator;
 
 /// Largest batch the lab accepts (sequences per step): beyond it a step on the CPU fallback takes
@@ -235,6 +236,97 @@ impl PpoConfig {
     }
 }
 
+/// Stage 3′: GRPO or RLOO from π_ref on the same frozen r_φ: no value model, the baseline of a
+/// completion is its group (the other completions of the same prompt). Names and defaults follow
+/// TRL's GRPOConfig unless a reason is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpoConfig {
+    /// Iterations (rollout + update) to run: PPO's 60, for a comparison at equal rollouts.
+    pub iterations: usize,
+    /// Prompts per rollout; each gets `group_size` completions. 4 × 8 = PPO's 32 completions.
+    pub prompts: usize,
+    /// G, completions per prompt (TRL `num_generations`, 8).
+    pub group_size: usize,
+    /// `grpo`: baseline = the group's mean; `rloo`: the mean of the other G − 1.
+    pub estimator: Estimator,
+    /// Divide by the group's std (GRPO). Off: Dr. GRPO's unscaled r − mean (and plain RLOO).
+    pub scale_rewards: bool,
+    /// How per-token losses are summed: `grpo` (per-sequence mean), `dr_grpo` (constant
+    /// divisor) or `dapo` (per-token mean over the batch). TRL's default is `dapo`; `grpo` is the
+    /// paper's, and shows the length bias.
+    pub loss_type: LossType,
+    /// Minibatches each epoch splits the rollout into (whole groups need not stay together: Â is
+    /// fixed at rollout time).
+    pub mini_batches: usize,
+    /// Passes over each rollout (TRL `num_iterations`, μ; 1 there makes ρ = 1 and the clip
+    /// idle; 2 here, so that the clip has something to do).
+    pub epochs: usize,
+    /// Adam step size (PPO's, for the comparison).
+    pub learning_rate: f64,
+    /// β of the k3 KL penalty to π_ref (TRL 0.0: no π_ref needed; 0.04 in the DeepSeekMath
+    /// paper). The lab keeps π_ref anyway, to measure KL for the charts.
+    pub beta: f64,
+    /// ε_low: the ratio's clip below 1 (TRL `epsilon`, 0.2).
+    pub epsilon_low: f64,
+    /// ε_high: the clip above 1 (TRL `epsilon_high`, = ε_low; DAPO raises it to 0.28 so that
+    /// unlikely tokens with a positive advantage can grow: "clip higher").
+    pub epsilon_high: f64,
+    /// Sampling temperature of rollouts; log-probs are taken at the same temperature (PPO's).
+    pub temperature: f64,
+    /// Subtracted from the score of a completion that never emits `<eos>` (PPO's).
+    pub missing_eos_penalty: f64,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 60,
+            prompts: 4,
+            group_size: 8,
+            estimator: Estimator::Grpo,
+            scale_rewards: true,
+            loss_type: LossType::Grpo,
+            mini_batches: 2,
+            epochs: 2,
+            learning_rate: 1e-4,
+            beta: 0.04,
+            epsilon_low: 0.2,
+            epsilon_high: 0.28,
+            temperature: 0.7,
+            missing_eos_penalty: 0.0,
+        }
+    }
+}
+
+impl GrpoConfig {
+    pub fn validate(&self) -> Result<()> {
+        count_in("grpo.iterations", self.iterations, 1, 100_000)?;
+        count_in("grpo.prompts", self.prompts, 1, MAX_BATCH / 2)?;
+        count_in("grpo.group_size", self.group_size, 2, 64)?;
+        if self.batch_size() > MAX_BATCH {
+            return Err(LabError::setting("grpo.group_size", format!("prompts × group size is {} completions; at most {MAX_BATCH}", self.batch_size())));
+        }
+        count_in("grpo.mini_batches", self.mini_batches, 1, self.batch_size())?;
+        count_in("grpo.epochs", self.epochs, 1, 64)?;
+        finite_in("grpo.learning_rate", self.learning_rate, 1e-8, 1.0)?;
+        finite_in("grpo.beta", self.beta, 0.0, 10.0)?;
+        finite_in("grpo.epsilon_low", self.epsilon_low, 1e-3, 0.999)?;
+        finite_in("grpo.epsilon_high", self.epsilon_high, 1e-3, 10.0)?;
+        finite_in("grpo.temperature", self.temperature, 0.05, 5.0)?;
+        finite_in("grpo.missing_eos_penalty", self.missing_eos_penalty, 0.0, 100.0)
+    }
+
+    /// Completions per rollout: prompts × G.
+    pub fn batch_size(&self) -> usize {
+        self.prompts * self.group_size
+    }
+
+    pub fn minibatch_size(&self) -> usize {
+        self.batch_size().div_ceil(self.mini_batches)
+    }
+}
+
 /// DPO on the same labels as the reward model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -275,6 +367,7 @@ pub struct LabConfig {
     pub sft: SftConfig,
     pub reward: RewardConfig,
     pub ppo: PpoConfig,
+    pub grpo: GrpoConfig,
     pub dpo: DpoConfig,
 }
 
@@ -287,6 +380,7 @@ impl Default for LabConfig {
             sft: SftConfig::default(),
             reward: RewardConfig::default(),
             ppo: PpoConfig::default(),
+            grpo: GrpoConfig::default(),
             dpo: DpoConfig::default(),
         }
     }
@@ -301,6 +395,7 @@ impl LabConfig {
         self.sft.validate()?;
         self.reward.validate()?;
         self.ppo.validate()?;
+        self.grpo.validate()?;
         self.dpo.validate()
     }
 
@@ -370,6 +465,17 @@ mod tests {
         let mut c = LabConfig::default();
         c.ppo.mini_batches = 100;
         assert!(c.validate().unwrap_err().to_string().starts_with("ppo.mini_batches"));
+        let mut c = LabConfig::default();
+        c.grpo.group_size = 1;
+        assert!(c.validate().unwrap_err().to_string().starts_with("grpo.group_size"), "a group of one has no baseline");
+        let mut c = LabConfig::default();
+        (c.grpo.prompts, c.grpo.group_size) = (64, 8);
+        assert!(c.validate().unwrap_err().to_string().contains("512 completions"));
+        let mut c = LabConfig::default();
+        c.grpo.epsilon_low = 1.0;
+        assert!(c.validate().unwrap_err().to_string().starts_with("grpo.epsilon_low"), "1 − ε_low must stay above 0");
+        let err = LabConfig::from_json(r#"{"grpo": {"loss_type": "mean"}}"#).unwrap_err().to_string();
+        assert!(err.starts_with("grpo.loss_type") && err.contains("dr_grpo"), "{err}");
         let err = LabConfig::from_json(r#"{"sft": {"lerning_rate": 0.1}}"#).unwrap_err().to_string();
         assert!(err.contains("lerning_rate"), "{err}");
         let err = LabConfig::from_json(r#"{"sft": {"steps": "many"}}"#).unwrap_err().to_string();

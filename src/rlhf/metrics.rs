@@ -68,6 +68,20 @@ pub const CATALOG: &[MetricInfo] = &[
     m("val/explained_variance", "1 − Var[R̂ − V]/Var[R̂] at rollout time: how much of the return the value model predicts.", "gae"),
     m("val/mean_length", "Mean completion length in tokens, <eos> included.", ""),
     m("val/eos_fraction", "Share of completions that ended with <eos> before the length limit.", ""),
+    m("reward", "GRPO/RLOO: mean reward-model score r_φ of this rollout's completions.", "grpo-advantage"),
+    m("reward_std", "Mean over prompts of the std of r_φ within the prompt's group: the spread the group baseline works with.", "grpo-advantage"),
+    m("frac_reward_zero_std", "Share of groups whose completions all scored the same: their advantages are 0 and they teach nothing.", "grpo-advantage"),
+    m("gold", "Mean hidden gold utility of the rollout's completions: if it stalls while reward climbs, the policy is hacking r_φ.", "grpo-advantage"),
+    m("kl", "Mean per-token k3 estimate of KL(π_θ‖π_ref) of the sampling policy: what β·KL penalizes.", "grpo-loss"),
+    m("kl/sequence", "Mean over completions of the summed log π_θ/π_ref (k1): PPO's objective/kl, for comparing the two.", "kl"),
+    m("kl/update", "Mean per-token k3 KL(π_θ‖π_ref) of the policy as this minibatch update sees it.", "grpo-loss"),
+    m("entropy", "Mean per-token entropy of π_θ during the update.", "entropy"),
+    m("clip_ratio/low_mean", "Share of tokens with ρ < 1 − ε_low and a negative advantage: the objective is flat below.", "grpo-loss"),
+    m("clip_ratio/high_mean", "Share of tokens with ρ > 1 + ε_high and a positive advantage: flat above (raise ε_high to let rare good tokens grow).", "grpo-loss"),
+    m("clip_ratio/region_mean", "Share of tokens clipped on either side.", "grpo-loss"),
+    m("completions/mean_length", "Mean completion length in tokens, <eos> included.", ""),
+    m("completions/clipped_ratio", "Share of completions cut at the length limit without <eos>.", ""),
+    m("loss", "GRPO/RLOO loss of this minibatch: the clipped surrogate (plus β·k3), aggregated by the loss type.", "grpo-loss"),
 ];
 
 #[cfg(test)]

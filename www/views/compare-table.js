@@ -62,3 +62,41 @@ export function comparisonTable(store) {
   update([]);
   return node;
 }
+
+/**
+ * PPO beside GRPO and RLOO, the critic against a group baseline: the models each keeps in memory,
+ * the wall time per iteration and what it reached, from the points of this session's runs
+ * (panel runs first, else the β sweep's).
+ */
+export function onlineRlTable(store) {
+  const body = el('tbody');
+  const head = el('tr');
+  const note = el('p', { class: 'caption' });
+  const node = el('div', { class: 'compare' }, el('table', { class: 'samples online-rl-table' }, el('thead', {}, head), body), note);
+  const models = (method, p) => {
+    if (method === 'ppo') return '4: policy, value model (critic), reference, reward model';
+    const beta = p?.beta ?? store.config.grpo.beta;
+    return beta === 0 ? '2: policy, reward model (π_ref only to measure KL here)' : '3: policy, reference (for β·KL), reward model — no critic';
+  };
+  node.update = (points) => {
+    const runs = [['ppo', 'PPO', store.config.ppo.kl_coef], ['grpo', 'GRPO', store.config.grpo.beta], ['rloo', 'RLOO', store.config.grpo.beta]]
+      .map(([method, name, beta]) => ({ method, name, p: pick(points, method, beta) }));
+    const ref = points.find((p) => p.method === 'ref');
+    head.replaceChildren(el('th', { text: '' }), ...runs.map(({ name, p }) => el('th', { text: p ? `${p.label ?? name} · β = ${p.beta} · ${p.source === 'panel' ? 'panel run' : 'β sweep'}` : `${name} · not run yet` })));
+    const perIteration = (p) => (p?.wall_s != null && p?.iterations ? `${(p.wall_s / p.iterations).toFixed(2)} s (${p.iterations} iterations in ${p.wall_s.toFixed(1)} s)` : p?.wall_s != null ? `${p.wall_s.toFixed(1)} s in all` : '—');
+    const reached = (p, key) => (p ? `${num(p[key])}${ref ? ` (π_ref ${num(ref[key])})` : ''}` : '—');
+    const rows = [
+      ['Models in memory', (m, p) => models(m, p)],
+      ['Advantage from', (m) => (m === 'ppo' ? 'V_ψ and GAE, one per token' : m === 'grpo' ? 'the group\'s mean (and std), one per completion' : 'the other G − 1, one per completion')],
+      ['Wall time per iteration', (m, p) => perIteration(p)],
+      ['Gradient steps', (m, p) => (p?.steps != null ? String(p.steps) : '—')],
+      ['RM score reached', (m, p) => reached(p, 'score')],
+      ['Gold utility reached', (m, p) => reached(p, 'gold')],
+      ['KL(π‖π_ref) reached', (m, p) => (p ? `${num(p.kl)} ± ${num(p.kl_std_error)} nats` : '—')],
+    ];
+    body.replaceChildren(...rows.map(([label, f]) => el('tr', {}, el('th', { scope: 'row', text: label }), ...runs.map(({ method, p }) => el('td', { text: f(method, p) })))));
+    note.textContent = 'Every policy starts from the same π_ref and is scored by the same frozen r_φ; score, gold and KL come from the same evaluation (128 prompts, seed 99). The wall time is this page\'s, on this backend.';
+  };
+  node.update([]);
+  return node;
+}

@@ -4,7 +4,7 @@
 import { el, chartBox } from './common.js';
 import { XYChart } from '../charts.js';
 import { sweepControls } from './sweep.js';
-import { comparisonTable } from './compare-table.js';
+import { comparisonTable, onlineRlTable } from './compare-table.js';
 
 const EVAL_COUNT = 128;
 const EVAL_SEED = 99;
@@ -13,9 +13,12 @@ const SAMPLE_SEED = 7;
 const METHODS = [
   { key: 'ref', label: 'π_ref (SFT)', color: '#4b5563' },
   { key: 'ppo', label: 'PPO π_θ', color: '#2563eb' },
+  { key: 'grpo', label: 'GRPO π_grpo', color: '#16a34a' },
+  { key: 'rloo', label: 'RLOO π_grpo', color: '#9333ea' },
   { key: 'dpo', label: 'DPO π_dpo', color: '#dc2626' },
 ];
-const ROLE_OF = { ref: 'sft', ppo: 'policy', dpo: 'dpo' };
+// The model each column of the samples shows (GRPO and RLOO train the same slot).
+const ROLE_OF = { ref: 'sft', ppo: 'policy', grpo: 'grpo', dpo: 'dpo' };
 
 const num = (v, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '—');
 
@@ -69,8 +72,8 @@ export async function mountComparison(root, store, activity) {
   const { client, events, storage } = store;
   let points = (await storage.getState('frontier').catch(() => null)) ?? [];
   // Which run the session's π_θ and π_dpo come from (the sweep reuses the same slots).
-  const slots = { policy: null, dpo: null };
-  const generation = { policy: 0, dpo: 0 };
+  const slots = { policy: null, grpo: null, dpo: null };
+  const generation = { policy: 0, grpo: 0, dpo: 0 };
   const pending = [];
   let refMeasured = false;
 
@@ -84,6 +87,7 @@ export async function mountComparison(root, store, activity) {
   const samplesNote = el('p', { class: 'muted', text: 'Samples appear when a policy exists.' });
   const refreshSamples = el('button', { text: 'Sample again' });
   const table = comparisonTable(store);
+  const onlineTable = onlineRlTable(store);
   const sweep = sweepControls(store, activity, { addPoint: (p) => addPoint(p), points: () => points, showSamples: () => showSamples() });
 
   const section = el('section', { class: 'panel', id: 'comparison', 'aria-labelledby': 'comparison-title' },
@@ -103,7 +107,9 @@ export async function mountComparison(root, store, activity) {
     el('div', { class: 'controls' }, refreshSamples),
     el('table', { class: 'samples side-by-side' }, el('thead', {}, samplesHead), samplesBody),
     el('h3', { text: 'The math page\'s table, measured' }),
-    table);
+    table,
+    el('h3', { text: 'PPO, GRPO and RLOO: what the critic costs and buys' }),
+    onlineTable);
   root.append(section);
 
   const chartSpec = (yLabel, title) => ({ title, xLabel: 'KL(π‖π_ref) (nats)', yLabel, height: 260, series: METHODS.map((m) => ({ label: m.label, color: m.color, points: true })) });
@@ -135,6 +141,7 @@ export async function mountComparison(root, store, activity) {
       el('td', { class: 'num', text: num(p.mean_length, 1) }),
       el('td', { class: 'num', text: Number.isFinite(p.eos_fraction) ? `${Math.round(p.eos_fraction * 100)}%` : '—' }))));
     table.update(points);
+    onlineTable.update(points);
   }
 
   async function save() {
@@ -195,6 +202,7 @@ export async function mountComparison(root, store, activity) {
     if (m.iteration < ppoRun.iterations) ppoRun = { updates: 0, iterations: 0, samples: 0, beta: null };
     if (m.phase === 0) {
       ppoRun.iterations = m.iteration;
+      ppoRun.rollouts = m.iteration;
       ppoRun.samples += store.config.ppo.batch_size;
       if (Number.isFinite(m['objective/kl_coef'])) ppoRun.beta = m['objective/kl_coef'];
     } else if (Number.isFinite(m.update)) {
@@ -203,6 +211,7 @@ export async function mountComparison(root, store, activity) {
   });
 
   let ppoState = null;
+  let grpoState = null;
   events.on('stage-state', ({ stage, state }) => {
     if (stage === 'ppo') {
       const was = ppoState;
@@ -210,7 +219,18 @@ export async function mountComparison(root, store, activity) {
       if (state === 'done' && was !== 'done') {
         const beta = ppoRun.beta ?? store.config.ppo.kl_coef;
         claim('policy', `PPO panel (β=${beta})`);
-        addEvaluated('policy', { method: 'ppo', beta, source: 'panel', steps: ppoRun.updates, wall_s: activity.wallSeconds('ppo'), samples: ppoRun.samples });
+        addEvaluated('policy', { method: 'ppo', beta, source: 'panel', steps: ppoRun.updates, wall_s: activity.wallSeconds('ppo'), samples: ppoRun.samples, iterations: ppoRun.iterations });
+      }
+    }
+    if (stage === 'grpo') {
+      const was = grpoState;
+      grpoState = state;
+      const panel = store.stages.get('grpo');
+      const plan = panel?.plan();
+      if (state === 'done' && was !== 'done' && plan) {
+        const method = plan.estimator === 'rloo' ? 'rloo' : 'grpo';
+        claim('grpo', `${panel.method()} panel (β=${plan.beta})`);
+        addEvaluated('grpo', { method, beta: plan.beta, source: 'panel', steps: plan.iterations * plan.epochs * plan.mini_batches, wall_s: activity.wallSeconds('grpo'), samples: plan.iterations * plan.prompts * plan.group_size, iterations: plan.iterations, label: panel.method() });
       }
     }
     if (stage === 'sft' && state === 'done') { refMeasured = false; showSamples(); }
@@ -230,7 +250,7 @@ export async function mountComparison(root, store, activity) {
       const columns = [];
       for (const [key, role] of Object.entries(ROLE_OF)) {
         const rows = await client.call('samples', role, SAMPLE_TEMPERATURE, SAMPLE_SEED).catch(() => null);
-        if (rows) columns.push({ key, rows, label: key === 'ref' ? 'π_ref' : `${METHODS.find((m) => m.key === key).label}${slots[role] ? ` · ${slots[role]}` : ''}` });
+        if (rows) columns.push({ key, rows, label: key === 'ref' ? 'π_ref' : `${METHODS.find((m) => m.key === key).label.replace('GRPO π_grpo', 'GRPO/RLOO π_grpo')}${slots[role] ? ` · ${slots[role]}` : ''}` });
       }
       if (!columns.length) return;
       samplesHead.replaceChildren(el('th', { text: 'prompt' }), ...columns.map((c) => el('th', { text: c.label })));

@@ -7,8 +7,9 @@ const CARDS = [
   { stage: 'sft', title: '1 · SFT', produces: 'π_ref', needs: 'base model' },
   { stage: 'labels', title: '2a · Preferences', produces: 'labels', needs: 'π_ref' },
   { stage: 'reward', title: '2b · Reward model', produces: 'r_φ', needs: 'π_ref + labels' },
-  { stage: 'ppo', title: '3 · PPO', produces: 'π_θ, V_ψ', needs: 'π_ref + r_φ' },
-  { stage: 'dpo', title: '· DPO', produces: 'π_dpo', needs: 'π_ref + labels' },
+  { stage: 'ppo', title: '3a · PPO', produces: 'π_θ, V_ψ', needs: 'π_ref + r_φ' },
+  { stage: 'grpo', title: '3b · GRPO / RLOO', produces: 'π_grpo', needs: 'π_ref + r_φ' },
+  { stage: 'dpo', title: '3c · DPO', produces: 'π_dpo', needs: 'π_ref + labels, no r_φ' },
 ];
 
 const STATE_TEXT = { blocked: 'waiting', ready: 'not started', running: 'running', paused: 'paused', done: 'done' };
@@ -34,7 +35,7 @@ export function mountPipeline(root, store) {
   const speed = el('select', { id: 'speed', 'aria-label': 'speed' }, ...SPEEDS.map((s, i) => el('option', { value: String(i), text: s.label })));
   const reset = el('button', { text: 'Reset stage', title: 'Reset the selected stage (shortcut: shift+R)' });
   const selected = el('span', { class: 'muted', 'aria-live': 'polite' });
-  const help = el('p', { class: 'muted shortcuts', text: 'Keys: 1–5 select a stage · p play/pause · s step · a run everything · + / − speed · shift+R reset · in labeling: ← left, → right, ↓ tie, space skip, u undo.' });
+  const help = el('p', { class: 'muted shortcuts', text: 'Keys: 1–6 select a stage · p play/pause · s step · a run everything · + / − speed · shift+R reset · in labeling: ← left, → right, ↓ tie, space skip, u undo.' });
   root.append(el('section', { class: 'panel', id: 'pipeline', 'aria-labelledby': 'pipeline-title' },
     el('h2', { id: 'pipeline-title', text: 'The pipeline' }),
     row,

@@ -48,6 +48,23 @@ function readableTicks(chart) {
 }
 
 export function ppoCurves(store) {
+  const curves = iterationCurves(store, CURVES, 'ppo-curves');
+  return {
+    ...curves,
+    /** The run's settings: a target-KL guide on the KL chart when β adapts. */
+    setPlan(plan) {
+      curves.chart('kl').setGuides(plan.adaptive_kl ? [{ y: plan.target_kl, label: `target KL ${plan.target_kl}`, color: '#6b7280' }] : []);
+    },
+  };
+}
+
+/**
+ * Charts over iterations of an online RL stage (PPO, GRPO): each spec draws its `series` keys
+ * from the rollout's metrics (`when: 'rollout'`) or from the iteration's last update, which
+ * carries the iteration's averages (`when: 'iteration'`).
+ */
+export function iterationCurves(store, specs, className) {
+  const CURVES = specs;
   const boxes = CURVES.map((c) => {
     const info = c.metric ? store.catalog.find((m) => m.name === c.metric) : null;
     const text = c.text ?? `${info?.explanation ?? ''}${c.suffix ?? ''}`;
@@ -55,7 +72,7 @@ export function ppoCurves(store) {
     box.dataset.curve = c.id;
     return box;
   });
-  const node = el('div', { class: 'charts ppo-curves' }, ...boxes);
+  const node = el('div', { class: `charts ${className}` }, ...boxes);
   let charts = [];
 
   return {
@@ -77,11 +94,7 @@ export function ppoCurves(store) {
         await yieldTask();
       }
     },
-    /** The run's settings: a target-KL guide on the KL chart when β adapts. */
-    setPlan(plan) {
-      const kl = charts[CURVES.findIndex((c) => c.id === 'kl')];
-      kl.setGuides(plan.adaptive_kl ? [{ y: plan.target_kl, label: `target KL ${plan.target_kl}`, color: '#6b7280' }] : []);
-    },
+    chart: (id) => charts[CURVES.findIndex((c) => c.id === id)],
     push(m) {
       const when = m.phase === 0 ? 'rollout' : m.iteration_done ? 'iteration' : null;
       if (!when) return;

@@ -1,5 +1,6 @@
-// The β sweep: PPO at a few KL coefficients (if the reward model exists) and DPO at a few β, each
-// trained from π_ref with the learner's other settings and measured the same way when it ends.
+// The β sweep: PPO at a few KL coefficients, GRPO and RLOO at one (if the reward model exists),
+// and DPO at a few β, each trained from π_ref with the learner's other settings and measured the
+// same way when it ends.
 // It runs in the core as a stage of its own (`sweepBegin`, then `step('sweep')`), with its own
 // trainers: the PPO and DPO panels' models are never replaced.
 import { el, formatSeconds } from './common.js';
@@ -7,13 +8,15 @@ import { busyMessage } from './activity.js';
 
 export const PPO_BETAS = [0, 0.05, 0.2];
 export const DPO_BETAS = [0.05, 0.1, 0.5];
+/** GRPO and RLOO at the k3 coefficient of the DeepSeekMath paper (GRPO's default here). */
+export const GROUP_BETAS = [0.04];
 
 export function sweepControls(store, activity, frontier) {
   const { client, events, storage } = store;
   const start = el('button', { class: 'primary', text: 'Run the β sweep' });
   const stop = el('button', { text: 'Stop the sweep', disabled: true });
   const bar = el('progress', { max: 1, value: 0, 'aria-label': 'β sweep progress' });
-  const text = el('span', { 'aria-live': 'polite', text: `PPO at β ∈ {${PPO_BETAS.join(', ')}} and DPO at β ∈ {${DPO_BETAS.join(', ')}}, each evaluated on 128 prompts (PPO needs the reward model, DPO the labels).` });
+  const text = el('span', { 'aria-live': 'polite', text: `PPO at β ∈ {${PPO_BETAS.join(', ')}}, GRPO and RLOO at β ∈ {${GROUP_BETAS.join(', ')}} and DPO at β ∈ {${DPO_BETAS.join(', ')}}, each evaluated on 128 prompts (PPO, GRPO and RLOO need the reward model, DPO the labels).` });
   const node = el('div', { class: 'sweep' },
     el('p', { class: 'caption', text: 'One run per β with your other settings (PPO\'s adaptive β off, so β stays what it says). The sweep trains its own copies: the PPO and DPO panels keep theirs.' }),
     el('div', { class: 'controls' }, start, stop),
@@ -76,6 +79,7 @@ export function sweepControls(store, activity, frontier) {
       const labels = await storage.countLabels();
       const runs = [
         ...(status.has_reward_model ? PPO_BETAS.map((beta) => ({ method: 'ppo', beta })) : []),
+        ...(status.has_reward_model ? ['grpo', 'rloo'].flatMap((method) => GROUP_BETAS.map((beta) => ({ method, beta }))) : []),
         ...(labels > 0 ? DPO_BETAS.map((beta) => ({ method: 'dpo', beta })) : []),
       ];
       if (!runs.length) throw new Error('PPO runs need the reward model and DPO runs need labels: neither is there yet');

@@ -30,7 +30,7 @@ struct Args {
     plan: String,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|dpo|sweep|all|bench> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|grpo|dpo|sweep|all|bench> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -185,37 +185,47 @@ async fn stage_reward(session: &mut Session, args: &Args) -> Result<()> {
     Ok(())
 }
 
-async fn stage_ppo(session: &mut Session, args: &Args) -> Result<()> {
+/// PPO (`Stage::Ppo`) or GRPO/RLOO (`Stage::Grpo`) from π_ref against r_φ: one JSON line per
+/// iteration (the rollout's metrics and the means of its updates' as `*_avg`), then a summary
+/// with π_ref and the trained policy evaluated the same way.
+async fn stage_online(session: &mut Session, args: &Args, stage: Stage) -> Result<()> {
+    let name = stage.name();
     let eval_count = 256;
     let before = session.evaluate(Role::Sft, eval_count, 99).await?;
-    println!("{}", json!({"stage": "ppo", "evaluation": "reference", "result": before}));
-    session.ppo_begin()?;
-    let started = Instant::now();
-    let config = &args.config.ppo;
-    let steps_per_iteration = 1 + config.epochs * config.mini_batches;
-    let mut iteration = Metrics::new();
-    loop {
-        let status = session.status();
-        if status.ppo.as_ref().is_some_and(|p| p.done) {
-            break;
+    println!("{}", json!({"stage": name, "evaluation": "reference", "result": before}));
+    let (iterations, steps_per_iteration, role) = match stage {
+        Stage::Ppo => {
+            session.ppo_begin()?;
+            (args.config.ppo.iterations, 1 + args.config.ppo.epochs * args.config.ppo.mini_batches, Role::Policy)
         }
-        let m = session.ppo_step().await?;
+        Stage::Grpo => {
+            session.grpo_begin()?;
+            (args.config.grpo.iterations, 1 + args.config.grpo.epochs * args.config.grpo.mini_batches, Role::Grpo)
+        }
+        other => return Err(LabError::InvalidInput(format!("{} is not an online RL stage", other.name()))),
+    };
+    let started = Instant::now();
+    let mut iteration = Metrics::new();
+    while !session.status().of(stage).is_some_and(|p| p.done) {
+        let m = session.step(stage).await?;
         if m["phase"] == 0.0 {
             iteration = m;
         } else if m.contains_key("iteration_done") {
             iteration.extend(m.into_iter().filter(|(k, _)| k.ends_with("_avg")));
-            if (iteration["iteration"] as usize) % args.every == 0 || iteration["iteration"] as usize == config.iterations {
-                emit("ppo", &iteration);
+            iteration.insert("seconds".into(), started.elapsed().as_secs_f64());
+            let done = iteration["iteration"] as usize;
+            if done.is_multiple_of(args.every) || done == iterations {
+                emit(name, &iteration);
             }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!("ppo: {} iterations ({} steps each) in {seconds:.1} s", config.iterations, steps_per_iteration);
-    let after = session.evaluate(Role::Policy, eval_count, 99).await?;
+    eprintln!("{name}: {iterations} iterations ({steps_per_iteration} steps each) in {seconds:.1} s");
+    let after = session.evaluate(role, eval_count, 99).await?;
     let reference = session.samples(Role::Sft, SAMPLE_TEMPERATURE, 2).await?;
-    let policy = session.samples(Role::Policy, SAMPLE_TEMPERATURE, 2).await?;
+    let policy = session.samples(role, SAMPLE_TEMPERATURE, 2).await?;
     let samples: Vec<Value> = reference.iter().zip(&policy).map(|(r, p)| json!({"prompt": r.prompt, "reference": r.completion, "policy": p.completion, "gold_reference": r.gold, "gold_policy": p.gold})).collect();
-    println!("{}", json!({"stage": "ppo", "summary": true, "seconds": seconds, "reference": before, "policy": after, "samples": samples}));
+    println!("{}", json!({"stage": name, "summary": true, "seconds": seconds, "seconds_per_iteration": seconds / iterations as f64, "reference": before, "policy": after, "samples": samples}));
     Ok(())
 }
 
@@ -250,13 +260,15 @@ async fn stage_dpo(session: &mut Session, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// PPO and DPO at several β, each point evaluated the same way: the reward–KL frontier.
+/// PPO, GRPO, RLOO and DPO at several β, each point evaluated the same way: the reward–KL frontier.
 async fn sweep(session: &mut Session, args: &Args) -> Result<()> {
     use rlhf_lab::rlhf::stages::sweep::{Method, SweepRun, EVALUATION_COMPLETIONS, EVALUATION_SEED};
     let jsonl = labels_jsonl(session, args).await?;
     let reference = session.evaluate(Role::Sft, EVALUATION_COMPLETIONS, EVALUATION_SEED).await?;
     println!("{}", json!({"stage": "frontier", "method": "reference", "beta": null, "evaluation": reference}));
     let mut runs: Vec<SweepRun> = [0.0, 0.02, 0.05, 0.2].into_iter().map(|beta| SweepRun { method: Method::Ppo, beta }).collect();
+    runs.extend([0.0, 0.04].into_iter().map(|beta| SweepRun { method: Method::Grpo, beta }));
+    runs.push(SweepRun { method: Method::Rloo, beta: 0.04 });
     runs.extend([0.05, 0.1, 0.5].into_iter().map(|beta| SweepRun { method: Method::Dpo, beta }));
     session.sweep_begin(&jsonl, runs)?;
     let mut printed = 0;
@@ -334,13 +346,15 @@ async fn run(args: Args) -> Result<()> {
             stage_reward(&mut session, &args).await?;
             save(&session, Role::Reward, &args.out).await?;
         }
-        "ppo" => {
-            let sft = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput("ppo needs --sft <π_ref checkpoint>".into()))?;
-            let rm = args.reward.as_ref().ok_or_else(|| LabError::InvalidInput("ppo needs --reward <r_φ checkpoint>".into()))?;
+        "ppo" | "grpo" => {
+            let command = &args.command;
+            let sft = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput(format!("{command} needs --sft <π_ref checkpoint>")))?;
+            let rm = args.reward.as_ref().ok_or_else(|| LabError::InvalidInput(format!("{command} needs --reward <r_φ checkpoint>")))?;
             session.load(&read_file(sft)?)?;
             session.load(&read_file(rm)?)?;
-            stage_ppo(&mut session, &args).await?;
-            save(&session, Role::Policy, &args.out).await?;
+            let (stage, role) = if command == "ppo" { (Stage::Ppo, Role::Policy) } else { (Stage::Grpo, Role::Grpo) };
+            stage_online(&mut session, &args, stage).await?;
+            save(&session, role, &args.out).await?;
         }
         "dpo" | "sweep" => {
             let sft = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput(format!("{} needs --sft <π_ref checkpoint>", args.command)))?;
@@ -353,7 +367,7 @@ async fn run(args: Args) -> Result<()> {
                 save(&session, Role::Dpo, &args.out).await?;
             } else {
                 if args.reward.is_none() {
-                    return Err(LabError::InvalidInput("sweep needs --reward <r_φ checkpoint> too (PPO trains against it)".into()));
+                    return Err(LabError::InvalidInput("sweep needs --reward <r_φ checkpoint> too (PPO, GRPO and RLOO train against it)".into()));
                 }
                 sweep(&mut session, &args).await?;
             }
@@ -361,7 +375,8 @@ async fn run(args: Args) -> Result<()> {
         "all" => {
             stage_sft(&mut session, &args).await?;
             stage_reward(&mut session, &args).await?;
-            stage_ppo(&mut session, &args).await?;
+            stage_online(&mut session, &args, Stage::Ppo).await?;
+            stage_online(&mut session, &args, Stage::Grpo).await?;
             stage_dpo(&mut session, &args).await?;
         }
         other => return Err(LabError::InvalidInput(format!("unknown command {other}\n{USAGE}"))),

@@ -8,6 +8,7 @@
 pub mod bradley_terry;
 pub mod dpo;
 pub mod gae;
+pub mod grpo;
 pub mod kl;
 pub mod ppo;
 pub mod stats;

@@ -4,6 +4,7 @@
 //! sft.rs     Stage 1   cross-entropy on demonstrations            → π_ref
 //! reward.rs  Stage 2   Bradley–Terry on labeled pairs             → r_φ
 //! ppo.rs     Stage 3   KL-regularized RL with the clipped update  → π_θ (and V_ψ)
+//! grpo.rs    Stage 3′  the same, a group of completions as baseline → π_grpo (no critic)
 //! dpo.rs     contrast  the same objective in closed form          → π_dpo
 //! ```
 //!
@@ -11,6 +12,8 @@
 //! the native CLI) owns the loop. Each step reads the device once.
 
 pub mod dpo;
+pub mod grpo;
+pub mod grpo_loss;
 pub mod ppo;
 pub mod ppo_loss;
 pub mod reward;

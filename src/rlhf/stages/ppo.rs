@@ -194,32 +194,17 @@ impl PpoTrainer {
         let value = self.model.value.valid();
         let device = self.device.clone();
 
-        // 1. Sample from π_θ.
-        let options = SampleOptions { temperature, top_k: 0, max_new_tokens: n };
-        let generated = generate_on_device(&policy, &prompts, batch, options, &mut self.rng, &device)?; // [B, N]
-        let sequences = Tensor::cat(vec![int_tensor(&prompts, batch, PROMPT_LEN, &device), generated.clone()], 1); // [B, SEQ_LEN]
-        let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
-        let is_pad = generated.clone().equal_elem(PAD as i32);
-        // Gather at EOS where PAD sits, so every log-prob is an ordinary number; PAD is masked later.
-        let targets = generated.clone().mask_fill(is_pad.clone(), EOS as i32);
-        let real = is_pad.bool_not().float(); // [B, N]
-        // 2. The last real token of row b sits at P + length_b − 1: a one-hot row made on the device.
-        let last = real.clone().sum_dim(1).add_scalar((PROMPT_LEN - 1) as f32); // [B, 1]
-        let positions = float_tensor((0..SEQ_LEN).map(|i| i as f32).collect(), [1, SEQ_LEN], &device);
-        let pick = positions.equal(last).float(); // [B, SEQ_LEN]
-        let scores = score_sequences(&self.reward, sequences, pick);
-        // 3. Log-probs under π_θ and π_ref, and values.
-        let (logprobs, _) = completion_logprobs(&policy, inputs.clone(), targets.clone(), temperature);
-        let (ref_logprobs, _) = completion_logprobs(&self.reference, inputs.clone(), targets, temperature);
-        let values = completion_values(&value, inputs);
+        // 1–3 on the device.
+        let rollout = sample_on_device(&policy, &self.reference, Some(&self.reward), &prompts, batch, temperature, &mut self.rng, &device)?;
+        let values = completion_values(&value, rollout.inputs);
         // The rollout's one readback.
         count_readback();
         let data = Transaction::default()
-            .register(generated)
-            .register(logprobs)
-            .register(ref_logprobs)
+            .register(rollout.generated)
+            .register(rollout.logprobs)
+            .register(rollout.ref_logprobs)
             .register(values)
-            .register(scores)
+            .register(rollout.scores)
             .execute_async()
             .await
             .map_err(|e| LabError::Device(format!("reading the rollout: {e:?}")))?;
@@ -486,6 +471,12 @@ impl PpoTrainer {
         self.phase = Phase::Rollout;
     }
 
+    /// The first completion of the current rollout that answers `product`'s prompt, if any (the
+    /// GRPO group inspector shows its per-token advantages beside a group's).
+    pub fn completion_for(&self, product: usize) -> Option<usize> {
+        self.rollout.as_ref()?.completions.iter().position(|c| c.product == product)
+    }
+
     /// One completion of the current rollout, token by token, for the inspector and the GAE
     /// stepper; and the batch's (ρ, Â) points for the clipping view.
     pub fn record(&self, index: usize) -> Result<RolloutRecord> {
@@ -634,6 +625,46 @@ pub struct PolicyEvaluation {
     pub completions: usize,
 }
 
+/// Steps 1–3 of an iteration on the device, for `batch` prompts (`prompts`, PROMPT_LEN ids each):
+/// completions sampled from `policy`, scored by `reward` at their last real token (zeros without
+/// one), and every slot's log-prob under the policy and π_ref at `temperature`. Nothing is read.
+pub(super) struct DeviceRollout {
+    /// [B, N] sampled ids, PAD after `<eos>`.
+    pub generated: Tensor<2, Int>,
+    /// [B, SEQ_LEN − 1]: prompt and completion, the models' inputs.
+    pub inputs: Tensor<2, Int>,
+    /// [B, N]: 1 at real tokens.
+    pub real: Tensor<2>,
+    pub logprobs: Tensor<2>,
+    pub ref_logprobs: Tensor<2>,
+    /// [B]
+    pub scores: Tensor<1>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sample_on_device(policy: &Gpt, reference: &Gpt, reward: Option<&ScalarModel>, prompts: &[u32], batch: usize, temperature: f32, rng: &mut Rng, device: &Device) -> Result<DeviceRollout> {
+    let options = SampleOptions { temperature, top_k: 0, max_new_tokens: MAX_COMPLETION };
+    let generated = generate_on_device(policy, prompts, batch, options, rng, device)?; // [B, N]
+    let sequences = Tensor::cat(vec![int_tensor(prompts, batch, PROMPT_LEN, device), generated.clone()], 1); // [B, SEQ_LEN]
+    let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
+    let is_pad = generated.clone().equal_elem(PAD as i32);
+    // Gather at EOS where PAD sits, so every log-prob is an ordinary number; PAD is masked later.
+    let targets = generated.clone().mask_fill(is_pad.clone(), EOS as i32);
+    let real = is_pad.bool_not().float(); // [B, N]
+    // The last real token of row b sits at P + length_b − 1: a one-hot row made on the device.
+    let scores = match reward {
+        Some(reward) => {
+            let last = real.clone().sum_dim(1).add_scalar((PROMPT_LEN - 1) as f32); // [B, 1]
+            let positions = float_tensor((0..SEQ_LEN).map(|i| i as f32).collect(), [1, SEQ_LEN], device);
+            score_sequences(reward, sequences, positions.equal(last).float())
+        }
+        None => Tensor::zeros([batch], device),
+    };
+    let (logprobs, _) = completion_logprobs(policy, inputs.clone(), targets.clone(), temperature);
+    let (ref_logprobs, _) = completion_logprobs(reference, inputs.clone(), targets, temperature);
+    Ok(DeviceRollout { generated, inputs, real, logprobs, ref_logprobs, scores })
+}
+
 /// Evaluates a policy on `count` fresh prompts: RM score, gold utility, and the sequence KL to
 /// π_ref measured the same way for every method (k1 summed over the sampled tokens, sampled at
 /// temperature 1). One readback per batch of 64.
@@ -647,28 +678,12 @@ pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: Option<&Scal
         left -= batch;
         let products: Vec<usize> = (0..batch).map(|_| rng.below(PRODUCTS_COUNT)).collect();
         let prompts: Vec<u32> = products.iter().flat_map(|&p| prompt_tokens(tokenizer, p)).collect();
-        let options = SampleOptions { temperature: 1.0, top_k: 0, max_new_tokens: n };
-        let generated = generate_on_device(policy, &prompts, batch, options, &mut rng, device)?;
-        let sequences = Tensor::cat(vec![int_tensor(&prompts, batch, PROMPT_LEN, device), generated.clone()], 1);
-        let inputs = sequences.clone().slice([0..batch, 0..SEQ_LEN - 1]);
-        let is_pad = generated.clone().equal_elem(PAD as i32);
-        let targets = generated.clone().mask_fill(is_pad.clone(), EOS as i32);
-        let real = is_pad.bool_not().float();
-        let last = real.clone().sum_dim(1).add_scalar((PROMPT_LEN - 1) as f32);
-        let positions = float_tensor((0..SEQ_LEN).map(|i| i as f32).collect(), [1, SEQ_LEN], device);
-        let pick = positions.equal(last).float();
-        // Without a reward model, score nothing (zeros are read and ignored).
-        let score = match reward {
-            Some(reward) => score_sequences(reward, sequences, pick),
-            None => Tensor::zeros([batch], device),
-        };
-        let (lp, _) = completion_logprobs(policy, inputs.clone(), targets.clone(), 1.0);
-        let (ref_lp, _) = completion_logprobs(reference, inputs, targets, 1.0);
-        let kl = ((lp - ref_lp) * real).sum_dim(1).reshape([batch]);
+        let rollout = sample_on_device(policy, reference, reward, &prompts, batch, 1.0, &mut rng, device)?;
+        let kl = ((rollout.logprobs - rollout.ref_logprobs) * rollout.real).sum_dim(1).reshape([batch]);
         count_readback();
         let data = Transaction::default()
-            .register(generated)
-            .register(score)
+            .register(rollout.generated)
+            .register(rollout.scores)
             .register(kl)
             .execute_async()
             .await

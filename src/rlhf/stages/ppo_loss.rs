@@ -226,7 +226,7 @@ pub(super) fn completion_values(model: &ScalarModel, inputs: Tensor<2, Int>) -> 
 
 /// Per-token entropy of softmax(logits): −Σ p·log p, with p = exp(log softmax(z)), so that one
 /// log-softmax (one autodiff node) serves both factors.
-fn entropy(logits: Tensor<3>) -> Tensor<2> {
+pub(super) fn entropy(logits: Tensor<3>) -> Tensor<2> {
     let [rows, steps, _] = logits.dims();
     let logp = crate::engine::layers::log_softmax(logits);
     (logp.clone().exp() * logp).sum_dim(2).neg().reshape([rows, steps])

@@ -1,5 +1,5 @@
-//! The β sweep behind the reward–KL frontier: PPO and DPO trained at several β from the same
-//! π_ref (and r_φ, labels), each measured the same way when it ends (`evaluate_policy`).
+//! The β sweep behind the reward–KL frontier: PPO, GRPO, RLOO and DPO trained at several β from
+//! the same π_ref (and r_φ, labels), each measured the same way when it ends (`evaluate_policy`).
 //!
 //! It is a stage of its own, with its own trainers, so it never replaces the policies the PPO and
 //! DPO panels are training; its bounded step is one step of the run in progress (or the
@@ -9,6 +9,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dpo::DpoTrainer;
+use super::grpo::GrpoTrainer;
 use super::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer};
 use crate::engine::model::{Gpt, ScalarModel};
 use crate::error::{LabError, Result};
@@ -25,14 +26,25 @@ pub const EVALUATION_SEED: u64 = 99;
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Ppo,
+    /// GRPO with the lab's GRPO settings (the estimator forced to the group mean).
+    Grpo,
+    /// RLOO: the GRPO stage with the leave-one-out baseline and no std scaling.
+    Rloo,
     Dpo,
+}
+
+impl Method {
+    /// Whether the method scores its rollouts with r_φ (all but DPO).
+    pub fn needs_reward_model(self) -> bool {
+        self != Self::Dpo
+    }
 }
 
 /// One run of the sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepRun {
     pub method: Method,
-    /// PPO's KL coefficient (adaptive control off) or DPO's β.
+    /// PPO's KL coefficient (adaptive control off), GRPO's and RLOO's k3 coefficient, or DPO's β.
     pub beta: f64,
 }
 
@@ -48,6 +60,7 @@ pub struct FrontierPoint {
 
 enum Trainer {
     Ppo(PpoTrainer),
+    Grpo(GrpoTrainer),
     Dpo(DpoTrainer),
 }
 
@@ -68,16 +81,16 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// Checks that every run can happen: PPO needs the reward model, DPO needs labels.
+    /// Checks that every run can happen: PPO, GRPO and RLOO need the reward model, DPO labels.
     pub fn new(runs: Vec<SweepRun>, labels: Vec<LabeledPair>, config: &LabConfig, has_reward_model: bool) -> Result<Self> {
         if runs.is_empty() || runs.len() > 16 {
             return Err(LabError::InvalidInput(format!("a sweep has 1 to 16 runs (got {})", runs.len())));
         }
         for run in &runs {
             match run.method {
-                Method::Ppo if !(0.0..=10.0).contains(&run.beta) => return Err(LabError::setting("sweep.beta", format!("PPO's β must be between 0 and 10 (got {})", run.beta))),
                 Method::Dpo if !(1e-4..=100.0).contains(&run.beta) => return Err(LabError::setting("sweep.beta", format!("DPO's β must be between 0.0001 and 100 (got {})", run.beta))),
-                Method::Ppo if !has_reward_model => return Err(LabError::NotReady("PPO runs need the reward model: train it in stage 2 first".into())),
+                m if m != Method::Dpo && !(0.0..=10.0).contains(&run.beta) => return Err(LabError::setting("sweep.beta", format!("{m:?}'s β must be between 0 and 10 (got {})", run.beta))),
+                m if m.needs_reward_model() && !has_reward_model => return Err(LabError::NotReady(format!("{m:?} runs need the reward model: train it in stage 2 first"))),
                 Method::Dpo if labels.is_empty() => return Err(LabError::NotReady("DPO runs need labels".into())),
                 _ => {}
             }
@@ -110,6 +123,16 @@ impl Sweep {
                     let reward = reward.ok_or_else(|| LabError::NotReady("PPO runs need the reward model".into()))?;
                     Trainer::Ppo(PpoTrainer::new(reference, reward, &config.ppo, config.seed, tokenizer, device)?)
                 }
+                Method::Grpo | Method::Rloo => {
+                    config.grpo.beta = run.beta;
+                    if run.method == Method::Rloo {
+                        (config.grpo.estimator, config.grpo.scale_rewards) = (crate::rlhf::math::grpo::Estimator::Rloo, false);
+                    } else {
+                        config.grpo.estimator = crate::rlhf::math::grpo::Estimator::Grpo;
+                    }
+                    let reward = reward.ok_or_else(|| LabError::NotReady("GRPO runs need the reward model".into()))?;
+                    Trainer::Grpo(GrpoTrainer::new(reference, reward, &config.grpo, config.seed, tokenizer, device)?)
+                }
                 Method::Dpo => {
                     config.dpo.beta = run.beta;
                     Trainer::Dpo(DpoTrainer::new(reference, self.labels.clone(), &config.dpo, config.reward.held_out_fraction, config.seed, tokenizer, device).await?)
@@ -121,11 +144,13 @@ impl Sweep {
         };
         let finished = match &running.trainer {
             Trainer::Ppo(t) => t.is_done(),
+            Trainer::Grpo(t) => t.is_done(),
             Trainer::Dpo(t) => t.is_done(),
         };
         if !finished {
             let m = match &mut running.trainer {
                 Trainer::Ppo(t) => t.step().await?,
+                Trainer::Grpo(t) => t.step().await?,
                 Trainer::Dpo(t) => t.step().await?,
             };
             let update = m.get("phase").is_none_or(|&p| p == 1.0);
@@ -139,6 +164,7 @@ impl Sweep {
         }
         let policy = match &running.trainer {
             Trainer::Ppo(t) => t.policy(),
+            Trainer::Grpo(t) => t.policy(),
             Trainer::Dpo(t) => t.policy(),
         };
         let evaluation = evaluate_policy(&policy, reference, reward, tokenizer, EVALUATION_COMPLETIONS, EVALUATION_SEED, device).await?;
