@@ -174,3 +174,74 @@ test('GRPO and RLOO run from their panel beside PPO, on the same π_ref and r_φ
     await server.close();
   }
 });
+
+test('a NaN in a GRPO update pauses it by name and rolls back; a reload mid-GRPO resumes it', { timeout: 900_000 }, async () => {
+  const QUERY = '?backend=cpu&sft.steps=20&reward.simulated_labels=96&reward.epochs=1&grpo.iterations=6';
+  const server = await serve();
+  const browser = await launch();
+  const started = Date.now();
+  const lap = (what) => console.log(`# ${what}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  try {
+    let { page, errors } = await openPage(browser, `${server.url}${QUERY}`);
+    await page.evaluate(async () => {
+      const stages = window.__lab.stages;
+      for (const name of ['sft', 'labels', 'reward']) {
+        await stages.get(name).start();
+        if (stages.get(name).state() !== 'done') throw new Error(`${name} did not finish: ${stages.get(name).state()}`);
+      }
+    });
+    lap('SFT, labels and reward model done');
+    const grpo = page.locator('#grpo');
+    const button = (name) => grpo.getByRole('button', { name, exact: true });
+
+    // One rollout, then update 3 of the run computes a NaN loss.
+    await page.waitForFunction(() => !document.querySelector('#grpo .controls button.primary').disabled);
+    await button('Step one phase').click();
+    await button('Resume').waitFor();
+    await page.waitForFunction(() => !document.querySelector('#grpo .controls button.primary').disabled);
+    await page.evaluate(() => window.__lab.client.call('poison', 'grpo', 3));
+    await button('Resume').click();
+    const alert = page.getByRole('alert').filter({ hasText: 'GRPO stopped' });
+    await alert.waitFor({ timeout: 60_000 });
+    const message = await alert.textContent();
+    console.log(`# ${message.replace('×', '').trim()}`);
+    assert.match(message, /grpo step 3: loss is not a finite number; training paused and the model rolled back/);
+    await page.waitForFunction(() => document.querySelector('#grpo .controls button.primary').textContent === 'Resume' && !document.querySelector('#grpo .controls button.primary').disabled);
+    errors.length = 0; // the fault's message is expected; nothing else may be logged
+    await alert.getByRole('button', { name: 'dismiss' }).click();
+
+    // Go on in slow motion, and reload without pausing inside the third iteration.
+    await page.locator('#speed').selectOption({ label: 'slow motion' });
+    await button('Resume').click();
+    for (let waited = 0; ; waited += 100) {
+      const step = await page.evaluate(async () => (await window.__lab.storage.getSnapshot('grpo'))?.progress.step ?? -1);
+      if (step >= 2) break;
+      if (waited > 300_000) throw new Error('GRPO did not reach its third iteration');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const rowsBefore = await page.evaluate(async () => (await window.__lab.storage.metricsOf('grpo')).length);
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+    const banner = page.getByRole('region', { name: 'resume' });
+    await banner.waitFor({ timeout: 30_000 });
+    const offer = (await banner.textContent()).replace(/\s+/g, ' ');
+    console.log(`# offer: ${offer.trim()}`);
+    assert.match(offer, /GRPO at iteration \d of 6/);
+    await banner.getByRole('button', { name: 'Resume where I was' }).click();
+    await button('Resume').waitFor({ timeout: 120_000 });
+    const progress = await grpo.locator('.progress span').textContent();
+    console.log(`# after the reload: ${progress}, ${rowsBefore} metric rows before it`);
+    assert.match(progress, /^[2-5] \/ 6 iterations/);
+    assert.ok(await page.evaluate(async () => (await window.__lab.storage.metricsOf('grpo')).length) >= rowsBefore, 'the GRPO history is kept');
+    await page.locator('#speed').selectOption({ label: 'full speed' });
+    await button('Resume').click();
+    await button('Done').waitFor({ timeout: 300_000 });
+    lap('GRPO resumed and done');
+    const hosts = grpo.locator('.grpo-curves .chart-host');
+    assert.equal(Number(await hosts.first().getAttribute('data-points')), 12, 'reward and gold at each of the 6 iterations, none twice');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});

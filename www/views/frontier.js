@@ -1,4 +1,4 @@
-// PPO vs DPO: the reward–KL frontier (every policy measured the same way: evaluate(role, 128, 99)
+// PPO, GRPO/RLOO and DPO: the reward–KL frontier (every policy measured the same way: evaluate(role, 128, 99)
 // gives its RM score, gold utility and KL(π‖π_ref)), the β sweep, samples side by side and the
 // math page's comparison table filled with what this run measured. Points persist in storage.
 import { el, chartBox } from './common.js';
@@ -91,8 +91,8 @@ export async function mountComparison(root, store, activity) {
   const sweep = sweepControls(store, activity, { addPoint: (p) => addPoint(p), points: () => points, showSamples: () => showSamples() });
 
   const section = el('section', { class: 'panel', id: 'comparison', 'aria-labelledby': 'comparison-title' },
-    el('h2', { id: 'comparison-title', text: 'PPO vs DPO: the same objective, two ways' }),
-    el('p', { class: 'objective', text: 'Both maximize E[r] − β·KL(π_θ‖π_ref). PPO does it directly, sampling completions and scoring them with the reward model; DPO solves it in closed form, as a supervised loss on the labeled pairs. Here each policy is placed by how far it moved from π_ref and what it reached.' }),
+    el('h2', { id: 'comparison-title', text: 'PPO, GRPO, RLOO and DPO: the same objective, several ways' }),
+    el('p', { class: 'objective', text: 'All maximize E[r] − β·KL(π_θ‖π_ref). PPO does it directly, sampling completions and scoring them with the reward model, with a learned critic for its advantages; GRPO and RLOO do the same with a group of completions as the baseline instead of a critic; DPO solves it in closed form, as a supervised loss on the labeled pairs. Here each policy is placed by how far it moved from π_ref and what it reached.' }),
     el('h3', { text: 'Reward–KL frontier' }),
     el('div', { class: 'charts' }, goldBox, scoreBox),
     sweep,

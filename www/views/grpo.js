@@ -13,7 +13,7 @@ const AVERAGED = ' Averaged over the iteration\'s minibatch updates.';
 const CURVES = [
   {
     id: 'reward', title: 'RM score and gold utility', when: 'rollout', equation: 'grpo-advantage',
-    text: 'Mean r_φ of each rollout (`reward`) beside the hidden gold utility of the same completions. If reward climbs while gold stalls, the policy is hacking r_φ — with or without a critic.',
+    text: 'Mean r_φ of each rollout (reward) beside the hidden gold utility of the same completions. If reward climbs while gold stalls, the policy is hacking r_φ — with or without a critic.',
     series: [{ key: 'reward', label: 'reward (r_φ)' }, { key: 'gold', label: 'gold utility' }],
   },
   { id: 'kl', title: 'KL(π_θ ‖ π_ref), k3 per token', when: 'rollout', metric: 'kl', series: [{ key: 'kl', label: 'kl' }] },
@@ -161,7 +161,7 @@ export async function mountGrpo(root, store) {
     const mine = group.members.map((m) => m.advantage);
     ppoSide.replaceChildren(
       el('h4', { text: 'PPO on the same prompt: one advantage per token (GAE)' }),
-      el('p', { class: 'caption', text: `A completion from PPO's latest rollout, r_φ = ${num(ppo.score)}. V_ψ gives every token its own Â_t (γ = ${ppo.gamma}, λ = ${ppo.lam}); GRPO gives every token of y_i one number, Â_i ∈ [${num(Math.min(...mine), 2)}, ${num(Math.max(...mine), 2)}] in this group.` }),
+      el('p', { class: 'caption', text: `A completion from PPO's latest rollout, r_φ = ${num(ppo.score)}. V_ψ gives every token its own Â_t (γ = ${Number(ppo.gamma.toPrecision(3))}, λ = ${Number(ppo.lam.toPrecision(3))}); GRPO gives every token of y_i one number, Â_i ∈ [${num(Math.min(...mine), 2)}, ${num(Math.max(...mine), 2)}] in this group.` }),
       el('div', { class: 'table-scroll' }, el('table', { class: 'samples ppo-tokens' },
         el('thead', {}, el('tr', {}, el('th', { text: 'token' }), ...ppo.tokens.map((t) => el('th', { class: 'tok', text: t })))),
         el('tbody', {},
