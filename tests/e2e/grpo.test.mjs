@@ -8,32 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { serve, launch, openPage, OUT } from './harness.mjs';
-
-/** Labels from the simulated labeler and a trained reward model, as stage 2's panels would make them. */
-async function labelsAndRewardModel(page) {
-  return page.evaluate(async () => {
-    const lab = window.__lab;
-    const simulated = [];
-    while (simulated.length < lab.config.reward.simulated_labels) {
-      simulated.push(...await lab.client.call('simulateLabels', Math.min(128, lab.config.reward.simulated_labels - simulated.length)));
-    }
-    await lab.storage.addLabels(simulated.map((s) => s.label));
-    lab.events.emit('stage-state', { stage: 'labels', state: 'done', produced: 'labels' });
-    await lab.client.call('rewardBegin', await lab.storage.labelsJsonl());
-    const reason = await new Promise((resolve) => {
-      const off = lab.client.on((e) => {
-        if (e.stage !== 'reward' || e.tag !== 'e2e') return;
-        if (e.event === 'stopped') { off(); resolve(e.reason); }
-      });
-      lab.client.run('reward', null, 'e2e');
-    });
-    if (reason !== 'done') throw new Error(`the reward model stopped: ${reason}`);
-    await lab.client.call('rewardFinish');
-    lab.events.emit('stage-state', { stage: 'reward', state: 'done', produced: 'r_φ' });
-    return simulated.length;
-  });
-}
+import { serve, launch, openPage, labelsAndRewardModel, OUT } from './harness.mjs';
 
 const number = (text) => Number(text.trim().replace('−', '-'));
 
@@ -67,7 +42,7 @@ test('GRPO and RLOO run from their panel beside PPO, on the same π_ref and r_φ
     await page.locator('#sft').getByRole('button', { name: 'Start SFT' }).click();
     await page.locator('#sft').getByRole('button', { name: 'Done' }).waitFor({ timeout: 600_000 });
     lap('SFT done');
-    const labels = await labelsAndRewardModel(page);
+    const { labels } = await labelsAndRewardModel(page);
     lap(`${labels} simulated labels and the reward model`);
 
     // PPO first, from its panel, to the end: its rollout feeds the group inspector's PPO side.

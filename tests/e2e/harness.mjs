@@ -38,3 +38,31 @@ export async function openPage(browser, url) {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
   return { page, context, errors };
 }
+
+/**
+ * Labels from the simulated labeler (in batches of 128) and a trained reward model, as stage 2's
+ * panels would make them, through `window.__lab`: `{labels, plan}`.
+ */
+export async function labelsAndRewardModel(page) {
+  return page.evaluate(async () => {
+    const lab = window.__lab;
+    const simulated = [];
+    while (simulated.length < lab.config.reward.simulated_labels) {
+      simulated.push(...await lab.client.call('simulateLabels', Math.min(128, lab.config.reward.simulated_labels - simulated.length)));
+    }
+    await lab.storage.addLabels(simulated.map((s) => s.label));
+    lab.events.emit('stage-state', { stage: 'labels', state: 'done', produced: 'labels' });
+    const plan = await lab.client.call('rewardBegin', await lab.storage.labelsJsonl());
+    const reason = await new Promise((resolve) => {
+      const off = lab.client.on((e) => {
+        if (e.stage !== 'reward' || e.tag !== 'e2e') return;
+        if (e.event === 'stopped') { off(); resolve(e.reason); }
+      });
+      lab.client.run('reward', null, 'e2e');
+    });
+    if (reason !== 'done') throw new Error(`the reward model stopped: ${reason}`);
+    await lab.client.call('rewardFinish');
+    lab.events.emit('stage-state', { stage: 'reward', state: 'done', produced: 'r_φ' });
+    return { labels: simulated.length, plan };
+  });
+}

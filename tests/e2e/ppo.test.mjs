@@ -7,31 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { serve, launch, openPage, OUT } from './harness.mjs';
+import { serve, launch, openPage, labelsAndRewardModel, OUT } from './harness.mjs';
 
 const QUERY = '?backend=cpu&sft.steps=20&reward.simulated_labels=128&reward.epochs=1&ppo.iterations=2&ppo.batch_size=8&ppo.mini_batches=2&ppo.epochs=2';
-
-/** Labels from the simulated labeler and a trained reward model, as stage 2's panels would make them. */
-async function labelsAndRewardModel(page) {
-  return page.evaluate(async () => {
-    const lab = window.__lab;
-    const simulated = await lab.client.call('simulateLabels', lab.config.reward.simulated_labels);
-    await lab.storage.addLabels(simulated.map((s) => s.label));
-    lab.events.emit('stage-state', { stage: 'labels', state: 'done', produced: 'labels' });
-    const plan = await lab.client.call('rewardBegin', await lab.storage.labelsJsonl());
-    const reason = await new Promise((resolve) => {
-      const off = lab.client.on((e) => {
-        if (e.stage !== 'reward' || e.tag !== 'e2e') return;
-        if (e.event === 'stopped') { off(); resolve(e.reason); }
-      });
-      lab.client.run('reward', null, 'e2e');
-    });
-    if (reason !== 'done') throw new Error(`the reward model stopped: ${reason}`);
-    await lab.client.call('rewardFinish');
-    lab.events.emit('stage-state', { stage: 'reward', state: 'done', produced: 'r_φ' });
-    return { labels: simulated.length, plan };
-  });
-}
 
 const number = (text) => Number(text.trim().replace('−', '-'));
 const points = async (locator) => Number(await locator.getAttribute('data-points'));

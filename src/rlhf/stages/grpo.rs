@@ -23,7 +23,7 @@ use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
 use super::grpo_loss::GrpoShard;
-use super::linear_decay;
+use super::{linear_decay, Phase, UpdateTotals};
 use super::ppo::sample_on_device;
 use crate::engine::data_parallel::{flat_parameters, helpers_part, shard_rows, ShardResult, ShardWork};
 use crate::engine::model::{with_fresh_ids, Gpt, ScalarModel};
@@ -67,18 +67,6 @@ impl From<GroupAdvantages> for GroupStats {
     fn from(g: GroupAdvantages) -> Self {
         Self { mean: g.mean, std: g.std, zero_std: g.zero_std, baselines: g.baselines }
     }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct UpdateTotals {
-    count: f64,
-    sums: std::collections::BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Phase {
-    Rollout,
-    Update { epoch: usize, minibatch: usize, order: Vec<usize> },
 }
 
 /// The update's sums after the loss, in `GrpoTerms::sums` order.

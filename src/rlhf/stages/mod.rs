@@ -112,3 +112,19 @@ impl Batches {
         n.div_ceil(size.max(1))
     }
 }
+
+/// Where an iteration of online RL (PPO, GRPO) is: a rollout next, or minibatch `minibatch` of
+/// epoch `epoch` over the rollout's rows in `order`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Phase {
+    Rollout,
+    Update { epoch: usize, minibatch: usize, order: Vec<usize> },
+}
+
+/// Sums of an iteration's per-minibatch metrics, for TRL's `*_avg` figures sent with its last
+/// update (PPO, GRPO).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct UpdateTotals {
+    pub count: f64,
+    pub sums: std::collections::BTreeMap<String, f64>,
+}

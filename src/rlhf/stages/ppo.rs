@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::ppo_loss::{completion_values, PolicyAndValue, PpoShard};
 use super::reward::score_sequences;
-use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay};
+use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay, Phase, UpdateTotals};
 use crate::engine::data_parallel::{flat_parameters, helpers_part, shard_rows, ShardResult, ShardWork};
 use crate::engine::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::engine::optim::FlatAdam;
@@ -69,22 +69,6 @@ impl Rollout {
     fn mask(&self) -> Vec<bool> {
         self.lengths.iter().flat_map(|&len| (0..MAX_COMPLETION).map(move |t| t < len)).collect()
     }
-}
-
-/// Where the iteration is.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-enum Phase {
-    /// Next: sample and score a rollout (steps 1–4).
-    Rollout,
-    /// Next: minibatch `minibatch` of epoch `epoch` (step 5), in `order`.
-    Update { epoch: usize, minibatch: usize, order: Vec<usize> },
-}
-
-/// Sums of the update's per-minibatch metrics over an iteration, for TRL's `*_avg` figures.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-struct UpdateTotals {
-    count: f64,
-    sums: std::collections::BTreeMap<String, f64>,
 }
 
 const UPDATE_METRICS: [&str; 9] = [
