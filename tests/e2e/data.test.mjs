@@ -113,7 +113,7 @@ test('checkpoint headers refused by the core, load and delete buttons, exports m
     await data.getByRole('button', { name: 'Load policy checkpoint', exact: true }).click();
     const policyAlert = page.getByRole('alert').filter({ hasText: 'The policy checkpoint was not loaded' });
     await policyAlert.waitFor({ timeout: 30_000 });
-    assert.match(await policyAlert.textContent(), /saved for inspection; PPO and DPO restart from π_ref and r_φ/);
+    assert.match(await policyAlert.textContent(), /saved for inspection; PPO, GRPO and DPO restart from π_ref and r_φ/);
 
     // The stored π_ref loads.
     await data.getByRole('button', { name: 'Load sft checkpoint', exact: true }).click();

@@ -39,14 +39,15 @@ test('a shared link, run everything to the end with a pause, save, reload, load'
     // whole page for it) can be told apart from the page's own.
     await page.evaluate(() => {
       window.__timedTasks = [];
-      new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__timedTasks.push({ start: e.startTime, ms: e.duration }); }).observe({ type: 'longtask' });
+      const running = () => [...document.querySelectorAll('.stage-card')].filter((c) => c.dataset.state === 'running').map((c) => c.dataset.stage).join() || 'nothing';
+      new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__timedTasks.push({ start: e.startTime, ms: e.duration, running: running() }); }).observe({ type: 'longtask' });
       // What a long frame spent its time on, to find the cause when the bound fails.
       window.__frames = [];
       new PerformanceObserver((list) => {
         for (const f of list.getEntries()) {
           if (f.duration < 50) continue;
           const running = [...document.querySelectorAll('.stage-card')].filter((c) => c.dataset.state === 'running').map((c) => c.dataset.stage).join();
-          window.__frames.push(`${Math.round(f.startTime)} ms: ${Math.round(f.duration)} ms frame (${Math.round(f.startTime + f.duration - f.styleAndLayoutStart)} ms style+layout+paint) while ${running || 'nothing'} ran; scripts: ${f.scripts.map((x) => `${Math.round(x.duration)} ms ${x.invoker}`).join(', ') || 'none'}`);
+          window.__frames.push(`${Math.round(f.startTime)} ms: ${Math.round(f.duration)} ms frame (${Math.round(f.startTime + f.duration - f.styleAndLayoutStart)} ms style+layout+paint) while ${running || 'nothing'} ran; scripts: ${f.scripts.map((x) => `${Math.round(x.duration)} ms ${x.invoker} ${x.sourceFunctionName || ""}@${(x.sourceURL || "").split("/").pop()}:${x.sourceCharPosition}`).join(', ') || 'none'}`);
         }
       }).observe({ type: 'long-animation-frame' });
     });
@@ -77,6 +78,7 @@ test('a shared link, run everything to the end with a pause, save, reload, load'
     const longTasks = timed.filter((t) => !duringShot.includes(t)).map((t) => t.ms);
     const longest = Math.max(0, ...longTasks);
     for (const line of await page.evaluate(() => window.__frames)) console.log(`#   ${line}`);
+    for (const t of timed.filter((t) => !duringShot.includes(t))) console.log(`#   long task at ${Math.round(t.start)} ms: ${Math.round(t.ms)} ms while ${t.running} ran (or just after)`);
     console.log(`# main-thread long tasks while training: ${longTasks.length}, longest ${longest.toFixed(0)} ms (left out: ${duringShot.length} during the paused screenshot, ${duringShot.map((t) => t.ms.toFixed(0)).join(', ') || 'none'})`);
     assert.ok(longest < 50, `a main-thread task took ${longest} ms`);
 
