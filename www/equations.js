@@ -24,11 +24,15 @@ export const EQUATIONS = [
 
 const byId = new Map(EQUATIONS.map((e) => [e.id, e]));
 
-/** Typesets equation `id` into `host` (display mode). */
-export function renderEquation(host, id) {
+/**
+ * Typesets equation `id` into `host` (display mode). `wrap`: set in display style but inline, so
+ * that a narrow screen breaks it after a relation or an operator instead of cutting it off.
+ */
+export function renderEquation(host, id, { wrap = false } = {}) {
   const equation = byId.get(id);
   if (!equation) return host;
-  katex.render(equation.tex, host, { displayMode: true, throwOnError: false, output: 'html' });
+  if (wrap) katex.render(String.raw`\displaystyle ${equation.tex}`, host, { displayMode: false, throwOnError: false, output: 'html' });
+  else katex.render(equation.tex, host, { displayMode: true, throwOnError: false, output: 'html' });
   return host;
 }
 

@@ -1,4 +1,4 @@
-// The guided lesson (issue 30), walked as a learner would, by role and name only, at a phone's
+// The guided lesson (issue 30), walked as a learner would, by role and name only (getByRole: hidden panels of the full lab never match), at a phone's
 // size (390 × 844) and a laptop's (1440 × 900), on the CPU backend: a first visit opens the
 // lesson at step 1; every step trains what it needs from Next (SFT, the simulated labels, the
 // reward model, one rollout, one iteration, PPO to the end, PPO at β = 0, DPO) and shows the
@@ -36,6 +36,21 @@ async function watchLongTasks(page) {
     window.__timedTasks = [];
     new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__timedTasks.push({ start: e.startTime, ms: e.duration }); }).observe({ type: 'longtask' });
   });
+  // What a long frame spent its time on, and on which step: to find the cause when the bound fails.
+  await page.evaluate(() => {
+    window.__frames = [];
+    new PerformanceObserver((list) => {
+      for (const f of list.getEntries()) {
+        if (f.duration < 50) continue;
+        const step = document.querySelector('#lesson h2')?.textContent ?? '';
+        window.__frames.push({ start: f.startTime, text: `${Math.round(f.startTime)} ms: ${Math.round(f.duration)} ms frame (${Math.round(f.startTime + f.duration - f.styleAndLayoutStart)} ms style+layout+paint) on "${step}"; scripts: ${f.scripts.map((x) => `${Math.round(x.duration)} ms ${x.invoker} ${x.sourceFunctionName ?? ''}`).join(', ') || 'none'}` });
+      }
+    }).observe({ type: 'long-animation-frame' });
+  });
+  // The observer sees a long task: one made on purpose is recorded, then forgotten.
+  await page.evaluate(() => { setTimeout(() => { const t = performance.now(); while (performance.now() - t < 80) { /* busy */ } }, 0); });
+  await page.waitForFunction(() => window.__timedTasks.some((t) => t.ms >= 80), null, { timeout: 5_000 });
+  await page.evaluate(() => { window.__timedTasks.length = 0; });
 }
 
 for (const size of SIZES) {
@@ -59,7 +74,9 @@ for (const size of SIZES) {
 
       async function shot(n, what = '') {
         const from = await now();
-        await page.screenshot({ path: path.join(SHOTS, `${tag}-step${String(n).padStart(2, '0')}${what}.png`) });
+        const name = `${tag}-step${String(n).padStart(2, '0')}${what}`;
+        await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+        await page.screenshot({ path: path.join(SHOTS, `${name}-full.png`), fullPage: true });
         shotWindows.push([from, await now()]);
       }
       /** No sideways scroll: the step fits the screen's width. */
@@ -92,7 +109,7 @@ for (const size of SIZES) {
       await page.getByRole('button', { name: 'Run it: SFT' }).click();
       await trained(1, started);
       // Try: the temperature slider by keyboard, then sample.
-      const temperature = page.getByLabel('Sampling temperature');
+      const temperature = page.getByRole('slider', { name: 'Sampling temperature', exact: true });
       await temperature.focus();
       for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowRight');
       assert.equal(await temperature.inputValue(), '1');
@@ -120,12 +137,13 @@ for (const size of SIZES) {
       await page.getByRole('button', { name: 'Right is better', disabled: false }).click();
       await page.getByRole('button', { name: 'Left is better', disabled: false }).click();
       await nextReady.waitFor({ timeout: 30_000 });
+      await page.getByRole('status').filter({ hasText: 'Your hand labels: 5 of 5.' }).waitFor({ timeout: 10_000 });
       await fitsWidth(2);
       await shot(2);
 
       // ---- 3 · the simulated labeler, at a chosen τ.
       started = await goNext(3);
-      const tau = page.getByLabel('Labeler noise τ');
+      const tau = page.getByRole('textbox', { name: 'Labeler noise τ' });
       await tau.fill('0.5');
       await tau.press('Tab');
       await page.getByRole('button', { name: 'Simulate the labels' }).click();
@@ -137,7 +155,7 @@ for (const size of SIZES) {
       // ---- 4 · the Bradley–Terry loss: Next trains the reward model.
       started = await goNext(4);
       await trained(4, started);
-      const pick = page.getByLabel('Held-out pair');
+      const pick = page.getByRole('slider', { name: 'Held-out pair' });
       await pick.focus();
       await page.keyboard.press('ArrowRight');
       await page.keyboard.press('ArrowRight');
@@ -148,7 +166,7 @@ for (const size of SIZES) {
       // ---- 5 · one rollout: Next samples it.
       started = await goNext(5);
       await trained(5, started);
-      const completion = page.getByLabel('Completion', { exact: true });
+      const completion = page.getByRole('combobox', { name: 'Completion', exact: true });
       await completion.selectOption({ index: 2 });
       await page.getByRole('region', { name: 'Rollout inspector: one column per token' }).waitFor();
       await fitsWidth(5);
@@ -159,7 +177,7 @@ for (const size of SIZES) {
       await trained(6, started);
       await page.getByRole('button', { name: 'Reset the GAE recursion', disabled: false }).click();
       for (let i = 0; i < 3; i++) await page.getByRole('button', { name: 'Step the GAE recursion' }).click();
-      const lam = page.getByLabel('λ in the stepper');
+      const lam = page.getByRole('slider', { name: 'λ in the stepper' });
       await lam.focus();
       await page.keyboard.press('Home');
       assert.equal(await lam.inputValue(), '0');
@@ -176,7 +194,7 @@ for (const size of SIZES) {
       // ---- 8 · PPO to the end; the second chart chosen.
       started = await goNext(8);
       await trained(8, started);
-      await page.getByLabel('Second chart').selectOption({ label: 'clip fraction' });
+      await page.getByRole('combobox', { name: 'Second chart' }).selectOption({ label: 'clip fraction' });
       await fitsWidth(8);
       await shot(8);
 
@@ -214,6 +232,8 @@ for (const size of SIZES) {
       for (const w of waits) console.log(`#   step ${w.step} (${TITLES[w.step - 1]}): waited ${w.s.toFixed(1)} s`);
       console.log(`# ${tag}: main-thread long tasks: ${own.length} over 50 ms outside screenshots, longest ${longest.toFixed(0)} ms (${timed.length - own.length} during the ${shotWindows.length} screenshots left out)`);
       console.log(`# ${tag}: console errors: ${errors.length}`);
+      const frames = await page.evaluate(() => window.__frames);
+      for (const f of frames.filter((x) => !shotWindows.some(([a, b]) => x.start >= a - 100 && x.start <= b))) console.log(`#   long frame ${f.text}`);
       assert.ok(longest < 50, `a main-thread task took ${longest.toFixed(0)} ms`);
       assert.deepEqual(errors, []);
 

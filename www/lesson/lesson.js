@@ -53,8 +53,10 @@ export function openView(fromUrl) {
     if (mode === view.mode) return;
     view.mode = mode;
     remember(MODE_KEY, mode);
-    show();
+    // The listeners first (they write the URL and give the panels back), then the switch: a
+    // history.replaceState just after the full lab is shown costs ~60 ms of style work here.
     listeners.forEach((fn) => fn(mode));
+    show();
   }
   toLesson.addEventListener('click', () => setMode('lesson'));
   toLab.addEventListener('click', () => setMode('lab'));
@@ -229,7 +231,7 @@ export async function mountLesson(shell, store) {
     count.textContent = `Step ${index + 1} of ${total}`;
     heading.textContent = spec.title;
     now.textContent = spec.now;
-    renderEquation(equation, spec.equation);
+    renderEquation(equation, spec.equation, { wrap: true });
     equation.setAttribute('aria-label', `Equation: ${spec.equationName}`);
     const built = spec.live(ctx);
     live.replaceChildren(...built.nodes);

@@ -94,13 +94,16 @@ const handLabels = {
   needs: ['sft'],
   next: 'Next: the simulated labeler',
   live(ctx) {
-    const mine = el('p', { class: 'lesson-figure', 'aria-live': 'polite' });
+    const mine = el('p', { class: 'lesson-figure', role: 'status' });
     const card = ctx.borrow(q('#labeling .pair-card'));
     const said = ctx.borrow(q('#labeling .said'));
     const countText = ctx.borrow(q('#labeling .label-count'));
     let timer = null;
+    let asked = 0; // only the latest count is shown
     const refresh = async () => {
+      const mineNow = ++asked;
       const n = (await ctx.store.storage.labels().catch(() => [])).filter((r) => r.source === 'human').length;
+      if (mineNow !== asked) return;
       mine.textContent = `Your hand labels: ${Math.min(n, HAND_LABELS)} of ${HAND_LABELS}${n > HAND_LABELS ? ` (${n} in all)` : ''}.`;
       ctx.refresh();
     };
@@ -206,7 +209,7 @@ const rollout = {
         const r = await ctx.store.client.call('ppoRecord', Number(select?.value ?? 0));
         const T = r.tokens.length - 1;
         const kl = r.kl.reduce((a, b) => a + b, 0);
-        line.textContent = `Completion ${r.index + 1}: ${r.tokens.length} tokens, Σ log π_θ = ${num(r.logprobs.reduce((a, b) => a + b, 0))}, Σ log π_ref = ${num(r.ref_logprobs.reduce((a, b) => a + b, 0))}, KL = Σ kl_t = ${num(kl)}. At its last real token, t = ${T} (“${r.tokens[T]}”): R_${T} = −β·kl_${T} + r_φ = ${num(r.non_score[T])} + ${num(r.score)} = ${num(r.rewards[T])}. Gold utility of this completion: ${num(r.gold, 2)}.`;
+        line.textContent = `Completion ${r.index + 1}: ${r.tokens.length} tokens, Σ log π_θ = ${num(r.logprobs.reduce((a, b) => a + b, 0))}, Σ log π_ref = ${num(r.ref_logprobs.reduce((a, b) => a + b, 0))}, KL = Σ kl_t = ${num(kl)}. At its last real token, t = ${T} (“${r.tokens[T]}”): R_${T} = −β·kl_${T} + r_φ = ${num(r.non_score[T])} ${r.score < 0 ? '−' : '+'} ${num(Math.abs(r.score))} = ${num(r.rewards[T])}. Gold utility of this completion: ${num(r.gold, 2)}.`;
       } catch (e) { line.textContent = `No rollout yet (${e.message}).`; }
     };
     select?.addEventListener('change', refresh);
