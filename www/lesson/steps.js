@@ -322,6 +322,24 @@ const ppoRun = {
 
 const TERMS = [['sentiment', 'sentiment'], ['fluency', 'fluency'], ['repetitions', 'repetitions'], ['ending', 'ends with <eos>'], ['length', 'length'], ['relevance', 'relevance (names its product\'s aspects)']];
 
+/**
+ * What the β = 0 run did beside the run with the KL term, said from the numbers (r_φ is on its
+ * own scale, so the RM score is compared across runs, not with the gold utility's gain).
+ */
+function hackingVerdict(base, zero) {
+  const z = zero.last;
+  if (!base) return `At β = 0: RM score ${num(zero.first.score)} → ${num(z.score)}, gold utility ${num(zero.first.gold)} → ${num(z.gold)}, KL ${num(z.kl)}. (The run with β > 0 was not recorded in this tab, so there is nothing to compare with.)`;
+  const b = base.last;
+  const dScore = z.score - b.score;
+  const dGold = z.gold - b.gold;
+  const ratio = b.kl > 0 ? z.kl / b.kl : Number.NaN;
+  const facts = `Against β = ${base.beta}: RM score ${num(z.score)} vs ${num(b.score)}, gold ${num(z.gold)} vs ${num(b.gold)}, KL ${num(z.kl)} vs ${num(b.kl)}${Number.isFinite(ratio) ? ` (${ratio.toFixed(1)}×)` : ''}.`;
+  if (dScore > 0.05 && dGold < -0.05) return `${facts} Without the leash the reward model's score ended higher and the gold utility lower: reward hacking — π_θ found completions r_φ overrates.`;
+  if (dGold < -0.05) return `${facts} Without the leash the gold utility ended lower for no higher score: the drift cost real quality.`;
+  if (dGold <= 0.05 && ratio > 1.3) return `${facts} Without the leash π_θ moved much further from π_ref and gained no more gold utility (nor RM score): in this run the KL term cost nothing and the extra drift bought nothing real. Within ${zero.iterations} iterations the score did not run away from the gold utility here.`;
+  return `${facts} In this run β = 0 did not hurt the gold utility within ${zero.iterations} iterations.`;
+}
+
 const hacking = {
   short: 'Reward hacking, β = 0',
   title: 'Reward hacking at β = 0',
@@ -340,11 +358,7 @@ const hacking = {
         const { store, lesson } = ctx;
         const zero = store.config.ppo.kl_coef === 0 && store.stages.get('ppo').state() === 'done' ? summarizePpo(await store.storage.metricsOf('ppo'), 0) : null;
         const rows = [lesson.baseline, zero].filter(Boolean).map((s) => [`β = ${s.beta}`, `${num(s.first.score)} → ${num(s.last.score)}`, `${num(s.first.gold)} → ${num(s.last.gold)}`, num(s.last.kl)]);
-        const verdict = zero ? (() => {
-          const ds = zero.last.score - zero.first.score;
-          const dg = zero.last.gold - zero.first.gold;
-          return `At β = 0 in your run the RM score moved ${signed(ds)} and the gold utility ${signed(dg)}: ${ds > dg ? 'the score gained more than the gold utility — the part of the gain that is not in gold is the reward model being exploited.' : 'here the gold utility kept up with the score (a short run, or this seed\'s reward model held up).'}`;
-        })() : 'The β = 0 run appears here when it has trained.';
+        const verdict = zero ? hackingVerdict(lesson.baseline, zero) : 'The β = 0 run appears here when it has trained.';
         compare.replaceChildren(rows.length ? table(['run', 'RM score', 'gold', 'KL at the end'], rows) : el('p', { class: 'muted', text: 'No PPO runs recorded in this tab yet.' }), el('p', { class: 'lesson-figure', text: verdict }));
         if (store.stages.get('reward').state() !== 'done') { blind.replaceChildren(); return; }
         let pairs = [];
