@@ -10,7 +10,8 @@ import './lesson.css';
 import { el } from '../dom.js';
 import { MODES } from '../state.js';
 import { renderEquation } from '../equations.js';
-import { STEPS, summarizePpo } from './steps.js';
+import { STEPS } from './steps.js';
+import { summarizePpo } from './figures.js';
 import { NEEDS, missing, runNeeds } from './needs.js';
 
 const MODE_KEY = 'rlhf-lab-mode';
@@ -118,16 +119,17 @@ export async function mountLesson(shell, store) {
   const live = el('div', { class: 'lesson-live' });
   const tryBox = el('div', { class: 'lesson-try', role: 'group', 'aria-labelledby': 'lesson-try-title' });
   const back = el('button', { type: 'button', text: '← Back' });
-  const next = el('button', { type: 'button', class: 'primary' });
+  const next = el('button', { type: 'button', class: 'primary', 'aria-describedby': 'lesson-next-why' });
   const jump = el('select', { id: 'lesson-jump', 'aria-label': 'Go to step' },
     ...STEPS.map((s, i) => el('option', { value: String(i + 1), text: `${i + 1} · ${s.short}` })));
   const step = el('section', { class: 'lesson-step', 'aria-labelledby': 'lesson-title' }, count, heading, now, equation, needsBox, live, tryBox);
-  const nav = el('nav', { class: 'lesson-nav', 'aria-label': 'Lesson steps' }, back, jump, next);
+  const nextWhy = el('span', { id: 'lesson-next-why', class: 'lesson-next-why', 'aria-live': 'polite' });
+  const nav = el('nav', { class: 'lesson-nav', 'aria-label': 'Lesson steps' }, back, jump, nextWhy, next);
   root.replaceChildren(step, nav);
 
   // Progress of whatever the lesson is running, from the worker's step events and the stages.
   let progressStage = null;
-  const offClient = store.client.on((e) => {
+  store.client.on((e) => {
     if (!running || e.event !== 'step' || e.tag || e.stage !== progressStage) return;
     const p = e.status?.[e.stage];
     if (!p) return;
@@ -135,7 +137,6 @@ export async function mountLesson(shell, store) {
     progress.value = p.step;
     progressText.textContent = `${STAGE_TITLE[e.stage]}: ${p.step} / ${p.total} ${e.stage === 'ppo' ? 'iterations' : 'steps'}`;
   });
-  void offClient;
   let labelTimer = null;
   function watchLabels(on) {
     clearInterval(labelTimer);
@@ -182,12 +183,9 @@ export async function mountLesson(shell, store) {
     if (gen !== generation) return unmet;
     next.disabled = busy || unmet.length > 0 || gate != null;
     next.title = busy ? 'Wait for the training to finish' : unmet.length ? 'Run what this step needs first' : gate ?? '';
-    next.setAttribute('aria-describedby', 'lesson-next-why');
     nextWhy.textContent = busy ? 'Training…' : unmet.length ? 'First run what this step needs.' : gate ?? '';
     return unmet;
   }
-  const nextWhy = el('span', { id: 'lesson-next-why', class: 'lesson-next-why', 'aria-live': 'polite' });
-  nav.insertBefore(nextWhy, next);
 
   async function runWith(names) {
     if (running) return running.promise;
