@@ -9,7 +9,7 @@ export const EQUATIONS = [
   { id: 'sft', title: 'Stage 1 · Supervised fine-tuning', tex: String.raw`\mathcal{L}_{\text{SFT}}(\theta) = -\,\mathbb{E}_{(x,y)\in\mathcal{D}}\Big[\tfrac{1}{|y|}\sum_t \log \pi_\theta(y_t \mid x, y_{<t})\Big]` },
   { id: 'bt-model', title: 'Stage 2 · Bradley–Terry preference model', tex: String.raw`p(y_w \succ y_l \mid x) = \sigma\big(r_\phi(x,y_w) - r_\phi(x,y_l)\big)` },
   { id: 'bt-loss', title: 'Stage 2 · Reward-model loss', tex: String.raw`\mathcal{L}_R(\phi) = -\,\mathbb{E}_{(x,y_w,y_l)\sim\mathcal{D}}\big[\log \sigma\big(r_\phi(x,y_w) - r_\phi(x,y_l)\big)\big]` },
-  { id: 'objective', title: 'Stage 3 · The KL-regularized objective', tex: String.raw`\max_{\pi_\theta}\; \mathbb{E}_{x,\,y\sim\pi_\theta}\big[r_\phi(x,y)\big] \;-\; \beta\,\mathrm{KL}\big(\pi_\theta(\cdot\mid x)\,\|\,\pi_{\text{ref}}(\cdot\mid x)\big)` },
+  { id: 'objective', title: 'Stage 3 · The KL-regularized objective', tex: String.raw`\max_{\pi_\theta}\; \mathbb{E}_{x,\,y\sim\pi_\theta}\big[r_\phi(x,y)\big] \;-\; \beta\,{\mathrm{KL}\big(\pi_\theta(\cdot\mid x)\,\|\,\pi_{\text{ref}}(\cdot\mid x)\big)}` },
   { id: 'kl', title: 'The KL leash, estimated from the sampled tokens', tex: String.raw`\mathrm{KL} = \mathbb{E}_{y\sim\pi_\theta}\Big[\log\frac{\pi_\theta(y\mid x)}{\pi_{\text{ref}}(y\mid x)}\Big] = \mathbb{E}\Big[\sum_t \log\frac{\pi_\theta(a_t\mid s_t)}{\pi_{\text{ref}}(a_t\mid s_t)}\Big]` },
   { id: 'effective-reward', title: 'Effective per-token reward', tex: String.raw`R_t = \mathbf{1}[t = T]\, r_\phi(x,y) \;-\; \beta\, \log\frac{\pi_\theta(a_t\mid s_t)}{\pi_{\text{ref}}(a_t\mid s_t)}` },
   { id: 'policy-gradient', title: 'Policy gradient with a baseline', tex: String.raw`\nabla_\theta J(\theta) = \mathbb{E}\Big[\sum_t \hat A_t\, \nabla_\theta \log \pi_\theta(a_t \mid s_t)\Big]` },
@@ -26,11 +26,15 @@ export const EQUATIONS = [
 
 const byId = new Map(EQUATIONS.map((e) => [e.id, e]));
 
-/** Typesets equation `id` into `host` (display mode). */
-export function renderEquation(host, id) {
+/**
+ * Typesets equation `id` into `host` (display mode). `wrap`: set in display style but inline, so
+ * that a narrow screen breaks it after a relation or an operator instead of cutting it off.
+ */
+export function renderEquation(host, id, { wrap = false } = {}) {
   const equation = byId.get(id);
   if (!equation) return host;
-  katex.render(equation.tex, host, { displayMode: true, throwOnError: false, output: 'html' });
+  if (wrap) katex.render(String.raw`\displaystyle ${equation.tex}`, host, { displayMode: false, throwOnError: false, output: 'html' });
+  else katex.render(equation.tex, host, { displayMode: true, throwOnError: false, output: 'html' });
   return host;
 }
 

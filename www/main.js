@@ -13,6 +13,7 @@ import { mountGrpo } from './views/grpo.js';
 import { mountDpo } from './views/dpo.js';
 import { mountCheckpoints } from './views/checkpoints.js';
 import { mountEquations } from './equations.js';
+import { openView, mountLesson } from './lesson/lesson.js';
 
 const client = new LabClient();
 const backendBadge = document.getElementById('backend');
@@ -34,7 +35,9 @@ function notify(message, kind = 'info') {
 }
 
 async function start() {
-  const { backend, workers, overrides, problems } = readUrl(location.search);
+  const { backend, workers, overrides, problems, view } = readUrl(location.search);
+  // Lesson or full lab, decided before anything mounts (the lab mounts either way, hidden in the lesson).
+  const shell = openView(view);
   const ready = await client.init(backend, {}, workers);
   const { config, problems: refused } = await validated(ready.defaults, overrides, (json) => client.call('validateConfig', json));
   for (const p of [...problems, ...refused]) notify(`Link setting refused — ${p}`);
@@ -60,12 +63,13 @@ async function start() {
     backend,
     workers,
     backendInfo: info,
+    view: shell.view,
     events: new Events(),
     storage,
     stages: new Map(),
     notify,
     saveUrl() {
-      writeUrl(store.config, store.defaults, store.backend, store.workers);
+      writeUrl(store.config, store.defaults, store.backend, store.workers, store.view);
       // The settings the stored snapshots were taken under, for resuming after a reload.
       storage.putState('config', store.config).catch(() => {});
     },
@@ -80,6 +84,7 @@ async function start() {
   // Not a stage: "run everything" iterates store.stages only.
   store.data = await mountCheckpoints(app, store);
   mountEquations(app);
+  store.lesson = await mountLesson(shell, store);
   await offerResume(store);
   // For the end-to-end tests and the curious: the page's store (same origin only).
   window.__lab = store;

@@ -67,6 +67,8 @@ export const SETTINGS = [
 ];
 
 export const BACKENDS = ['auto', 'webgpu', 'cpu'];
+/** How the page opens: `lesson` (the guided path, `lesson=N` its step) or `lab` (every panel). */
+export const MODES = ['lesson', 'lab'];
 /** Most workers a CPU-backend step is split across (`workers=` in the URL; `auto`: one per core but one, up to 4). */
 export const MAX_WORKERS = 8;
 
@@ -101,7 +103,19 @@ export function readUrl(search) {
   const problems = [];
   let backend = 'auto';
   let workers = 'auto';
+  // Not settings of the run but of the view: which mode, which lesson step (null: not in the link).
+  const view = { mode: null, lesson: null };
   for (const [key, raw] of params) {
+    if (key === 'mode') {
+      if (MODES.includes(raw)) view.mode = raw;
+      else problems.push(`mode: must be lesson or lab (got "${raw}"); ignored`);
+      continue;
+    }
+    if (key === 'lesson') {
+      const n = Number(raw);
+      if (Number.isInteger(n) && n >= 1) { view.lesson = n; view.mode ??= 'lesson'; } else problems.push(`lesson: must be a step number from 1 (got "${raw}"); ignored`);
+      continue;
+    }
     if (key === 'backend') {
       if (BACKENDS.includes(raw)) backend = raw;
       else problems.push(`backend: must be auto, webgpu or cpu (got "${raw}"); using auto`);
@@ -118,12 +132,17 @@ export function readUrl(search) {
     if (!setting) { problems.push(`${key}: no such setting; ignored`); continue; }
     setPath(overrides, key, coerce(setting, raw));
   }
-  return { backend, workers, overrides, problems };
+  return { backend, workers, overrides, problems, view };
 }
 
-/** Writes the settings that differ from the defaults into the URL (no reload). */
-export function writeUrl(config, defaults, backend, workers = 'auto') {
+/**
+ * Writes the settings that differ from the defaults into the URL (no reload), and the view:
+ * `mode=lab` for the full lab, `lesson=N` for step N of the lesson (`view` absent: neither).
+ */
+export function writeUrl(config, defaults, backend, workers = 'auto', view = null) {
   const params = new URLSearchParams();
+  if (view?.mode === 'lab') params.set('mode', 'lab');
+  else if (view?.mode === 'lesson' && view.lesson) params.set('lesson', String(view.lesson));
   if (backend !== 'auto') params.set('backend', backend);
   if (workers !== 'auto') params.set('workers', String(workers));
   const walk = (obj, prefix) => {

@@ -23,9 +23,15 @@ export async function launch(extraArgs = []) {
   });
 }
 
-/** A page that records main-thread long tasks (> 50 ms) from its first script on. */
-export async function openPage(browser, url) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+/**
+ * A page that records main-thread long tasks (> 50 ms) from its first script on. The lesson is
+ * the page's default for a first visit; the tests of the lab's panels open the full lab (`mode:
+ * 'lab'`, as a learner who chose "Full lab" would: the choice is remembered in localStorage).
+ * `mode: null` leaves the choice to the page.
+ */
+export async function openPage(browser, url, { mode = 'lab', viewport = { width: 1280, height: 900 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  if (mode) await context.addInitScript((m) => { try { localStorage.setItem('rlhf-lab-mode', m); } catch { /* about:blank */ } }, mode);
   await context.addInitScript(() => {
     window.__longTasks = [];
     new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: true });

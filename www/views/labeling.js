@@ -209,13 +209,17 @@ export async function mountLabeling(root, store) {
 
   [['first', left], ['second', right], ['tie', tie], ['skip', skip], ['undo', undo]].forEach(([what, button]) => button.addEventListener('click', () => act(what)));
 
-  section.addEventListener('keydown', (e) => {
+  // The keys work anywhere in the panel, and on the pair card where the lesson shows it outside
+  // the panel; a key handled on the card is not handled again by the panel (defaultPrevented).
+  const onKey = (e) => {
     const what = KEYS[e.key];
-    if (!what || e.ctrlKey || e.metaKey || e.altKey || e.target.closest('input, select, textarea')) return;
+    if (!what || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.target.closest('input, select, textarea')) return;
     if (what === 'skip' && e.target.closest('button, a, summary')) return; // space presses the focused control
     e.preventDefault();
     if (!e.repeat && state !== 'blocked') act(what);
-  });
+  };
+  card.addEventListener('keydown', onKey);
+  section.addEventListener('keydown', onKey);
   section.addEventListener('click', (e) => {
     if (!e.target.closest('button, input, select, textarea, a, label, summary')) card.focus({ preventScroll: true });
   });

@@ -93,6 +93,8 @@ export function mountPipeline(root, store) {
 
   document.addEventListener('keydown', (e) => {
     if (e.target.closest?.('input, select, textarea') || e.ctrlKey || e.metaKey || e.altKey) return;
+    // The lesson shows one step at a time and has its own buttons: the lab's shortcuts rest there.
+    if (document.body.dataset.mode === 'lesson') return;
     if (e.target.closest?.('#labeling') && ['ArrowLeft', 'ArrowRight', 'ArrowDown', ' ', 'u'].includes(e.key)) return;
     const digit = Number(e.key);
     if (digit >= 1 && digit <= CARDS.length) { select(CARDS[digit - 1].stage); return; }

@@ -345,6 +345,12 @@ export async function mountPpo(root, store) {
     start: () => (state === 'done' || state === 'blocked' ? Promise.resolve() : run(null)),
     pause: () => { if (state === 'running') client.pause(); },
     step: () => run(1),
+    /** A rollout and all its minibatch updates (or the rest of the current iteration). */
+    iteration: () => run('iteration'),
+    /** Sets β = 0 and runs PPO again from π_ref to the end (the reward-hacking experiment). */
+    restartWithZeroBeta,
+    /** Reloads the inspected completion (and so the GAE stepper and the clipping view) now. */
+    inspect: () => inspector.reload(),
     reset: async () => reset.click(),
     resume,
   };

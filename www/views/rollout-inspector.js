@@ -157,6 +157,8 @@ export function rolloutInspector(store, onRecord = () => {}) {
     node,
     /** Loads the selected completion of the current rollout again (after a rollout or update). */
     refresh,
+    /** Loads the selected completion now, on screen or not (the lesson shows its parts elsewhere). */
+    reload: () => load(),
     record: () => record,
     clear() {
       clearTimeout(pending);

@@ -1,0 +1,277 @@
+// The guided path through the lab (issue 30): one step per screen, each with what happens now,
+// the equation it is about, the live panel that shows it (the lab's own panel, lent to the step
+// and given back when it ends), one thing to try, and a Next that runs the training the next
+// step needs — through the lab's stage controllers, as "Run everything" does.
+//
+// The view is in the URL, with the settings (state.js): `?lesson=6` opens step 6, `?mode=lab`
+// the full lab; without either, the mode last chosen in this browser (localStorage), and the
+// lesson on a first visit.
+import './lesson.css';
+import { el } from '../dom.js';
+import { MODES } from '../state.js';
+import { renderEquation } from '../equations.js';
+import { STEPS } from './steps.js';
+import { summarizePpo } from './figures.js';
+import { NEEDS, missing, runNeeds } from './needs.js';
+
+const MODE_KEY = 'rlhf-lab-mode';
+const STEP_KEY = 'rlhf-lab-lesson-step';
+
+function remembered(key) {
+  try { return localStorage.getItem(key); } catch { return null; }
+}
+function remember(key, value) {
+  try { localStorage.setItem(key, value); } catch { /* private mode: the URL still carries it */ }
+}
+
+/**
+ * Decides the mode before the lab mounts (so a first visit never lays out the full lab), puts
+ * the Lesson / Full lab toggle in the header and an empty lesson frame before the lab.
+ * @param {{mode: string|null, lesson: number|null}} fromUrl the view named by the link
+ */
+export function openView(fromUrl) {
+  const stored = remembered(MODE_KEY);
+  const view = {
+    mode: fromUrl.mode ?? (MODES.includes(stored) ? stored : 'lesson'),
+    lesson: fromUrl.lesson ?? (Number(remembered(STEP_KEY)) || 1),
+  };
+  const listeners = new Set();
+  const toLesson = el('button', { type: 'button', text: 'Lesson', title: 'The guided path, one step at a time' });
+  const toLab = el('button', { type: 'button', text: 'Full lab', title: 'Every panel and setting on one page' });
+  const toggle = el('div', { class: 'mode-toggle', role: 'group', 'aria-label': 'View' }, toLesson, toLab);
+  const header = document.querySelector('header.top');
+  header.insertBefore(toggle, document.getElementById('backend'));
+  const root = el('main', { id: 'lesson', class: 'lesson', 'aria-label': 'Lesson' },
+    el('p', { class: 'lesson-loading', role: 'status', text: 'Starting the training worker…' }));
+  document.getElementById('app').before(root);
+
+  function show() {
+    document.body.dataset.mode = view.mode;
+    toLesson.setAttribute('aria-pressed', String(view.mode === 'lesson'));
+    toLab.setAttribute('aria-pressed', String(view.mode === 'lab'));
+  }
+  function setMode(mode) {
+    if (mode === view.mode) return;
+    view.mode = mode;
+    remember(MODE_KEY, mode);
+    // The listeners first (they write the URL and give the panels back), then the switch: a
+    // history.replaceState just after the full lab is shown costs ~60 ms of style work here.
+    listeners.forEach((fn) => fn(mode));
+    show();
+  }
+  toLesson.addEventListener('click', () => setMode('lesson'));
+  toLab.addEventListener('click', () => setMode('lab'));
+  show();
+  return { view, root, setMode, onMode: (fn) => listeners.add(fn) };
+}
+
+/** Lends panel parts to a step: each goes back to its place in the lab when the step ends. */
+function lender() {
+  const lent = [];
+  return {
+    borrow(node) {
+      if (!node) return null;
+      const placeholder = document.createComment('lent to the lesson');
+      node.replaceWith(placeholder);
+      lent.push({ node, placeholder });
+      return node;
+    },
+    giveBack() {
+      for (const { node, placeholder } of lent.splice(0).reverse()) placeholder.replaceWith(node);
+    },
+  };
+}
+
+export async function mountLesson(shell, store) {
+  const { view, root } = shell;
+  const total = STEPS.length;
+  if (view.lesson > total) {
+    store.notify(`The link asks for lesson step ${view.lesson}; the lesson has ${total} steps. Opening step ${total}.`);
+    view.lesson = total;
+  }
+  let index = Math.max(1, view.lesson) - 1;
+  const lend = lender();
+  let disposers = [];
+  let running = null; // the needs being run now: {names, promise}
+  let generation = 0;
+  const stepTimes = []; // for the curious and the test: how long each run of needs took
+  const lesson = {
+    baseline: null,
+    /** Before β = 0 replaces the PPO run: its rollout figures, for step 9's comparison. */
+    async keepBaseline() {
+      if (store.stages.get('ppo').state() !== 'done' || store.config.ppo.kl_coef === 0) return;
+      lesson.baseline = summarizePpo(await store.storage.metricsOf('ppo'), store.config.ppo.kl_coef);
+      await store.storage.putState('lesson-baseline', lesson.baseline).catch(() => {});
+    },
+  };
+  lesson.baseline = await store.storage.getState('lesson-baseline').catch(() => null);
+
+  const count = el('p', { class: 'lesson-count' });
+  const heading = el('h2', { id: 'lesson-title', tabindex: '-1' });
+  const now = el('p', { class: 'lesson-now' });
+  const equation = el('div', { class: 'lesson-eq', role: 'img' });
+  const needsText = el('p', { class: 'lesson-needs-text' });
+  const runButton = el('button', { type: 'button', class: 'primary' });
+  const progress = el('progress', { max: 1, value: 0, 'aria-label': 'Training progress' });
+  const progressText = el('span', { class: 'lesson-progress-text' });
+  const needsBox = el('div', { class: 'lesson-needs', role: 'status', 'aria-live': 'polite' },
+    needsText, el('div', { class: 'lesson-progress' }, progress, progressText), el('div', { class: 'controls' }, runButton));
+  const live = el('div', { class: 'lesson-live' });
+  const tryBox = el('div', { class: 'lesson-try', role: 'group', 'aria-labelledby': 'lesson-try-title' });
+  const back = el('button', { type: 'button', text: '← Back' });
+  const next = el('button', { type: 'button', class: 'primary', 'aria-describedby': 'lesson-next-why' });
+  const jump = el('select', { id: 'lesson-jump', 'aria-label': 'Go to step' },
+    ...STEPS.map((s, i) => el('option', { value: String(i + 1), text: `${i + 1} · ${s.short}` })));
+  const step = el('section', { class: 'lesson-step', 'aria-labelledby': 'lesson-title' }, count, heading, now, equation, needsBox, live, tryBox);
+  const nextWhy = el('span', { id: 'lesson-next-why', class: 'lesson-next-why', 'aria-live': 'polite' });
+  const nav = el('nav', { class: 'lesson-nav', 'aria-label': 'Lesson steps' }, back, jump, nextWhy, next);
+  root.replaceChildren(step, nav);
+
+  // Progress of whatever the lesson is running, from the worker's step events and the stages.
+  let progressStage = null;
+  store.client.on((e) => {
+    if (!running || e.event !== 'step' || e.tag || e.stage !== progressStage) return;
+    const p = e.status?.[e.stage];
+    if (!p) return;
+    progress.max = p.total;
+    progress.value = p.step;
+    progressText.textContent = `${STAGE_TITLE[e.stage]}: ${p.step} / ${p.total} ${e.stage === 'ppo' ? 'iterations' : 'steps'}`;
+  });
+  let labelTimer = null;
+  function watchLabels(on) {
+    clearInterval(labelTimer);
+    if (!on) return;
+    const target = store.config.reward.simulated_labels;
+    labelTimer = setInterval(async () => {
+      const n = await store.storage.countLabels().catch(() => 0);
+      progress.max = target;
+      progress.value = Math.min(n, target);
+      progressText.textContent = `Simulated labeler: ${n} / ${target} labels`;
+    }, 400);
+  }
+
+  const ctx = {
+    store,
+    lesson,
+    borrow: (node) => lend.borrow(node),
+    /** Runs `fn` on every stage-state event while this step is shown. */
+    onStage(fn) { disposers.push(store.events.on('stage-state', fn)); },
+    onDispose(fn) { disposers.push(fn); },
+    /** Runs needs from inside a step (its "try" buttons), with the step's progress display. */
+    run: (names) => runWith(names),
+    refresh: () => refreshNeeds(),
+  };
+
+  async function refreshNeeds() {
+    const gen = generation;
+    const spec = STEPS[index];
+    const unmet = await missing(store, spec.needs);
+    if (gen !== generation) return unmet;
+    const busy = running != null;
+    needsBox.dataset.state = busy ? 'running' : unmet.length ? 'missing' : 'met';
+    progress.hidden = progressText.hidden = !busy;
+    runButton.hidden = busy || unmet.length === 0;
+    if (busy) {
+      needsText.textContent = `Training what this step needs: ${running.names.map((n) => NEEDS[n].label).join('; ')}. The numbers below are your run's, as they come.`;
+    } else if (unmet.length) {
+      needsText.textContent = `This step needs ${unmet.map((n) => NEEDS[n].label).join('; ')} — not trained yet in this browser.`;
+      runButton.textContent = unmet.length === 1 ? `Run it: ${SHORT[unmet[0]]}` : `Run what is missing (${unmet.map((n) => SHORT[n]).join(', ')})`;
+    } else {
+      needsText.textContent = spec.needs.length ? `Trained in this tab: ${spec.needs.map((n) => SHORT[n]).join(', ')}.` : '';
+    }
+    const gate = unmet.length || busy ? null : (await spec.gate?.(ctx)) ?? null;
+    if (gen !== generation) return unmet;
+    next.disabled = busy || unmet.length > 0 || gate != null;
+    next.title = busy ? 'Wait for the training to finish' : unmet.length ? 'Run what this step needs first' : gate ?? '';
+    nextWhy.textContent = busy ? 'Training…' : unmet.length ? 'First run what this step needs.' : gate ?? '';
+    return unmet;
+  }
+
+  async function runWith(names) {
+    if (running) return running.promise;
+    const started = performance.now();
+    running = { names, promise: null };
+    const spec = STEPS[index];
+    running.promise = (async () => {
+      try {
+        await refreshNeeds();
+        const unmet = await runNeeds(store, names, lesson, (name) => {
+          progressStage = NEEDS[name].stage;
+          progress.removeAttribute('value');
+          progressText.textContent = `${SHORT[name]}: starting…`;
+          watchLabels(name === 'labels');
+        });
+        if (unmet.length) store.notify(`The lesson's training stopped before ${unmet.map((n) => SHORT[n]).join(', ')} finished; press Run to go on.`);
+      } catch (e) {
+        store.notify(`The lesson's training stopped: ${e.message}`, 'error');
+      } finally {
+        watchLabels(false);
+        stepTimes.push({ step: STEPS.indexOf(spec) + 1, needs: names, seconds: (performance.now() - started) / 1000 });
+        running = null;
+        await refreshNeeds();
+        refreshLive();
+      }
+    })();
+    return running.promise;
+  }
+
+  let liveRefresh = () => {};
+  function refreshLive() { try { liveRefresh(); } catch (e) { console.error(e); } }
+
+  function render(focus) {
+    generation += 1;
+    disposers.splice(0).forEach((fn) => fn());
+    lend.giveBack();
+    const spec = STEPS[index];
+    view.lesson = index + 1;
+    remember(STEP_KEY, String(index + 1));
+    store.saveUrl();
+    count.textContent = `Step ${index + 1} of ${total}`;
+    heading.textContent = spec.title;
+    now.textContent = spec.now;
+    renderEquation(equation, spec.equation, { wrap: true });
+    equation.setAttribute('aria-label', `Equation: ${spec.equationName}`);
+    const built = spec.live(ctx);
+    live.replaceChildren(...built.nodes);
+    liveRefresh = built.refresh ?? (() => {});
+    tryBox.replaceChildren(el('h3', { id: 'lesson-try-title', text: 'Try this' }), ...spec.tryThis(ctx));
+    back.disabled = index === 0;
+    jump.value = String(index + 1);
+    next.textContent = spec.next;
+    ctx.onStage(() => { refreshNeeds(); });
+    refreshNeeds().then(() => refreshLive());
+    if (focus) heading.focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+  }
+
+  async function go(to, { runNext = false } = {}) {
+    if (to < 0 || to >= total) return;
+    index = to;
+    render(true);
+    if (runNext) {
+      const unmet = await missing(store, STEPS[index].needs);
+      if (unmet.length) runWith(STEPS[index].needs);
+    }
+  }
+
+  back.addEventListener('click', () => go(index - 1));
+  next.addEventListener('click', () => {
+    if (index === total - 1) { shell.setMode('lab'); return; }
+    go(index + 1, { runNext: true });
+  });
+  jump.addEventListener('change', () => go(Number(jump.value) - 1));
+  runButton.addEventListener('click', () => runWith(STEPS[index].needs));
+
+  shell.onMode((mode) => {
+    store.saveUrl();
+    if (mode === 'lesson') render(false);
+    else { disposers.splice(0).forEach((fn) => fn()); lend.giveBack(); }
+  });
+  if (view.mode === 'lesson') render(false);
+  // For the end-to-end test: how long each of the lesson's training runs took.
+  lesson.stepTimes = stepTimes;
+  return lesson;
+}
+
+const STAGE_TITLE = { sft: 'SFT', labels: 'Simulated labeler', reward: 'Reward model', ppo: 'PPO', dpo: 'DPO' };
+const SHORT = { sft: 'SFT', labels: 'simulated labels', reward: 'reward model', rollout: 'one rollout', update: 'one PPO iteration', ppo: 'PPO', zeroBeta: 'PPO at β = 0', dpo: 'DPO' };
