@@ -44,7 +44,7 @@ export const SETTINGS = [
   { key: 'ppo.ent_coef', label: 'c₂ (entropy bonus)', kind: 'number', help: 'Weight of the entropy bonus; TRL uses none (0).', equation: 'entropy' },
   { key: 'ppo.temperature', label: 'Rollout temperature', kind: 'number', help: 'Sampling temperature of rollouts; log-probs are taken at the same temperature.', equation: 'ratio' },
   { key: 'ppo.missing_eos_penalty', label: 'Missing-<eos> penalty', kind: 'number', help: 'Subtracted from the score of a completion that never ends (0 = none).', equation: 'effective-reward' },
-  // Stage 3′: GRPO / RLOO
+  // Stage 3b: GRPO / RLOO
   { key: 'grpo.iterations', label: 'Iterations', kind: 'int', help: 'GRPO iterations: each is one rollout of G completions per prompt and its update.', equation: 'grpo-loss' },
   { key: 'grpo.prompts', label: 'Prompts per rollout', kind: 'int', help: 'Prompts sampled per iteration; each gets G completions (4 × 8 = PPO\'s 32).', equation: 'grpo-advantage' },
   { key: 'grpo.group_size', label: 'Group size G', kind: 'int', help: 'Completions per prompt: the group each completion\'s reward is compared with (2 or more).', equation: 'grpo-advantage' },

@@ -543,7 +543,7 @@ impl Session {
         self.ppo_trainer()?.record(index)
     }
 
-    // ---- stage 3′: GRPO / RLOO ----
+    // ---- stage 3b: GRPO / RLOO ----
 
     /// π_grpo ← π_ref with the current GRPO settings, against the same frozen r_φ as PPO.
     pub fn grpo_begin(&mut self) -> Result<()> {

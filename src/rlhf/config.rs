@@ -236,7 +236,7 @@ impl PpoConfig {
     }
 }
 
-/// Stage 3′: GRPO or RLOO from π_ref on the same frozen r_φ: no value model, the baseline of a
+/// Stage 3b: GRPO or RLOO from π_ref on the same frozen r_φ: no value model, the baseline of a
 /// completion is its group (the other completions of the same prompt). Names and defaults follow
 /// TRL's GRPOConfig unless a reason is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

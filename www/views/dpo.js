@@ -41,7 +41,7 @@ export async function mountDpo(root, store) {
   const inspector = pairInspector(store);
 
   root.append(el('section', { class: 'panel', id: 'dpo', 'aria-labelledby': 'dpo-title' },
-    el('h2', { id: 'dpo-title', text: 'DPO · the same objective in closed form → π_dpo' }),
+    el('h2', { id: 'dpo-title', text: 'Stage 3c · DPO: the same objective in closed form → π_dpo' }),
     el('p', { class: 'objective' }, 'Direct preference optimization trains π_θ (starting from π_ref) on the labeled pairs alone. The reward is implicit, ', inlineMath(String.raw`r(x,y)=\beta\log\frac{\pi_\theta(y\mid x)}{\pi_{\text{ref}}(y\mid x)}`), ', and the loss is the Bradley–Terry loss on it: no reward model, no value model, no sampling. ', equationLink('dpo')),
     waiting,
     form,

@@ -1,4 +1,4 @@
-// Stage 3′ panel: GRPO and RLOO from π_ref on the same frozen r_φ as PPO. No value model: each
+// Stage 3b panel: GRPO and RLOO from π_ref on the same frozen r_φ as PPO. No value model: each
 // prompt gets G completions and each completion's advantage is its reward against the group's.
 // Settings (estimator, std scaling, loss aggregation with its length bias, ε_low/ε_high, β),
 // controls, curves over iterations in TRL's GRPO names, and the group inspector with PPO's
@@ -65,7 +65,7 @@ export async function mountGrpo(root, store) {
   let groupCount = 0;
 
   root.append(el('section', { class: 'panel', id: 'grpo', 'aria-labelledby': 'grpo-title' },
-    el('h2', { id: 'grpo-title', text: 'Stage 3′ · GRPO and RLOO: the critic replaced by a group → π_grpo' }),
+    el('h2', { id: 'grpo-title', text: 'Stage 3b · GRPO and RLOO: the critic replaced by a group → π_grpo' }),
     el('p', { class: 'objective' }, 'The same objective as PPO, from the same π_ref against the same frozen r_φ, without V_ψ. Each prompt gets G completions; completion i\'s advantage is its reward against the group\'s: ',
       inlineMath(String.raw`\hat A_i = (r_i - \bar r)/\sigma_r`), ' (GRPO), ', inlineMath(String.raw`r_i - \bar r`), ' (Dr. GRPO) or ',
       inlineMath(String.raw`r_i - \tfrac{1}{G-1}\sum_{j\ne i} r_j`), ' (RLOO), the same for every token of y_i. ', equationLink('grpo-advantage'),

@@ -53,7 +53,7 @@ export async function mountPpo(root, store) {
   const samplesNote = el('p', { class: 'muted', text: 'Samples appear when PPO begins.' });
 
   root.append(el('section', { class: 'panel', id: 'ppo', 'aria-labelledby': 'ppo-title' },
-    el('h2', { id: 'ppo-title', text: 'Stage 3 · PPO on the KL-regularized objective → π_θ' }),
+    el('h2', { id: 'ppo-title', text: 'Stage 3a · PPO on the KL-regularized objective → π_θ' }),
     el('p', { class: 'objective' }, 'Maximize ', inlineMath(String.raw`\mathbb{E}[r_\phi(x,y)] - \beta\,\mathrm{KL}(\pi_\theta\,\|\,\pi_{\text{ref}})`),
       ' with PPO. π_θ starts as π_ref and the value model V_ψ as r_φ. Each iteration samples a rollout from π_θ, scores it with the frozen r_φ, turns the per-token rewards into advantages by GAE, then runs K epochs of clipped minibatch updates on it. ',
       equationLink('ppo-loss')),

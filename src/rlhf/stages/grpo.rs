@@ -1,4 +1,4 @@
-//! Stage 3′: GRPO and RLOO — PPO's objective without the critic.
+//! Stage 3b: GRPO and RLOO — PPO's objective without the critic.
 //!
 //! The same KL-regularized objective as stage 3 (math page §3), from the same π_ref and the same
 //! frozen r_φ, but the baseline that turns rewards into advantages is a group of completions of

@@ -4,7 +4,7 @@
 //! sft.rs     Stage 1   cross-entropy on demonstrations            → π_ref
 //! reward.rs  Stage 2   Bradley–Terry on labeled pairs             → r_φ
 //! ppo.rs     Stage 3   KL-regularized RL with the clipped update  → π_θ (and V_ψ)
-//! grpo.rs    Stage 3′  the same, a group of completions as baseline → π_grpo (no critic)
+//! grpo.rs    Stage 3b  the same, a group of completions as baseline → π_grpo (no critic)
 //! dpo.rs     contrast  the same objective in closed form          → π_dpo
 //! ```
 //!
