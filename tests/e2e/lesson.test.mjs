@@ -61,6 +61,7 @@ for (const size of SIZES) {
     const t0 = Date.now();
     const seconds = (from) => ((Date.now() - from) / 1000).toFixed(1);
     const waits = [];
+    const heights = [];
     const shotWindows = [];
     try {
       // A first visit: no mode remembered, nothing in the link but the backend.
@@ -72,17 +73,36 @@ for (const size of SIZES) {
       const nextReady = page.getByRole('button', { name: /^Next:/, disabled: false });
       const training = page.getByRole('progressbar', { name: 'Training progress' });
 
-      async function shot(n, what = '') {
+      const tabs = ['Idea', 'Live panel', 'Try this'];
+      /** On a phone, shows one of the step's views by its tab (a wider screen shows all three). */
+      async function show(name) {
+        const tab = page.getByRole('tab', { name, exact: true });
+        if (await tab.count()) await tab.click();
+      }
+      async function shot(name) {
         const from = await now();
-        const name = `${tag}-step${String(n).padStart(2, '0')}${what}`;
         await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
-        await page.screenshot({ path: path.join(SHOTS, `${name}-full.png`), fullPage: true });
         shotWindows.push([from, await now()]);
       }
-      /** No sideways scroll: the step fits the screen's width. */
-      async function fitsWidth(n) {
+      async function height() {
+        return page.evaluate(() => [document.documentElement.scrollHeight, window.innerHeight]);
+      }
+      /**
+       * The step fits the screen: no sideways scroll; no scroll down either, on a wide screen for
+       * the whole step and on a phone for each of its views (shown one at a time by its tab).
+       * Screenshots of the step (of each view, on a phone).
+       */
+      async function fits(n) {
         const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
         assert.ok(scroll <= inner, `step ${n} overflows sideways at ${tag}: ${scroll} px wide in a ${inner} px window`);
+        const name = `${tag}-step${String(n).padStart(2, '0')}`;
+        const phone = (await page.getByRole('tab').count()) > 0;
+        for (const view of phone ? tabs : ['']) {
+          if (view) await show(view);
+          const [tall, screen] = await height();
+          heights.push({ step: n, view, tall, screen });
+          await shot(view ? `${name}-${view.split(' ')[0].toLowerCase()}` : name);
+        }
       }
       /** Waits for the step's training (if any) to finish: its progress gone, Next enabled. */
       async function trained(n, started) {
@@ -108,7 +128,18 @@ for (const size of SIZES) {
       let started = Date.now();
       await page.getByRole('button', { name: 'Run it: SFT' }).click();
       await trained(1, started);
+      // On a phone the step's views are tabs, moved between by the arrow keys.
+      if (size.width < 600) {
+        const idea = page.getByRole('tab', { name: 'Idea', selected: true });
+        await idea.focus();
+        await page.keyboard.press('ArrowRight');
+        await page.getByRole('tab', { name: 'Live panel', selected: true }).waitFor();
+        await page.getByRole('tabpanel', { name: 'Live panel' }).waitFor();
+        await page.keyboard.press('End');
+        await page.getByRole('tab', { name: 'Try this', selected: true }).waitFor();
+      }
       // Try: the temperature slider by keyboard, then sample.
+      await show('Try this');
       const temperature = page.getByRole('slider', { name: 'Sampling temperature', exact: true });
       await temperature.focus();
       for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowRight');
@@ -121,12 +152,12 @@ for (const size of SIZES) {
       await page.keyboard.press('Tab');
       const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
       assert.notEqual(outline, 'none', 'a focused control shows an outline');
-      await fitsWidth(1);
-      await shot(1);
+      await fits(1);
 
       // ---- 2 · five pairs by hand, by keys and by buttons.
       started = await goNext(2);
       waits.push({ step: 2, s: (Date.now() - started) / 1000 });
+      await show('Live panel');
       const pair = page.getByRole('group', { name: /^Pair to judge/ });
       await page.getByRole('button', { name: 'Left is better', disabled: false }).waitFor();
       await pair.focus();
@@ -138,43 +169,43 @@ for (const size of SIZES) {
       await page.getByRole('button', { name: 'Left is better', disabled: false }).click();
       await nextReady.waitFor({ timeout: 30_000 });
       await page.getByRole('status').filter({ hasText: 'Your hand labels: 5 of 5.' }).waitFor({ timeout: 10_000 });
-      await fitsWidth(2);
-      await shot(2);
+      await fits(2);
 
       // ---- 3 · the simulated labeler, at a chosen τ.
       started = await goNext(3);
+      await show('Try this');
       const tau = page.getByRole('textbox', { name: 'Labeler noise τ' });
       await tau.fill('0.5');
       await tau.press('Tab');
       await page.getByRole('button', { name: 'Simulate the labels' }).click();
       await training.waitFor({ timeout: 30_000 });
       await trained(3, started);
-      await fitsWidth(3);
-      await shot(3);
+      await fits(3);
 
       // ---- 4 · the Bradley–Terry loss: Next trains the reward model.
       started = await goNext(4);
       await trained(4, started);
+      await show('Try this');
       const pick = page.getByRole('slider', { name: 'Held-out pair' });
       await pick.focus();
       await page.keyboard.press('ArrowRight');
       await page.keyboard.press('ArrowRight');
       await page.getByRole('columnheader', { name: 'r_φ' }).waitFor();
-      await fitsWidth(4);
-      await shot(4);
+      await fits(4);
 
       // ---- 5 · one rollout: Next samples it.
       started = await goNext(5);
       await trained(5, started);
+      await show('Live panel');
       const completion = page.getByRole('combobox', { name: 'Completion', exact: true });
       await completion.selectOption({ index: 2 });
       await page.getByRole('region', { name: 'Rollout inspector: one column per token' }).waitFor();
-      await fitsWidth(5);
-      await shot(5);
+      await fits(5);
 
       // ---- 6 · GAE, stepped backward, and λ moved.
       started = await goNext(6);
       await trained(6, started);
+      await show('Live panel');
       await page.getByRole('button', { name: 'Reset the GAE recursion', disabled: false }).click();
       for (let i = 0; i < 3; i++) await page.getByRole('button', { name: 'Step the GAE recursion' }).click();
       const lam = page.getByRole('slider', { name: 'λ in the stepper' });
@@ -182,39 +213,38 @@ for (const size of SIZES) {
       await page.keyboard.press('Home');
       assert.equal(await lam.inputValue(), '0');
       await page.getByRole('region', { name: 'GAE recursion table' }).waitFor();
-      await fitsWidth(6);
-      await shot(6);
+      await fits(6);
 
       // ---- 7 · the ratio and the clip: Next runs one iteration.
       started = await goNext(7);
       await trained(7, started);
-      await fitsWidth(7);
-      await shot(7);
+      await fits(7);
 
       // ---- 8 · PPO to the end; the second chart chosen.
       started = await goNext(8);
       await trained(8, started);
+      await show('Try this');
       await page.getByRole('combobox', { name: 'Second chart' }).selectOption({ label: 'clip fraction' });
-      await fitsWidth(8);
-      await shot(8);
+      await fits(8);
 
       // ---- 9 · β = 0: the comparison with the run before, and the reward model's blind spot.
       started = await goNext(9);
       await trained(9, started);
+      await show('Live panel');
       await page.getByRole('row', { name: /^β = 0 / }).waitFor();
       assert.equal(await page.getByRole('row', { name: /^β = / }).count(), 2, 'both PPO runs are in the comparison');
+      await show('Try this');
       await page.getByRole('rowheader', { name: /^relevance/ }).waitFor();
       await page.getByRole('button', { name: 'Sample from π_θ (β = 0)' }).click();
       await page.getByRole('columnheader', { name: 'π_θ writes' }).waitFor();
-      await fitsWidth(9);
-      await shot(9);
+      await fits(9);
 
       // ---- 10 · DPO and the frontier.
       started = await goNext(10);
       await trained(10, started);
+      await show('Live panel');
       await page.getByRole('rowheader', { name: 'DPO' }).waitFor({ timeout: 60_000 });
-      await fitsWidth(10);
-      await shot(10);
+      await fits(10);
       const total = seconds(t0);
 
       // ---- The full lab, one click away and remembered.
@@ -232,6 +262,7 @@ for (const size of SIZES) {
       for (const w of waits) console.log(`#   step ${w.step} (${TITLES[w.step - 1]}): waited ${w.s.toFixed(1)} s`);
       console.log(`# ${tag}: main-thread long tasks: ${own.length} over 50 ms outside screenshots, longest ${longest.toFixed(0)} ms (${timed.length - own.length} during the ${shotWindows.length} screenshots left out)`);
       console.log(`# ${tag}: console errors: ${errors.length}`);
+      console.log(`# ${tag}: page height per step: ${heights.map((h) => `${h.step}${h.view ? ` ${h.view}` : ''}: ${h.tall} px (${(h.tall / h.screen).toFixed(2)} screens)`).join(', ')}`);
       const frames = await page.evaluate(() => window.__frames);
       for (const f of frames.filter((x) => !shotWindows.some(([a, b]) => x.start >= a - 100 && x.start <= b))) console.log(`#   long frame ${f.text}`);
       assert.ok(longest < 50, `a main-thread task took ${longest.toFixed(0)} ms`);
@@ -249,6 +280,7 @@ for (const size of SIZES) {
         await runMissing.click();
         await p.getByRole('progressbar', { name: 'Training progress' }).waitFor({ state: 'hidden', timeout: TRAINING });
         await p.getByRole('button', { name: /^Next:/, disabled: false }).waitFor({ timeout: TRAINING });
+        await p.getByRole('tab', { name: 'Live panel' }).click();
         await p.getByRole('region', { name: 'GAE recursion table' }).waitFor();
         console.log(`# ${tag}: a link to step 6 on a fresh browser: ran what it needs in ${seconds(from)} s`);
         await p.screenshot({ path: path.join(SHOTS, `${tag}-link-step06.png`) });

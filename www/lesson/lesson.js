@@ -65,6 +65,57 @@ export function openView(fromUrl) {
   return { view, root, setMode, onMode: (fn) => listeners.add(fn) };
 }
 
+// A phone shows one of a step's three views at a time (its idea and equation, the live panel,
+// the thing to try), chosen by tabs, so that each fits the screen; a wider screen shows all
+// three at once, laid out by lesson.css, and hides the tabs.
+const NARROW = '(max-width: 600px)';
+
+/**
+ * Tabs over `views` ([id, label, panel]) on a narrow screen (the ARIA tabs pattern: arrow keys,
+ * Home and End move between tabs); nothing but the panels, all shown, on a wide one.
+ */
+function viewTabs(views) {
+  const narrow = window.matchMedia(NARROW);
+  let selected = views[0][0];
+  const tabs = views.map(([id, label, panel]) => {
+    const tab = el('button', { type: 'button', id: `lesson-tab-${id}`, text: label, 'aria-controls': `lesson-view-${id}` });
+    panel.id = `lesson-view-${id}`;
+    tab.addEventListener('click', () => select(id));
+    return { id, tab, panel };
+  });
+  const tablist = el('div', { class: 'lesson-tabs', 'aria-label': 'What this step shows' }, ...tabs.map((t) => t.tab));
+  tablist.addEventListener('keydown', (e) => {
+    const at = tabs.findIndex((t) => t.id === selected);
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    if (to == null) return;
+    e.preventDefault();
+    const next = tabs[(to + tabs.length) % tabs.length];
+    select(next.id);
+    next.tab.focus();
+  });
+  function apply() {
+    const asTabs = narrow.matches;
+    tablist.hidden = !asTabs;
+    tablist.toggleAttribute('role', asTabs);
+    if (asTabs) tablist.setAttribute('role', 'tablist');
+    for (const { id, tab, panel } of tabs) {
+      const on = id === selected;
+      tab.setAttribute('role', 'tab');
+      tab.setAttribute('aria-selected', String(on));
+      tab.tabIndex = on ? 0 : -1;
+      panel.hidden = asTabs && !on;
+      if (asTabs) { panel.setAttribute('role', 'tabpanel'); panel.setAttribute('aria-labelledby', tab.id); } else { panel.removeAttribute('role'); panel.removeAttribute('aria-labelledby'); }
+    }
+  }
+  function select(id) {
+    selected = id;
+    apply();
+  }
+  narrow.addEventListener('change', apply);
+  apply();
+  return { tablist, select };
+}
+
 /** Lends panel parts to a step: each goes back to its place in the lab when the step ends. */
 function lender() {
   const lent = [];
@@ -122,7 +173,10 @@ export async function mountLesson(shell, store) {
   const next = el('button', { type: 'button', class: 'primary', 'aria-describedby': 'lesson-next-why' });
   const jump = el('select', { id: 'lesson-jump', 'aria-label': 'Go to step' },
     ...STEPS.map((s, i) => el('option', { value: String(i + 1), text: `${i + 1} · ${s.short}` })));
-  const step = el('section', { class: 'lesson-step', 'aria-labelledby': 'lesson-title' }, count, heading, now, equation, needsBox, live, tryBox);
+  const idea = el('div', { class: 'lesson-idea' }, now, equation);
+  const tryPanel = el('div', { class: 'lesson-try-panel' }, tryBox);
+  const views = viewTabs([['idea', 'Idea', idea], ['live', 'Live panel', live], ['try', 'Try this', tryPanel]]);
+  const step = el('section', { class: 'lesson-step', 'aria-labelledby': 'lesson-title' }, count, heading, needsBox, views.tablist, idea, live, tryPanel);
   const nextWhy = el('span', { id: 'lesson-next-why', class: 'lesson-next-why', 'aria-live': 'polite' });
   const nav = el('nav', { class: 'lesson-nav', 'aria-label': 'Lesson steps' }, back, jump, nextWhy, next);
   root.replaceChildren(step, nav);
@@ -234,7 +288,9 @@ export async function mountLesson(shell, store) {
     const built = spec.live(ctx);
     live.replaceChildren(...built.nodes);
     liveRefresh = built.refresh ?? (() => {});
-    tryBox.replaceChildren(el('h3', { id: 'lesson-try-title', text: 'Try this' }), ...spec.tryThis(ctx));
+    // `aside`: the panel parts the thing to try is about, beside it (or in its tab on a phone).
+    tryBox.replaceChildren(el('h3', { id: 'lesson-try-title', text: 'Try this' }), ...spec.tryThis(ctx), ...(built.aside ?? []));
+    views.select('idea');
     back.disabled = index === 0;
     jump.value = String(index + 1);
     next.textContent = spec.next;

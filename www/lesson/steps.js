@@ -4,7 +4,7 @@
 //
 // Each step: `needs` (needs.js: what must be trained first), `live(ctx)` (the lab's panels it
 // borrows and the numbers the lesson computes from the learner's own run; `refresh` redraws them
-// when training ends), `tryThis(ctx)` (one control to try), `next` (the Next button's label),
+// when training ends; `aside`, optional: the parts the thing to try is about, shown beside it), `tryThis(ctx)` (one control to try), `next` (the Next button's label),
 // `gate` (optional: why Next must wait, or null). Every number shown comes from this tab's run.
 import { el } from '../dom.js';
 import { inlineMath } from '../equations.js';
@@ -103,10 +103,10 @@ const simulated = {
     go.addEventListener('click', () => ctx.run(['labels']));
     const refresh = () => { go.disabled = ctx.store.stages.get('labels').state() !== 'ready' && ctx.store.stages.get('labels').state() !== 'paused'; };
     ctx.onStage(refresh);
-    return { nodes: [tau, el('div', { class: 'controls' }, go), countText, agreement], refresh };
+    return { nodes: [countText, agreement], aside: [tau, el('div', { class: 'controls' }, go)], refresh };
   },
   tryThis() {
-    return [el('p', { text: 'Before simulating, set the labeler noise τ (type a value and press Enter or Tab): at 0.1 the labeler almost always picks the completion with the higher gold utility, at 3 it is close to a coin flip. The agreement line under it says how often it sided with the gold order, and how often it was expected to at that τ.' })];
+    return [el('p', { text: 'Before simulating, set the labeler noise τ (type a value and press Enter or Tab): at 0.1 the labeler almost always picks the completion with the higher gold utility, at 3 it is close to a coin flip. The agreement line in the live panel says how often it sided with the gold order, and how often it was expected to at that τ.' })];
   },
 };
 
@@ -141,7 +141,8 @@ const bradleyTerry = {
     };
     pick.input.addEventListener('input', show);
     return {
-      nodes: [chart, pick.node, pair],
+      nodes: [chart],
+      aside: [pick.node, pair],
       async refresh() {
         if (ctx.store.stages.get('reward').state() !== 'done') { pairs = []; show(); return; }
         try { pairs = await ctx.store.client.call('rewardInspect', 50); } catch { pairs = []; }
@@ -182,7 +183,7 @@ const rollout = {
     return { nodes: [line, inspector], refresh };
   },
   tryThis() {
-    return [el('p', { text: 'Pick another completion in the "Completion" menu. Read the R_t row (scroll the table sideways): small KL payments on every token, and the reward model\'s score added in the last column. Before any update π_θ = π_ref, so the two log-prob rows agree and the KL is 0.' })];
+    return [el('p', { text: 'In the live panel, pick another completion in the "Completion" menu. Read the R_t row (scroll the table sideways): small KL payments on every token, and the reward model\'s score added in the last column. Before any update π_θ = π_ref, so the two log-prob rows agree and the KL is 0.' })];
   },
 };
 
@@ -199,7 +200,7 @@ const gae = {
     return { nodes: [stepper], refresh: () => { if (['paused', 'done'].includes(ctx.store.stages.get('ppo').state())) ctx.store.stages.get('ppo').inspect(); } };
   },
   tryThis() {
-    return [el('p', { text: 'Press Reset, then Step a few times: δ_t first, then Â_t, from the last token back. Then move λ to 0 (each token trusts V after one step) and to 1 (Monte Carlo), and see which tokens the score reaches.' })];
+    return [el('p', { text: 'In the live panel, press Reset, then Step a few times: δ_t first, then Â_t, from the last token back. Then move λ to 0 (each token trusts V after one step) and to 1 (Monte Carlo), and see which tokens the score reaches.' })];
   },
 };
 
@@ -236,7 +237,7 @@ const clipping = {
       more.disabled = false;
       ctx.refresh();
     });
-    return [el('p', { text: 'Find the orange dots: tokens on a flat part of the curve, where the clipped term is the one the min picks and the gradient is zero. "One more iteration" samples a new rollout and updates on it.' }), el('div', { class: 'controls' }, more)];
+    return [el('p', { text: 'In the live panel, find the orange dots: tokens on a flat part of the curve, where the clipped term is the one the min picks and the gradient is zero. "One more iteration" samples a new rollout and updates on it.' }), el('div', { class: 'controls' }, more)];
   },
 };
 
@@ -276,7 +277,8 @@ const ppoRun = {
     place();
     const choose = el('div', { class: 'lesson-choose' }, el('label', { for: 'lesson-curve', text: 'Second chart' }), picker);
     return {
-      nodes: [line, score, choose, slot],
+      nodes: [line, score],
+      aside: [choose, slot],
       async refresh() { line.textContent = `Your run: ${ppoFigures(summarizePpo(await ctx.store.storage.metricsOf('ppo'), ctx.store.config.ppo.kl_coef))}`; },
     };
   },
@@ -300,7 +302,8 @@ const hacking = {
     const compare = el('div', { class: 'lesson-compare', 'aria-live': 'polite' });
     const blind = el('div', { class: 'lesson-blind' });
     return {
-      nodes: [compare, score, blind],
+      nodes: [compare, score],
+      aside: [blind],
       async refresh() {
         const { store, lesson } = ctx;
         const zero = store.config.ppo.kl_coef === 0 && store.stages.get('ppo').state() === 'done' ? summarizePpo(await store.storage.metricsOf('ppo'), 0) : null;
