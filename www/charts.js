@@ -22,6 +22,14 @@ const visibility = new IntersectionObserver((entries) => {
   }
 }, { rootMargin: '200px' });
 
+/**
+ * A chart's height at a given width: its full height from 480 px up, less on a narrower host (a
+ * phone), down to 80 %, so that a panel with a chart fits a phone's screen.
+ */
+function heightAt(full, width) {
+  return Math.round(full * Math.min(1, Math.max(0.8, width / 480)));
+}
+
 /** Width of a y axis that fits its widest tick label. */
 function axisSize(u, values, axisIdx, cycleNum) {
   const axis = u.axes[axisIdx];
@@ -45,6 +53,7 @@ export class LineChart {
     this.lastDraw = 0;
     this.guides = spec.guides ?? [];
     const width = Math.max(280, host.clientWidth || 420);
+    this.fullHeight = spec.height ?? 200;
     const guidePlugin = {
       hooks: {
         draw: [(u) => {
@@ -71,7 +80,7 @@ export class LineChart {
     this.plot = new uPlot({
       title: spec.title,
       width,
-      height: spec.height ?? 200,
+      height: heightAt(this.fullHeight, width),
       plugins: [guidePlugin],
       scales: { x: { time: false } },
       // The y axis grows with its labels, so small values (".0010") are not cut off.
@@ -95,7 +104,7 @@ export class LineChart {
     visibility.observe(host);
     new ResizeObserver(() => {
       const w = Math.max(280, host.clientWidth);
-      if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: this.plot.height });
+      if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: heightAt(this.fullHeight, w) });
     }).observe(host);
   }
 
@@ -158,6 +167,7 @@ export class XYChart {
     this.data = spec.series.map(() => [[], []]);
     this.segments = spec.guides ?? [];
     const width = Math.max(280, host.clientWidth || 420);
+    this.fullHeight = spec.height ?? 240;
     const segmentPlugin = {
       hooks: {
         draw: [(u) => {
@@ -184,7 +194,7 @@ export class XYChart {
       mode: 2,
       title: spec.title,
       width,
-      height: spec.height ?? 240,
+      height: heightAt(this.fullHeight, width),
       plugins: [segmentPlugin],
       scales: { x: { time: false, auto: true }, y: { auto: true } },
       axes: [{ label: spec.xLabel }, { label: spec.yLabel, size: axisSize }],
@@ -205,7 +215,7 @@ export class XYChart {
     }, [null, ...this.data], host);
     new ResizeObserver(() => {
       const w = Math.max(280, host.clientWidth);
-      if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: this.plot.height });
+      if (Math.abs(w - this.plot.width) > 4) this.plot.setSize({ width: w, height: heightAt(this.fullHeight, w) });
     }).observe(host);
   }
 

@@ -15,7 +15,9 @@ import { serve, launch, openPage } from './harness.mjs';
 
 const SHOTS = process.env.LESSON_SHOTS ?? '/tmp/lesson-shots';
 mkdirSync(SHOTS, { recursive: true });
-const SIZES = [{ width: 390, height: 844 }, { width: 1440, height: 900 }];
+// LESSON_SIZES=390x844 walks one size only (to look at a layout change quickly).
+const SIZES = [{ width: 390, height: 844 }, { width: 1440, height: 900 }]
+  .filter((s) => !process.env.LESSON_SIZES || process.env.LESSON_SIZES.split(',').includes(`${s.width}x${s.height}`));
 const TITLES = [
   'Supervised fine-tuning makes π_ref',
   'Label five pairs by hand',
@@ -84,8 +86,18 @@ for (const size of SIZES) {
         await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
         shotWindows.push([from, await now()]);
       }
+      /** The page's height once its layout has settled (charts size themselves a frame or two late). */
       async function height() {
-        return page.evaluate(() => [document.documentElement.scrollHeight, window.innerHeight]);
+        return page.evaluate(async () => {
+          const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+          let last = -1; let same = 0;
+          for (let i = 0; i < 60 && same < 3; i++) {
+            await frame();
+            const h = document.documentElement.scrollHeight;
+            same = h === last ? same + 1 : 0; last = h;
+          }
+          return [last, window.innerHeight];
+        });
       }
       /**
        * The step fits the screen: no sideways scroll; no scroll down either, on a wide screen for
@@ -102,6 +114,7 @@ for (const size of SIZES) {
           const [tall, screen] = await height();
           heights.push({ step: n, view, tall, screen });
           await shot(view ? `${name}-${view.split(' ')[0].toLowerCase()}` : name);
+          assert.ok(tall <= screen, `step ${n}${view ? ` (${view})` : ''} does not fit the screen at ${tag}: ${tall} px tall in a ${screen} px window`);
         }
       }
       /** Waits for the step's training (if any) to finish: its progress gone, Next enabled. */

@@ -319,7 +319,7 @@ const hacking = {
         const corr = TERMS.map(([key, label]) => [label, num(correlation(r, terms.map((t) => t[key])), 2)]);
         corr.push(['gold utility (their weighted sum)', num(correlation(r, terms.map((t) => t.total)), 2)]);
         blind.replaceChildren(el('h3', { text: 'What your reward model follows' }),
-          el('p', { class: 'caption', text: `Correlation of r_φ with each term of the gold utility, over the ${r.length} completions of ${pairs.length} held-out pairs.` }),
+          el('p', { class: 'caption', text: `Correlation of r_φ with each gold term, over ${r.length} completions of ${pairs.length} held-out pairs.` }),
           table(['gold term', 'correlation with r_φ'], corr, 'lesson-terms'));
       },
     };
