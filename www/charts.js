@@ -144,8 +144,10 @@ export class LineChart {
     this.dirty = false;
     this.lastDraw = performance.now();
     this.plot.setData([this.x, ...this.ys]);
-    // Read by the end-to-end tests: how many values the chart holds.
+    // Read by the end-to-end tests: how many values the chart holds, and how many are drawn
+    // (fewer while it waits off screen to be drawn).
     this.element.dataset.points = String(this.points);
+    this.element.dataset.drawn = String(this.points);
   }
 }
 
@@ -232,5 +234,6 @@ export class XYChart {
   draw() {
     this.plot.setData([null, ...this.data]);
     this.element.dataset.points = String(this.points);
+    this.element.dataset.drawn = String(this.points);
   }
 }
