@@ -739,7 +739,9 @@ impl Session {
             architecture: role.architecture().into(),
             model: self.model_config(),
             vocab: self.tokenizer.fingerprint(),
-            note: serde_json::Value::Null,
+            // The settings (seed included) the model was made with: a Hugging Face export's card
+            // reads them from here.
+            note: serde_json::json!({"config": self.config}),
             record_len: 0,
             record_checksum: String::new(),
         };

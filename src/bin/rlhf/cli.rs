@@ -28,9 +28,15 @@ struct Args {
     presets: Option<String>,
     /// How much `bench` measures: full, quick, or counts (dispatch counts only; no PPO iteration).
     plan: String,
+    /// `export`/`import`/`probe`: a lab checkpoint to read, a Hugging Face folder, a TRL
+    /// preference file, the role a folder is loaded as.
+    from: Option<String>,
+    hf: Option<String>,
+    trl: Option<String>,
+    role: Option<String>,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|grpo|dpo|sweep|all|bench> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|grpo|dpo|sweep|all|bench|export|import|probe> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts] [--from file.rlhf] [--hf dir] [--trl file.jsonl] [--as base|sft|reward]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -56,6 +62,7 @@ fn parse_args() -> Result<Args> {
     let mut config = serde_json::to_value(LabConfig::default()).expect("configs serialize");
     let (mut base, mut sft, mut reward, mut labels, mut labels_out, mut out) = (None, None, None, None, None, None);
     let (mut every, mut backend, mut presets, mut plan) = (1, BackendChoice::Cpu, None, "full".to_string());
+    let (mut from, mut hf, mut trl, mut role) = (None, None, None, None);
     let mut sets = Vec::new();
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or_else(|| LabError::InvalidInput(format!("{flag} needs a value\n{USAGE}")));
@@ -82,6 +89,10 @@ fn parse_args() -> Result<Args> {
             "--backend" => backend = BackendChoice::parse(&value()?)?,
             "--presets" => presets = Some(value()?),
             "--plan" => plan = value()?,
+            "--from" => from = Some(value()?),
+            "--hf" => hf = Some(value()?),
+            "--trl" => trl = Some(value()?),
+            "--as" => role = Some(value()?),
             other => return Err(LabError::InvalidInput(format!("unknown option {other}\n{USAGE}"))),
         }
     }
@@ -90,7 +101,7 @@ fn parse_args() -> Result<Args> {
     }
     let config: LabConfig = serde_json::from_value(config).map_err(|e| LabError::InvalidInput(format!("settings: {e}")))?;
     config.validate()?;
-    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend, presets, plan })
+    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend, presets, plan, from, hf, trl, role })
 }
 
 fn emit(stage: &str, metrics: &Metrics) {
@@ -322,8 +333,12 @@ async fn save(session: &Session, role: Role, path: &Option<String>) -> Result<()
 }
 
 async fn run(args: Args) -> Result<()> {
-    if args.command == "bench" {
-        return bench(&args).await;
+    match args.command.as_str() {
+        "bench" => return bench(&args).await,
+        "export" => return crate::interchange::export(&args.interchange()).await,
+        "import" => return crate::interchange::import(&args.interchange()).await,
+        "probe" => return crate::interchange::probe(&args.interchange()).await,
+        _ => {}
     }
     let (device, info) = select(args.backend);
     eprintln!("backend: {} ({}) — {}", info.backend, info.adapter, info.reason);
@@ -382,6 +397,21 @@ async fn run(args: Args) -> Result<()> {
         other => return Err(LabError::InvalidInput(format!("unknown command {other}\n{USAGE}"))),
     }
     Ok(())
+}
+
+impl Args {
+    fn interchange(&self) -> crate::interchange::Paths {
+        crate::interchange::Paths {
+            from: self.from.clone(),
+            hf: self.hf.clone(),
+            trl: self.trl.clone(),
+            labels: self.labels.clone(),
+            labels_out: self.labels_out.clone(),
+            out: self.out.clone(),
+            role: self.role.clone(),
+            config: self.config.clone(),
+        }
+    }
 }
 
 pub fn main() {

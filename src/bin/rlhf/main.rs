@@ -9,6 +9,11 @@
 //! rlhf sweep    [options] --sft sft.rlhf --reward rm.rlhf [--labels labels.jsonl]   PPO and DPO at several β
 //! rlhf bench    [--presets micro,tiny,small] [--plan full|quick|counts]   ms per step / token / PPO iteration (JSON lines)
 //! rlhf all      [options] [--base base.rlhf]    every stage, simulated labels
+//! rlhf export   --from model.rlhf --hf DIR      a checkpoint as a Hugging Face folder (GPT-2)
+//! rlhf export   --labels labels.jsonl --trl prefs.jsonl   labels in TRL's prompt/chosen/rejected format
+//! rlhf import   --hf DIR [--as base|sft|reward] --out model.rlhf   a folder back into a checkpoint
+//! rlhf import   --trl prefs.jsonl --labels-out labels.jsonl        a TRL preference file as the lab's labels
+//! rlhf probe    --from model.rlhf --out probe.json   the lab's logits, scores and greedy tokens (tests/hf/check_hf.py)
 //! options: --preset micro|tiny|small  --seed N  --set section.field=value (repeatable)
 //!          --config file.json  --every N (print every Nth step; evaluations always print)
 //! ```
@@ -18,6 +23,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli;
+#[cfg(not(target_arch = "wasm32"))]
+mod interchange;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {

@@ -28,7 +28,8 @@ mod parts;
 mod tests;
 
 pub use attention::{CausalSelfAttention, KvCache};
-use parts::{dense, layer_norm, linear, linear_residual, norm_linear, norm_parameters, normal_tensor, INIT_STD, LAYER_NORM_EPSILON};
+use parts::{dense, layer_norm, linear, linear_residual, norm_linear, norm_parameters, normal_tensor, INIT_STD};
+pub use parts::LAYER_NORM_EPSILON;
 use attention::{causal_bias, causal_bias_over, launches_dominate, CacheSlot, MASKED_SCORE};
 
 /// Tokens a model never writes (they mark structure, not text).

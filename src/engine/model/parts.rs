@@ -42,7 +42,7 @@ pub(super) fn dense(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 }
 
 /// `LayerNormConfig`'s default ε, which every LayerNorm of the model is made with.
-pub(super) const LAYER_NORM_EPSILON: f32 = 1e-5;
+pub const LAYER_NORM_EPSILON: f32 = 1e-5;
 
 /// LayerNorm over the last dimension (Ba et al., 2016): (x − μ)/√(σ² + ε)·γ + β, σ² the biased
 /// variance, as `burn::nn::LayerNorm::forward` computes it, with its gradient written out
