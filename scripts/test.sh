@@ -18,6 +18,9 @@ step "set-up" scripts/setup.sh
 # The layers of src/ (app → rlhf → engine → foundations) and no import cycle in src/ or www/.
 step "import direction (scripts/check-imports.mjs)" node scripts/check-imports.mjs
 step "native tests (cargo test --release)" cargo test --release
+# The Hugging Face export checked with the real clients (transformers, tokenizers, datasets), from a
+# venv cached outside the checkout: a cold install takes minutes, a warm run under a minute.
+step "Hugging Face export with transformers (scripts/check-hf.sh)" scripts/check-hf.sh
 # WebGPU in headless Chromium is SwiftShader (a GPU emulated on the CPU): the browser tests
 # prove correctness on a few steps there and compare with the CPU backend.
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1200}

@@ -1,5 +1,6 @@
-// Checkpoints and data: the models this browser holds (download, load, delete), uploads checked by
-// the core before anything is stored, and the metric history exported as CSV or JSON.
+// Checkpoints and data: the models this browser holds (download — as the lab's checkpoint or as a
+// Hugging Face folder — load, delete), uploads of either kind checked by the core before anything is
+// stored, and the metric history exported as CSV or JSON.
 import { el } from './common.js';
 
 const MAX_UPLOAD_BYTES = 64 << 20;
@@ -9,7 +10,10 @@ const ROLES = {
   reward: 'r_φ, the reward model',
   policy: 'π_θ, the PPO policy',
   dpo: 'π_dpo, the DPO policy',
+  grpo: 'π_grpo, the GRPO/RLOO policy',
 };
+// The roles a Hugging Face folder can be loaded as: the models stages start from.
+const LOADABLE = { '': 'the role the folder names', base: ROLES.base, sft: ROLES.sft, reward: ROLES.reward };
 
 /** Metric rows ({stage, time, metrics}) as one JSON array of flat objects. */
 export function metricsToJson(rows) {
@@ -43,6 +47,11 @@ export async function mountCheckpoints(root, store) {
   const empty = el('p', { class: 'muted', text: 'No checkpoints yet: each stage saves its model here when it ends.' });
   const uploadInput = el('input', { type: 'file', id: 'checkpoint-upload', accept: '.rlhf,application/octet-stream' });
   const uploadLabel = el('label', { for: 'checkpoint-upload', text: 'Upload a checkpoint' });
+  const hfInput = el('input', { type: 'file', id: 'hf-upload', accept: '.zip,application/zip' });
+  const hfLabel = el('label', { for: 'hf-upload', text: 'Load a Hugging Face folder (.zip)' });
+  const hfRole = el('select', { id: 'hf-role', 'aria-label': 'Load the Hugging Face folder as' },
+    ...Object.entries(LOADABLE).map(([value, text]) => el('option', { value, text: `as ${text}` })));
+  const hfStatus = el('p', { class: 'muted', role: 'status', id: 'hf-status' });
   const csv = el('button', { text: 'Export metrics as CSV' });
   const json = el('button', { text: 'Export metrics as JSON' });
   const history = el('p', { class: 'muted' });
@@ -50,11 +59,14 @@ export async function mountCheckpoints(root, store) {
   root.append(el('section', { class: 'panel', id: 'data', 'aria-labelledby': 'data-title' },
     el('h2', { id: 'data-title', text: 'Checkpoints and data' }),
     el('p', { class: 'objective', text: 'Models are saved in burn\'s record format behind a header that names the model, its configuration and the vocabulary, with a checksum. An upload is checked by the core before anything is stored: a file for another model, vocabulary or role, or a damaged one, is refused and changes nothing.' }),
+    el('p', { class: 'muted', text: '"Hugging Face" downloads a model as a GPT-2 folder in one .zip — config.json, model.safetensors, tokenizer.json, generation_config.json and a model card — that transformers loads with from_pretrained. A folder zipped again (exported here, or saved from Python) loads back as the base model, π_ref or r_φ, checked whole first.' }),
     el('table', { class: 'checkpoints' },
       el('thead', {}, el('tr', {}, ...['checkpoint', 'saved', 'size', 'details', ''].map((t) => el('th', { text: t })))),
       body),
     empty,
     el('div', { class: 'controls' }, uploadLabel, uploadInput),
+    el('div', { class: 'controls' }, hfLabel, hfInput, hfRole),
+    hfStatus,
     el('h3', { text: 'Metric history' }),
     history,
     el('div', { class: 'controls' }, csv, json)));
@@ -74,6 +86,7 @@ export async function mountCheckpoints(root, store) {
         .map(([k, v]) => `${k.replace(/_/g, ' ')} ${typeof v === 'number' ? Number(v.toPrecision(4)) : v}`).join(' · ');
       const actions = el('td', { class: 'actions' },
         el('button', { text: 'Download', 'aria-label': `Download ${role} checkpoint`, onclick: () => downloadRole(role) }),
+        el('button', { text: 'Hugging Face', 'aria-label': `Download ${role} as a Hugging Face folder`, onclick: () => downloadHf(role) }),
         el('button', { text: 'Load', 'aria-label': `Load ${role} checkpoint`, onclick: () => loadStored(role) }),
         el('button', { text: 'Delete', 'aria-label': `Delete ${role} checkpoint`, onclick: () => remove(role) }));
       return el('tr', { 'data-role': role },
@@ -96,6 +109,20 @@ export async function mountCheckpoints(root, store) {
     const stored = await storage.getCheckpoint(role);
     if (!stored) return store.notify(`There is no ${role} checkpoint any more.`, 'error');
     download(`rlhf-${role}-${store.config.preset}.rlhf`, [stored.bytes], 'application/octet-stream');
+  }
+
+  async function downloadHf(role) {
+    try {
+      const stored = await storage.getCheckpoint(role);
+      if (!stored) throw new Error(`there is no ${role} checkpoint any more`);
+      hfStatus.textContent = `Writing ${role} as a Hugging Face folder…`;
+      const zip = await client.call('exportHf', stored.bytes.slice(), JSON.stringify(stored.note ?? {}));
+      download(`rlhf-lab-${role}-${store.config.preset}-hf.zip`, [zip], 'application/zip');
+      hfStatus.textContent = `Downloaded ${role} (${ROLES[role] ?? role}) as a Hugging Face folder: ${(zip.byteLength / 1024).toFixed(0)} KiB zipped.`;
+    } catch (e) {
+      hfStatus.textContent = '';
+      store.notify(`The ${role} model was not exported: ${e.message}`, 'error');
+    }
   }
 
   async function loadStored(role) {
@@ -130,6 +157,29 @@ export async function mountCheckpoints(root, store) {
       store.notify(`Loaded ${file.name}: ${ROLES[header.role] ?? header.role}.`);
       await refresh();
     } catch (e) {
+      store.notify(`${file.name} was refused: ${e.message}`, 'error');
+    }
+  });
+  hfInput.addEventListener('change', async () => {
+    const file = hfInput.files?.[0];
+    hfInput.value = '';
+    if (!file) return;
+    if (file.size > MAX_UPLOAD_BYTES) {
+      store.notify(`${file.name} was refused: ${(file.size / 2 ** 20).toFixed(1)} MiB is over the ${MAX_UPLOAD_BYTES / 2 ** 20} MiB limit.`, 'error');
+      return;
+    }
+    hfStatus.textContent = `Checking ${file.name}…`;
+    try {
+      const zip = new Uint8Array(await file.arrayBuffer());
+      // The core checks the whole folder and returns the lab's checkpoint; loading it checks again.
+      const bytes = await client.call('importHf', zip, hfRole.value);
+      const header = await load(null, bytes.slice(), file.name);
+      await storage.putCheckpoint(header.role, bytes, { stage: header.role, uploaded: file.name, format: 'Hugging Face' });
+      hfStatus.textContent = `Loaded ${file.name} as ${ROLES[header.role] ?? header.role}.`;
+      store.notify(`Loaded ${file.name}: ${ROLES[header.role] ?? header.role}.`);
+      await refresh();
+    } catch (e) {
+      hfStatus.textContent = `${file.name} was not loaded: ${e.message} Nothing was changed.`;
       store.notify(`${file.name} was refused: ${e.message}`, 'error');
     }
   });
