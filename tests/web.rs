@@ -302,3 +302,32 @@ async fn a_step_split_through_the_js_boundary_is_the_whole_step() {
     let message = field(&error, "message").as_string().unwrap();
     assert!(message.contains("PPO has not begun"), "{message}");
 }
+
+/// A model trained on the page's backend (WebGPU in Chromium, the CPU backend in Firefox) leaves
+/// as a zipped Hugging Face folder and comes back: the folder's weights are the checkpoint's, the
+/// zip made in the page reads back, and the imported π_ref loads into the session again.
+#[wasm_bindgen_test]
+async fn a_model_leaves_as_a_hugging_face_folder_and_comes_back_in_the_page() {
+    use rlhf_lab::app::hf::{export_checkpoint, import_folder, unzip_folder, zip_folder};
+    let (device, info) = auto_device().await;
+    let mut session = Session::new(device, micro_config(2)).unwrap();
+    session.base_from_scratch();
+    session.sft_begin().unwrap();
+    for _ in 0..2 {
+        session.sft_step().await.unwrap();
+    }
+    session.sft_finish().unwrap();
+    let saved = session.save(Role::Sft).await.unwrap();
+    let metrics = serde_json::json!({"loss/train": 1.0});
+    let files = export_checkpoint(&saved, session.tokenizer(), &metrics).await.unwrap();
+    let zip = zip_folder("rlhf-lab-sft-micro", &files).unwrap();
+    let unzipped = unzip_folder(&zip).unwrap();
+    assert_eq!(unzipped, files);
+    let back = import_folder(&unzipped, session.tokenizer(), &session.model_config(), None).await.unwrap();
+    let again = export_checkpoint(&back, session.tokenizer(), &metrics).await.unwrap();
+    let weights = |files: &[rlhf_lab::app::hf::HfFile]| files.iter().find(|f| f.name == "model.safetensors").unwrap().bytes.clone();
+    assert_eq!(weights(&again), weights(&files), "the imported model's weights are the exported ones ({})", info.backend);
+    assert_eq!(session.load(&back).unwrap().role, "sft");
+    let card = String::from_utf8(files.iter().find(|f| f.name == "README.md").unwrap().bytes.clone()).unwrap();
+    assert!(card.contains("loss/train") && card.contains("`preset`: `\"micro\"`"), "{card}");
+}

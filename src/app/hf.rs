@@ -58,6 +58,19 @@ pub fn role_title(role: Role) -> &'static str {
     }
 }
 
+/// The stage that made a role's model, for the card.
+fn made_by(role: Role) -> &'static str {
+    match role {
+        Role::Base => "pretraining on the task's free text (or random initialization)",
+        Role::Sft => "supervised fine-tuning (SFT) on demonstrations; frozen, it is π_ref",
+        Role::Reward => "the reward-model stage: a Bradley–Terry loss on preference pairs, on π_ref's trunk",
+        Role::Policy => "PPO against r_φ with a KL penalty to π_ref",
+        Role::Value => "PPO, as its critic (value loss on the returns)",
+        Role::Dpo => "DPO on the preference pairs, from π_ref, without a reward model",
+        Role::Grpo => "GRPO or RLOO against r_φ (the group's rewards as the baseline), from π_ref",
+    }
+}
+
 fn json_file(name: &str, value: &Value) -> HfFile {
     HfFile { name: name.into(), bytes: serde_json::to_vec_pretty(value).expect("JSON serializes") }
 }
@@ -83,6 +96,7 @@ pub async fn export_checkpoint(bytes: &[u8], tokenizer: &Tokenizer, metrics: &Va
     let card = model_card(&Card {
         role: role.name(),
         role_title: role_title(role),
+        stage: made_by(role),
         architecture: head.architecture(),
         parameters,
         settings: &settings,

@@ -112,6 +112,8 @@ pub struct Card<'a> {
     /// The lab's role name (`sft`, `reward`, `policy` …) and what it is.
     pub role: &'a str,
     pub role_title: &'a str,
+    /// The stage that made it, in words.
+    pub stage: &'a str,
     /// `GPT2LMHeadModel` or `GPT2ForSequenceClassification`.
     pub architecture: &'a str,
     pub parameters: usize,
@@ -155,6 +157,7 @@ A {params}-parameter GPT-2 ({arch}) trained in the RLHF lab, a page that trains 
 through supervised fine-tuning, a reward model and PPO/GRPO/DPO in the browser. The task: short \
 product reviews (`<bos> review : the camera is great . <eos>`) over a closed vocabulary of \
 {vocab} words; a hidden gold utility (six readable terms) judges them.\n\n\
+Made by: {stage}.\n\n\
 ## Load it\n\n```python\nfrom transformers import AutoTokenizer, {load}\ntokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")\nmodel = {load}.from_pretrained(\"path/to/this/folder\")\n```\n\n\
 ## The lab's settings when it was saved\n\n{settings}\n## Metrics the stage reached\n\n{metrics}\n\
 ## What GPT-2's format cannot say, and how it is carried\n\n\
@@ -163,6 +166,7 @@ outside the vocabulary. Encoding puts `<bos>` in front, as every sequence the la
 - The activation is the exact GELU (`activation_function: gelu`), not GPT-2's tanh approximation.\n",
         pipeline = pipeline,
         title = card.role_title,
+        stage = card.stage,
         role = card.role,
         params = card.parameters,
         arch = card.architecture,
@@ -222,11 +226,11 @@ mod tests {
     fn the_card_says_what_the_format_cannot() {
         let settings = json!({"seed": 3, "sft": {"steps": 300}});
         let metrics = json!({"held_out_accuracy": 0.71});
-        let card = model_card(&Card { role: "reward", role_title: "r_φ, the reward model", architecture: "GPT2ForSequenceClassification", parameters: 1000, settings: &settings, metrics: &metrics, score_bias: Some(-0.25) });
-        assert!(card.contains("score_bias` (-0.25)"), "{card}");
+        let card = model_card(&Card { role: "reward", role_title: "r_φ, the reward model", stage: "the reward-model stage", architecture: "GPT2ForSequenceClassification", parameters: 1000, settings: &settings, metrics: &metrics, score_bias: Some(-0.25) });
+        assert!(card.contains("score_bias` (-0.25)") && card.contains("Made by: the reward-model stage."), "{card}");
         assert!(card.contains("`seed`: `3`") && card.contains("held_out_accuracy"), "{card}");
         assert!(card.contains(&format!("vocabulary of {} words", Tokenizer::new().vocab_size())));
-        let lm = model_card(&Card { role: "sft", role_title: "π_ref", architecture: "GPT2LMHeadModel", parameters: 1000, settings: &Value::Null, metrics: &Value::Null, score_bias: None });
+        let lm = model_card(&Card { role: "sft", role_title: "π_ref", stage: "SFT", architecture: "GPT2LMHeadModel", parameters: 1000, settings: &Value::Null, metrics: &Value::Null, score_bias: None });
         assert!(lm.contains("suppress_tokens: [0, 1, 3]") && lm.contains("not recorded"), "{lm}");
     }
 }
