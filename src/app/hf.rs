@@ -311,6 +311,8 @@ mod tests {
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
             assert!(names.contains(&"model.safetensors") && names.contains(&"tokenizer.json") && names.contains(&"README.md"), "{names:?}");
             assert_eq!(names.contains(&"generation_config.json"), role.architecture() == "gpt");
+            // The same checkpoint makes the same folder, byte for byte.
+            assert_eq!(pollster::block_on(export_checkpoint(&bytes, &tok, &json!({"loss": 1.5}))).unwrap(), files);
             let zipped = zip_folder("rlhf-x", &files).unwrap();
             let unzipped = unzip_folder(&zipped).unwrap();
             assert_eq!(unzipped, files);

@@ -259,6 +259,9 @@ fn write_safetensors<M: ModuleSnapshot>(model: &M) -> Result<Vec<u8>> {
         .filter(PathFilter::new().with_predicate(|path, _| path != "head.bias"))
         .remap(remapper)
         .with_to_adapter(ScoreHeadShape)
+        // One key: the metadata is a hash map, written in a random order when it has several,
+        // and the same weights should make the same file. `pt` is what transformers expects.
+        .clear_metadata()
         .metadata("format", "pt");
     store.collect_from(model).map_err(store_error)?;
     store.get_bytes().map_err(store_error)

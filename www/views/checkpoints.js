@@ -65,7 +65,7 @@ export async function mountCheckpoints(root, store) {
       body),
     empty,
     el('div', { class: 'controls' }, uploadLabel, uploadInput),
-    el('div', { class: 'controls' }, hfLabel, hfInput, hfRole),
+    el('div', { class: 'controls' }, hfLabel, hfRole, hfInput),
     hfStatus,
     el('h3', { text: 'Metric history' }),
     history,
@@ -179,7 +179,8 @@ export async function mountCheckpoints(root, store) {
       store.notify(`Loaded ${file.name}: ${ROLES[header.role] ?? header.role}.`);
       await refresh();
     } catch (e) {
-      hfStatus.textContent = `${file.name} was not loaded: ${e.message} Nothing was changed.`;
+      const why = e.message.replace(/^checkpoint refused: /, '');
+      hfStatus.textContent = `${file.name} was not loaded: ${why}${/[.!?]$/.test(why) ? '' : '.'} Nothing was changed.`;
       store.notify(`${file.name} was refused: ${e.message}`, 'error');
     }
   });
