@@ -14,6 +14,7 @@ import { mountDpo } from './views/dpo.js';
 import { mountCheckpoints } from './views/checkpoints.js';
 import { mountEquations } from './equations.js';
 import { openView, mountLesson } from './lesson/lesson.js';
+import { chooseBackend } from './backend-choice.js';
 
 const client = new LabClient();
 const backendBadge = document.getElementById('backend');
@@ -38,7 +39,17 @@ async function start() {
   const { backend, workers, overrides, problems, view } = readUrl(location.search);
   // Lesson or full lab, decided before anything mounts (the lab mounts either way, hidden in the lesson).
   const shell = openView(view);
-  const ready = await client.init(backend, {}, workers);
+  // "auto": the faster backend by measurement on this machine (backend-choice.js), remembered per
+  // adapter and preset; a forced choice in the link skips it.
+  let measured = null;
+  if (backend === 'auto') {
+    backendBadge.textContent = 'Measuring WebGPU against the CPU backend…';
+    measured = await chooseBackend(typeof overrides.preset === 'string' ? overrides.preset : 'tiny').catch((e) => {
+      console.warn(`the backends could not be measured (${e.message}); the core chooses`);
+      return null;
+    });
+  }
+  const ready = await client.init(measured?.backend ?? backend, {}, workers);
   const { config, problems: refused } = await validated(ready.defaults, overrides, (json) => client.call('validateConfig', json));
   for (const p of [...problems, ...refused]) notify(`Link setting refused — ${p}`);
   await client.call('setConfig', JSON.stringify(config));
@@ -48,8 +59,14 @@ async function start() {
   backendBadge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : `CPU backend · ${info.adapter}${split}`;
   backendBadge.classList.toggle('cpu', info.backend !== 'webgpu');
   // On the CPU backend, which matrix product runs: relaxed SIMD's FMA where the browser has it.
-  backendBadge.title = info.backend === 'webgpu' ? info.reason : `${info.reason} · matrix products: ${ready.matmulKernel}`;
-  if (info.fallback) notify(`Running on the CPU backend: ${info.reason}.`);
+  const why = measured?.measured && info.backend === measured.backend ? measured.reason : info.reason;
+  backendBadge.title = info.backend === 'webgpu' ? why : `${why} · matrix products: ${ready.matmulKernel}`;
+  backendBadge.dataset.choice = measured ? (measured.remembered ? 'remembered' : measured.measured ? 'measured' : 'no-webgpu') : 'forced';
+  if (measured?.measured && info.backend === measured.backend) {
+    notify(`${measured.remembered ? `As measured on ${new Date(measured.at).toLocaleDateString()}: ` : ''}${measured.reason}. (?backend=webgpu or ?backend=cpu in the link forces one.)`);
+  } else if (info.fallback || (measured && !measured.measured)) {
+    notify(`Running on the CPU backend: ${info.backend === 'cpu' && measured && !measured.measured ? measured.reason : info.reason}.`);
+  }
   client.on((e) => {
     if (e.event === 'shards-failed') notify(`Training steps are no longer split across workers (${e.message}); they go on in one worker.`);
   });

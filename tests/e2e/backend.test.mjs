@@ -1,0 +1,130 @@
+// "auto" picks the backend by measurement (www/backend-choice.js): in headless Chromium WebGPU is
+// SwiftShader, a GPU emulated on these 2 CPU cores, and the probe must find the CPU backend faster
+// and say so with both figures, then remember it for the next visit; with WebGPU hidden the page
+// takes the CPU backend at once, without a probe; `?backend=` forces either, without a probe.
+// The decision itself is tested on hand-made probe results first.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { serve, launch, openPage, OUT } from './harness.mjs';
+import { decide, formatMs } from '../../www/backend-choice.js';
+
+test('the decision: the faster backend, both figures, and why', () => {
+  const cpu = { steps: [12, 11, 30], token_ms: 0.5 };
+  const gpu = (steps, extra = {}) => ({ steps, token_ms: 0.2, adapter: 'nvidia ampere', ...extra });
+  const slow = decide({ cpu, webgpu: gpu([40, 38, 39]) });
+  assert.equal(slow.backend, 'cpu');
+  assert.equal(slow.figures.cpu.step_ms, 12, 'the CPU figure is the median (one slow step is noise)');
+  assert.equal(slow.figures.webgpu.step_ms, 39);
+  assert.match(slow.reason, /^WebGPU \(nvidia ampere\): 39 ms\/step, 0\.2 ms\/token; CPU backend: 12 ms\/step, 0\.5 ms\/token — training on the CPU backend/);
+  const fast = decide({ cpu, webgpu: gpu([3, 3.2, 2.8]) });
+  assert.equal(fast.backend, 'webgpu');
+  assert.match(fast.reason, /WebGPU \(nvidia ampere\): 3\.0 ms\/step.* — training on WebGPU/);
+  const stopped = decide({ cpu, webgpu: gpu([2058], { stopped: 'already slower than the CPU backend', token_ms: undefined }) });
+  assert.equal(stopped.backend, 'cpu');
+  assert.match(stopped.reason, /2,058 ms\/step \(stopped after 1 step: already slower than the CPU backend\)/);
+  const warm = decide({ cpu, webgpu: { steps: [], over_ms: 6000, stopped: 'its device set-up and first step took over 6 s', adapter: 'google swiftshader' } });
+  assert.equal(warm.backend, 'cpu');
+  assert.match(warm.reason, /over 6,000 ms\/step \(its device set-up and first step took over 6 s\)/);
+  const broken = decide({ cpu, webgpu: { steps: [], error: 'device lost' } });
+  assert.equal(broken.backend, 'cpu');
+  assert.match(broken.reason, /could not train here \(device lost\)/);
+  assert.equal(decide({ cpu: { steps: [], error: 'no' }, webgpu: gpu([5]) }).backend, 'webgpu');
+  assert.equal(formatMs(0.48), '0.5 ms');
+  assert.equal(formatMs(12.3), '12 ms');
+});
+
+/** Counts the probe workers a page starts, from its first script on. */
+const countProbes = () => {
+  window.__probeWorkers = 0;
+  const Original = window.Worker;
+  window.Worker = class extends Original {
+    constructor(url, options) {
+      if (String(url).includes('probe-worker')) window.__probeWorkers += 1;
+      super(url, options);
+    }
+  };
+};
+
+async function open(browser, url, { hideWebGpu = false } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.addInitScript(() => { try { localStorage.setItem('rlhf-lab-mode', 'lab'); } catch { /* about:blank */ } });
+  await context.addInitScript(countProbes);
+  if (hideWebGpu) await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  const started = Date.now();
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+  return { page, context, errors, ms: Date.now() - started };
+}
+
+const badge = (page) => page.locator('#backend');
+
+test('auto measures both backends, trains on the faster, remembers; hidden WebGPU and forced choices skip the probe', { timeout: 600_000 }, async () => {
+  const server = await serve();
+  const browser = await launch();
+  try {
+    // Forced CPU first: the time to a ready page without a probe, for comparison.
+    const forcedCpu = await open(browser, `${server.url}?backend=cpu`);
+    assert.match(await badge(forcedCpu.page).textContent(), /^CPU backend/);
+    assert.equal(await forcedCpu.page.evaluate(() => window.__probeWorkers), 0);
+    assert.equal(await badge(forcedCpu.page).getAttribute('data-choice'), 'forced');
+    console.log(`# ?backend=cpu: ready in ${forcedCpu.ms} ms, no probe`);
+    await forcedCpu.context.close();
+
+    // Auto, first visit: the probe runs and the CPU backend wins against SwiftShader.
+    const first = await open(browser, `${server.url}`);
+    assert.equal(await first.page.evaluate(() => window.__probeWorkers), 1, 'one probe');
+    assert.match(await badge(first.page).textContent(), /^CPU backend/);
+    assert.equal(await badge(first.page).getAttribute('data-choice'), 'measured');
+    const notice = first.page.getByRole('status').filter({ hasText: 'training on the CPU backend' });
+    await notice.waitFor();
+    const said = (await notice.textContent()).replace('×', '').trim();
+    console.log(`# auto, first visit: ready in ${first.ms} ms; the page says: ${said}`);
+    assert.match(said, /^WebGPU \(google swiftshader\): (over )?[\d,.]+ ms\/step.*; CPU backend: [\d.]+ ms\/step, [\d.]+ ms\/token — training on the CPU backend, the faster here/);
+    const remembered = await first.page.evaluate(() => JSON.parse(localStorage.getItem('rlhf-lab-backend-measured')));
+    const [entry] = Object.values(remembered);
+    assert.equal(entry.backend, 'cpu');
+    assert.ok(entry.figures.webgpu.step_ms > entry.figures.cpu.step_ms, `WebGPU ${entry.figures.webgpu.step_ms} ms > CPU ${entry.figures.cpu.step_ms} ms`);
+    await first.page.screenshot({ path: path.join(OUT, 'backend-measured.png') });
+    assert.deepEqual(first.errors, []);
+
+    // The next visit in the same browser: remembered, no probe.
+    const again = await first.context.newPage();
+    await again.goto(server.url);
+    await again.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+    assert.equal(await again.evaluate(() => window.__probeWorkers), 0, 'no probe on the next visit');
+    assert.equal(await badge(again).getAttribute('data-choice'), 'remembered');
+    assert.match(await again.getByRole('status').filter({ hasText: 'As measured on' }).textContent(), /training on the CPU backend/);
+    await first.context.close();
+
+    // A different preset is measured again (the choice is per adapter and preset).
+    const micro = await open(browser, `${server.url}?preset=micro`);
+    assert.equal(await micro.page.evaluate(() => window.__probeWorkers), 1, 'a new preset is measured');
+    await micro.context.close();
+
+    // WebGPU hidden: the CPU backend at once, without a probe.
+    const hidden = await open(browser, `${server.url}`, { hideWebGpu: true });
+    assert.equal(await hidden.page.evaluate(() => window.__probeWorkers), 0, 'no probe without WebGPU');
+    assert.match(await badge(hidden.page).textContent(), /^CPU backend/);
+    assert.equal(await badge(hidden.page).getAttribute('data-choice'), 'no-webgpu');
+    await hidden.page.getByRole('status').filter({ hasText: 'navigator.gpu is missing' }).waitFor();
+    console.log(`# WebGPU hidden: ready in ${hidden.ms} ms, no probe (forced CPU: ${forcedCpu.ms} ms)`);
+    assert.deepEqual(hidden.errors, []);
+    await hidden.context.close();
+
+    // Forced WebGPU: honoured, no probe.
+    const forcedGpu = await open(browser, `${server.url}?backend=webgpu&preset=micro`);
+    assert.equal(await forcedGpu.page.evaluate(() => window.__probeWorkers), 0);
+    assert.match(await badge(forcedGpu.page).textContent(), /^WebGPU/);
+    console.log(`# ?backend=webgpu: ${await badge(forcedGpu.page).textContent()}, no probe`);
+    assert.deepEqual(forcedGpu.errors, []);
+    await forcedGpu.context.close();
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});

@@ -1,0 +1,58 @@
+// The backend probe (backend-choice.js): real training steps and a generation of the chosen
+// preset on each backend asked for, one after the other, each step reported as it ends so the page
+// can stop a backend that has already lost (by terminating this worker: a WebGPU step cannot be
+// cancelled from inside). The steps are the lab's own: `Lab.step('sft')`, batch 16, from a fresh
+// model; the tokens are `Lab.samples` (10 prompts, 20 new tokens, KV cache, one readback).
+//
+// page → worker: {backends: ['cpu', 'webgpu'], preset, warmup, steps}
+// worker → page: {backend, ready, adapter}            the session started (after device set-up)
+//                {backend, unavailable: reason}        the backend could not be had here
+//                {backend, step, ms, warmup}           one training step
+//                {backend, token_ms}                   one generation, per new token
+//                {backend, error}                      anything else went wrong
+//                {done: true}
+import { Lab } from './pkg/rlhf_lab.js';
+import { initCore } from './core.js';
+
+const NEW_TOKENS = 20; // rlhf::task::MAX_COMPLETION: every generation runs this many positions
+
+self.onmessage = async ({ data: { backends, preset, warmup, steps } }) => {
+  try {
+    await initCore();
+  } catch (e) {
+    for (const backend of backends) postMessage({ backend, error: `the core did not start: ${e?.message ?? e}` });
+    postMessage({ done: true });
+    return;
+  }
+  for (const backend of backends) {
+    let lab = null;
+    try {
+      const config = JSON.parse(Lab.defaultConfig());
+      config.preset = preset;
+      Object.assign(config.sft, { batch_size: 16, steps: warmup + steps + 1, eval_every: 100000, train_examples: 256, held_out_examples: 16 });
+      lab = await Lab.create(backend, JSON.stringify(config));
+      const info = lab.backendInfo();
+      if (info.backend !== backend) {
+        postMessage({ backend, unavailable: info.reason });
+        continue;
+      }
+      postMessage({ backend, ready: true, adapter: info.adapter });
+      lab.baseFromScratch();
+      lab.sftBegin();
+      for (let i = 0; i < warmup + steps; i++) {
+        const t0 = performance.now();
+        await lab.step('sft');
+        postMessage({ backend, step: i, ms: performance.now() - t0, warmup: i < warmup });
+      }
+      await lab.samples('base', 1.0, 1); // the generation kernels' first use
+      const t0 = performance.now();
+      await lab.samples('base', 1.0, 2);
+      postMessage({ backend, token_ms: (performance.now() - t0) / NEW_TOKENS });
+    } catch (e) {
+      postMessage({ backend, error: e?.message ?? String(e) });
+    } finally {
+      lab?.free();
+    }
+  }
+  postMessage({ done: true });
+};
