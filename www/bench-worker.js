@@ -113,16 +113,42 @@ async function shardedRow(preset, shards, plan, matmul) {
   }
 }
 
+// Milliseconds since the epoch, comparable with the page's clock (each worker has its own origin).
+const epochMs = () => performance.timeOrigin + performance.now();
+
+/** The cold path a learner waits for: the core started, then the first training step of `preset`. */
+async function startup(backend, preset) {
+  const config = JSON.parse(Lab.defaultConfig());
+  config.preset = preset;
+  Object.assign(config.sft, { batch_size: 16, steps: 2, eval_every: 100000, train_examples: 64, held_out_examples: 16 });
+  const lab = await Lab.create(backend, JSON.stringify(config));
+  try {
+    lab.baseFromScratch();
+    lab.sftBegin();
+    await lab.step('sft');
+    return epochMs();
+  } finally {
+    lab.free();
+  }
+}
+
 self.onmessage = async ({ data }) => {
   try {
+    const workerStarted = epochMs();
     await initCore();
+    const coreReady = epochMs();
+    // On the CPU backend only: WebGPU's device can be set up once per worker, and the benchmark's.
+    const firstStep = data.backend === 'cpu' ? await startup('cpu', data.presets.split(',')[0]) : null;
     preferMatmul(data.matmul ?? 'fastest');
     const result = await benchmark(data.backend, data.presets, data.plan);
     const shards = Number(data.shards) || 1;
     if (result.backend.backend === 'cpu' && shards > 1) {
       for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, result.plan, data.matmul));
     }
-    postMessage({ ok: true, ...result, matmul_kernel: matmulKernel() });
+    // The core's download as this worker fetched it: compressed on the wire where the server gzips it.
+    const wasm = performance.getEntriesByType('resource').find((e) => e.name.includes('rlhf_lab_bg'));
+    const download = wasm ? { transfer_bytes: wasm.transferSize, encoded_bytes: wasm.encodedBodySize, decoded_bytes: wasm.decodedBodySize } : null;
+    postMessage({ ok: true, ...result, matmul_kernel: matmulKernel(), wasm_download: download, startup_epoch_ms: { worker_started: workerStarted, core_ready: coreReady, first_step: firstStep } });
   } catch (e) {
     postMessage({ ok: false, error: e?.message ?? String(e) });
   }
