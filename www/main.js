@@ -15,6 +15,7 @@ import { mountCheckpoints } from './views/checkpoints.js';
 import { mountEquations } from './equations.js';
 import { openView, mountLesson } from './lesson/lesson.js';
 import { chooseBackend } from './backend-choice.js';
+import { shardsForThisMachine } from './shards.js';
 
 const client = new LabClient();
 const backendBadge = document.getElementById('backend');
@@ -44,12 +45,15 @@ async function start() {
   let measured = null;
   if (backend === 'auto') {
     backendBadge.textContent = 'Measuring WebGPU against the CPU backend…';
-    measured = await chooseBackend(typeof overrides.preset === 'string' ? overrides.preset : 'tiny').catch((e) => {
+    // Helper workers are measured too where the machine has cores to spare (one stays the page's).
+    const maxShards = workers === 'auto' ? shardsForThisMachine() : 1;
+    measured = await chooseBackend(typeof overrides.preset === 'string' ? overrides.preset : 'tiny', { maxShards }).catch((e) => {
       console.warn(`the backends could not be measured (${e.message}); the core chooses`);
       return null;
     });
   }
-  const ready = await client.init(measured?.backend ?? backend, {}, workers);
+  const measuredWorkers = measured?.backend === 'cpu' ? measured.figures?.cpu?.workers?.workers : null;
+  const ready = await client.init(measured?.backend ?? backend, {}, workers === 'auto' && measuredWorkers ? measuredWorkers : workers);
   const { config, problems: refused } = await validated(ready.defaults, overrides, (json) => client.call('validateConfig', json));
   for (const p of [...problems, ...refused]) notify(`Link setting refused — ${p}`);
   await client.call('setConfig', JSON.stringify(config));

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { serve, launch, openPage, OUT } from './harness.mjs';
-import { decide, formatMs } from '../../www/backend-choice.js';
+import { decide, formatMs, chooseWorkers } from '../../www/backend-choice.js';
 
 test('the decision: the faster backend, both figures, and why', () => {
   const cpu = { steps: [12, 11, 30], token_ms: 0.5 };
@@ -30,6 +30,12 @@ test('the decision: the faster backend, both figures, and why', () => {
   assert.equal(broken.backend, 'cpu');
   assert.match(broken.reason, /could not train here \(device lost\)/);
   assert.equal(decide({ cpu: { steps: [], error: 'no' }, webgpu: gpu([5]) }).backend, 'webgpu');
+  assert.deepEqual(chooseWorkers([12, 12, 12], { 2: [9, 9, 9], 3: [8.5, 8.5, 8.5] }), { workers: 2, step_ms: { 1: 12, 2: 9, 3: 8.5 } }, 'a third worker that saves under 10% is not taken');
+  assert.equal(chooseWorkers([12, 12, 12], { 2: [11.5, 11, 11.2] }).workers, 1, 'a split under 10% faster is not worth a worker');
+  assert.equal(chooseWorkers([12], { 2: [8], 3: [6] }).workers, 3);
+  assert.equal(chooseWorkers([12]).workers, 1);
+  const split = decide({ cpu: { ...cpu, split: { 2: [8, 8, 8] } }, webgpu: gpu([40]) });
+  assert.match(split.reason, /CPU backend: 12 ms\/step, 0\.5 ms\/token \(split across 2 workers: 8\.0 ms\/step\)/);
   assert.equal(formatMs(0.48), '0.5 ms');
   assert.equal(formatMs(12.3), '12 ms');
 });
@@ -46,10 +52,11 @@ const countProbes = () => {
   };
 };
 
-async function open(browser, url, { hideWebGpu = false } = {}) {
+async function open(browser, url, { hideWebGpu = false, cores = null } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.addInitScript(() => { try { localStorage.setItem('rlhf-lab-mode', 'lab'); } catch { /* about:blank */ } });
   await context.addInitScript(countProbes);
+  if (cores) await context.addInitScript((n) => Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => n, configurable: true }), cores);
   if (hideWebGpu) await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
   const page = await context.newPage();
   const errors = [];
@@ -105,6 +112,18 @@ test('auto measures both backends, trains on the faster, remembers; hidden WebGP
     const micro = await open(browser, `${server.url}?preset=micro`);
     assert.equal(await micro.page.evaluate(() => window.__probeWorkers), 1, 'a new preset is measured');
     await micro.context.close();
+
+    // Three cores (as the page sees them): the probe also times the step split across 2 workers and
+    // the page uses as many as paid (10% or more), whatever that was on this machine.
+    const three = await open(browser, `${server.url}?preset=micro`, { cores: 3 });
+    const threeEntry = Object.values(await three.page.evaluate(() => JSON.parse(localStorage.getItem('rlhf-lab-backend-measured'))))[0];
+    const { workers: chosen, step_ms: byWorkers } = threeEntry.figures.cpu.workers;
+    assert.ok(byWorkers[1] > 0 && byWorkers[2] > 0, `both measured: ${JSON.stringify(byWorkers)}`);
+    assert.equal(chosen, byWorkers[2] < 0.9 * byWorkers[1] ? 2 : 1);
+    assert.equal(/· 2 workers/.test(await badge(three.page).textContent()), chosen === 2);
+    console.log(`# 3 cores: one worker ${byWorkers[1]} ms/step, two ${byWorkers[2]} ms/step → ${chosen} worker${chosen === 1 ? '' : 's'}; badge: ${await badge(three.page).textContent()}`);
+    assert.deepEqual(three.errors, []);
+    await three.context.close();
 
     // WebGPU hidden: the CPU backend at once, without a probe.
     const hidden = await open(browser, `${server.url}`, { hideWebGpu: true });
