@@ -167,6 +167,7 @@ pub async fn import_folder(files: &[HfFile], tokenizer: &Tokenizer, lab_model: &
         note: json!({"imported": "Hugging Face folder", "config": config["rlhf_lab"]["settings"].clone()}),
         record_len: 0,
         record_checksum: String::new(),
+        header_checksum: String::new(),
     };
     checkpoint::check_header(&header, role.architecture(), lab_model, &tokenizer.fingerprint())?;
     let weights = file(files, "model.safetensors")?;
@@ -280,7 +281,7 @@ mod tests {
         } else {
             pollster::block_on(checkpoint::record_bytes(&trunk)).unwrap()
         };
-        let header = CheckpointHeader { role: role.name().into(), architecture: role.architecture().into(), model: config.clone(), vocab: tok.fingerprint(), note: json!({"config": {"seed": 5}}), record_len: 0, record_checksum: String::new() };
+        let header = CheckpointHeader { role: role.name().into(), architecture: role.architecture().into(), model: config.clone(), vocab: tok.fingerprint(), note: json!({"config": {"seed": 5}}), record_len: 0, record_checksum: String::new(), header_checksum: String::new() };
         checkpoint::encode(&header, &record)
     }
 

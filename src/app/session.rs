@@ -744,6 +744,7 @@ impl Session {
             note: serde_json::json!({"config": self.config}),
             record_len: 0,
             record_checksum: String::new(),
+            header_checksum: String::new(),
         };
         let record = match role {
             Role::Reward => {

@@ -44,6 +44,10 @@ pub struct CheckpointHeader {
     pub record_len: usize,
     #[serde(default)]
     pub record_checksum: String,
+    /// FNV-1a of the header itself (serialized with this field empty), so a damaged note or
+    /// setting is refused too. Filled in by `encode`; absent in checkpoints made before it was.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub header_checksum: String,
 }
 
 /// FNV-1a over the bytes: not cryptographic, only a guard against damage.
@@ -56,8 +60,15 @@ fn checksum(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
+/// The header's own checksum: over its JSON with `header_checksum` empty.
+fn header_checksum(header: &CheckpointHeader) -> String {
+    let unsigned = CheckpointHeader { header_checksum: String::new(), ..header.clone() };
+    checksum(&serde_json::to_vec(&unsigned).expect("headers serialize"))
+}
+
 pub fn encode(header: &CheckpointHeader, record: &[u8]) -> Vec<u8> {
-    let header = CheckpointHeader { record_len: record.len(), record_checksum: checksum(record), ..header.clone() };
+    let mut header = CheckpointHeader { record_len: record.len(), record_checksum: checksum(record), header_checksum: String::new(), ..header.clone() };
+    header.header_checksum = header_checksum(&header);
     let json = serde_json::to_vec(&header).expect("headers serialize");
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + json.len() + record.len());
     out.extend_from_slice(MAGIC);
@@ -82,6 +93,9 @@ pub fn decode(bytes: &[u8]) -> Result<(CheckpointHeader, &[u8])> {
     };
     let header: CheckpointHeader =
         serde_json::from_slice(json).map_err(|e| LabError::Checkpoint(format!("its header is not valid: {e}")))?;
+    if !header.header_checksum.is_empty() && header.header_checksum != header_checksum(&header) {
+        return refuse("its header does not match its checksum: the file is corrupted");
+    }
     let record = &bytes[12 + len..];
     if record.is_empty() {
         return refuse("the file holds a header but no weights");
@@ -182,7 +196,7 @@ mod tests {
         let device = Device::flex();
         let config = Preset::Micro.model(20);
         let model = Gpt::new(&config, &mut Rng::new(1), &device);
-        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::json!({"step": 3}), record_len: 0, record_checksum: String::new() };
+        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::json!({"step": 3}), record_len: 0, record_checksum: String::new(), header_checksum: String::new() };
         let bytes = encode(&header, &pollster::block_on(record_bytes(&model)).unwrap());
         let (read_header, record) = decode(&bytes).unwrap();
         assert_eq!((read_header.role.as_str(), &read_header.model, &read_header.note), ("sft", &header.model, &header.note));
@@ -198,7 +212,7 @@ mod tests {
         let device = Device::flex();
         let config = Preset::Micro.model(20);
         let model = Gpt::new(&config, &mut Rng::new(1), &device);
-        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::Value::Null, record_len: 0, record_checksum: String::new() };
+        let header = CheckpointHeader { role: "sft".into(), architecture: "gpt".into(), model: config.clone(), vocab: "v".into(), note: serde_json::Value::Null, record_len: 0, record_checksum: String::new(), header_checksum: String::new() };
         let bytes = encode(&header, &pollster::block_on(record_bytes(&model)).unwrap());
         assert!(decode(b"hello").unwrap_err().to_string().contains("not an rlhf-lab checkpoint"));
         assert!(decode(&bytes[..20]).unwrap_err().to_string().contains("truncated"));
@@ -207,6 +221,12 @@ mod tests {
         let last = flipped.len() - 100;
         flipped[last] ^= 0x40;
         assert!(decode(&flipped).unwrap_err().to_string().contains("corrupted"));
+        // A byte of the header that leaves it valid JSON (a letter of the role) is caught by the
+        // header's own checksum.
+        let mut renamed = bytes.clone();
+        let at = renamed.windows(5).position(|w| w == b"\"sft\"").unwrap() + 1;
+        renamed[at] = b't';
+        assert!(decode(&renamed).unwrap_err().to_string().contains("header does not match its checksum"));
         let (h, record) = decode(&bytes).unwrap();
         let tiny = Preset::Tiny.model(20);
         assert!(check_header(&h, "gpt", &tiny, "v").unwrap_err().to_string().contains("d_model=32"));
