@@ -25,9 +25,9 @@ step "Hugging Face export with transformers (scripts/check-hf.sh)" scripts/check
 # prove correctness on a few steps there and compare with the CPU backend.
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1200}
 step "browser tests in Chromium (wasm-pack test --headless --chrome)" \
-  env CHROMEDRIVER=/usr/bin/chromedriver wasm-pack test --headless --chrome --release --test web
+  env CHROMEDRIVER=/usr/bin/chromedriver wasm-pack test --headless --chrome --release --test web --features webgpu
 step "browser tests in Firefox ESR (wasm-pack test --headless --firefox)" \
-  env GECKODRIVER="$(command -v geckodriver)" wasm-pack test --headless --firefox --release --test web
+  env GECKODRIVER="$(command -v geckodriver)" wasm-pack test --headless --firefox --release --test web --features webgpu
 step "build the page" scripts/build.sh
 step "end-to-end tests (Playwright, Chromium)" node --test --test-concurrency=1 tests/e2e/
 printf '\n\033[1m[test] all passed in %ss\033[0m\n' "$(( $(date +%s) - started ))" >&2

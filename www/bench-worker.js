@@ -2,8 +2,9 @@
 // `GPUQueue.prototype.submit` (the wasm reaches WebGPU through these JS objects). On the CPU
 // backend it also measures the training step split across `shards` workers (shards.js), which
 // only the page can do: the helpers are Web Workers.
-import { benchmark, Lab } from './pkg/rlhf_lab.js';
 import { initCore, matmulKernel, preferMatmul } from './core.js';
+
+let Lab = null; // the core's, once it started
 import { ShardPool } from './shards.js';
 
 // Read by the wasm benchmark around each measurement.
@@ -135,12 +136,13 @@ async function startup(backend, preset) {
 self.onmessage = async ({ data }) => {
   try {
     const workerStarted = epochMs();
-    await initCore();
+    const core = await initCore(data.backend === 'cpu' ? 'cpu' : 'webgpu');
+    Lab = core.Lab;
     const coreReady = epochMs();
     // On the CPU backend only: WebGPU's device can be set up once per worker, and the benchmark's.
     const firstStep = data.backend === 'cpu' ? await startup('cpu', data.presets.split(',')[0]) : null;
     preferMatmul(data.matmul ?? 'fastest');
-    const result = await benchmark(data.backend, data.presets, data.plan);
+    const result = await core.benchmark(data.backend, data.presets, data.plan);
     const shards = Number(data.shards) || 1;
     if (result.backend.backend === 'cpu' && shards > 1) {
       for (const preset of data.presets.split(',')) result.rows.push(await shardedRow(preset, shards, result.plan, data.matmul));

@@ -3,18 +3,30 @@
 // multiply-add, which a browser without relaxed SIMD cannot even compile. It shares the core's
 // memory, and the core checks it against its own kernel before using it (`useFmaMatmul`).
 // Without it the core's own kernel runs: nothing else changes.
-import init, { useFmaMatmul, matmulKernel, preferMatmul } from './pkg/rlhf_lab.js';
+//
+// The core comes in two builds of the same source (scripts/build.sh): `pkg/`, with burn's WebGPU
+// backend (37.98 MB, 6.4 MB gzipped), and `pkg-cpu/`, the CPU backend alone (8.5 MB, 1.9 MB
+// gzipped: no cubecl, wgpu or naga). A worker that trains on the CPU backend loads the small one.
 
 const fmaKernelUrl = new URL('./pkg/fma_kernel.wasm', import.meta.url);
 
-/** The core's exports, once it and (where it compiles) the FMA kernel are ready. */
-export async function initCore() {
-  const wasm = await init();
-  await useFmaKernel(wasm.memory);
-  return wasm;
+let loaded = null;
+
+/**
+ * Starts the core in this worker: `kind` `cpu` is the CPU-only build, anything else the build with
+ * WebGPU. Returns the module's exports (`Lab`, `GradientWorker`, `benchmark`, …) once it and
+ * (where it compiles) the FMA kernel are ready; `core.memory` is its wasm memory.
+ */
+export async function initCore(kind = 'webgpu') {
+  // Two literal imports, so that the bundler keeps both builds.
+  const core = await (kind === 'cpu' ? import('./pkg-cpu/rlhf_lab.js') : import('./pkg/rlhf_lab.js'));
+  const wasm = await core.default();
+  await useFmaKernel(core, wasm.memory);
+  loaded = core;
+  return { ...core, memory: wasm.memory };
 }
 
-async function useFmaKernel(memory) {
+async function useFmaKernel({ useFmaMatmul }, memory) {
   let bytes;
   try {
     const response = await fetch(fmaKernelUrl);
@@ -38,4 +50,5 @@ async function useFmaKernel(memory) {
  * `matmulKernel()`: `relaxed-simd fma`, `simd128` or `flex gemm`, the CPU backend's matrix product;
  * `preferMatmul('fastest' | 'simd128' | 'flex')` chooses it (the benchmark's before and after).
  */
-export { matmulKernel, preferMatmul };
+export const matmulKernel = () => loaded.matmulKernel();
+export const preferMatmul = (name) => loaded.preferMatmul(name);

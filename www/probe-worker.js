@@ -15,23 +15,17 @@
 //                {backend, token_ms}                   one generation, per new token
 //                {backend, error}                      anything else went wrong
 //                {done: true}
-import { Lab } from './pkg/rlhf_lab.js';
 import { initCore } from './core.js';
 import { ShardPool } from './shards.js';
 
 const NEW_TOKENS = 20; // rlhf::task::MAX_COMPLETION: every generation runs this many positions
 
 self.onmessage = async ({ data: { backends, preset, warmup, steps, maxShards = 1 } }) => {
-  try {
-    await initCore();
-  } catch (e) {
-    for (const backend of backends) postMessage({ backend, error: `the core did not start: ${e?.message ?? e}` });
-    postMessage({ done: true });
-    return;
-  }
   for (const backend of backends) {
     let lab = null;
     try {
+      // The build the training worker would load for this backend (core.js).
+      const { Lab } = await initCore(backend);
       const config = JSON.parse(Lab.defaultConfig());
       config.preset = preset;
       const splits = backend === 'cpu' ? Math.max(0, maxShards - 1) : 0;

@@ -5,10 +5,10 @@
 // Protocol (shards.js → here):  {id, theta: Float32Array, work} | {preferMatmul} (the benchmark)
 // Protocol (here → shards.js):  {id, ok: true, result: {step, gradient, sums, perToken},
 //                                timing: {received, started, done}} | {id, ok: false, error}
-import { GradientWorker } from './pkg/rlhf_lab.js';
 import { initCore, preferMatmul } from './core.js';
 
-const ready = initCore().then(() => new GradientWorker());
+// Helpers compute on the CPU backend only: the CPU-only build of the core.
+const ready = initCore('cpu').then((core) => new core.GradientWorker());
 // One request at a time: a wasm-bindgen object can't be entered twice.
 let chain = Promise.resolve();
 // Times on the clock the page's workers share, for the benchmark's timeline (shards.js).

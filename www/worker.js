@@ -12,12 +12,13 @@
 //                            {event: 'shards-failed', message}           steps go on unsplit
 // A `tag` marks runs that are not the stage panel's own (e.g. the β sweep): panels ignore tagged
 // events that are not theirs.
-import { Lab, heapUsage, preferMatmul } from './pkg/rlhf_lab.js';
-import { initCore, matmulKernel } from './core.js';
+import { initCore, matmulKernel, preferMatmul } from './core.js';
 import { recordSteps } from './storage.js';
 import { ShardPool, shardsForThisMachine } from './shards.js';
 
 let lab = null;
+// The core's exports (core.js): the CPU-only build when the page asked for the CPU backend.
+let core = null;
 // On the CPU backend, the steps that can be split across helper workers are (shards.js).
 let shards = new ShardPool(1);
 // Every call into the session goes through this chain: a wasm-bindgen object can't be entered
@@ -154,13 +155,15 @@ self.onmessage = async ({ data }) => {
   try {
     let result;
     if (cmd === 'init') {
-      const wasm = await initCore();
+      const kind = args.backend === 'cpu' ? 'cpu' : 'webgpu';
+      if (core && core.kind !== kind) throw new Error(`this worker runs the ${core.kind} build of the core; start a new one for ${kind}`);
+      core ??= Object.assign(await initCore(kind), { kind });
       // For the soak command: the wasm memory's size (it only grows; a leak shows here).
-      self.__wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
+      self.__wasmMemoryBytes = () => core.memory.buffer.byteLength;
       // …and the bytes the core's allocator holds now (src/app/heap.rs): what a leak would raise.
-      self.__wasmHeapLiveBytes = () => heapUsage().live_bytes;
+      self.__wasmHeapLiveBytes = () => core.heapUsage().live_bytes;
       const started = performance.now();
-      lab = await Lab.create(args.backend, JSON.stringify(args.config ?? {}));
+      lab = await core.Lab.create(args.backend, JSON.stringify(args.config ?? {}));
       shards.terminate();
       const wanted = args.workers == null || args.workers === 'auto' ? shardsForThisMachine() : Number(args.workers);
       shards = new ShardPool(lab.backendInfo().backend === 'cpu' ? wanted : 1, (e) => postMessage({ event: 'shards-failed', message: e.message }));
@@ -170,8 +173,8 @@ self.onmessage = async ({ data }) => {
         matmulKernel: matmulKernel(),
         status: lab.status(),
         config: JSON.parse(lab.config()),
-        defaults: JSON.parse(Lab.defaultConfig()),
-        catalog: Lab.metricCatalog(),
+        defaults: JSON.parse(core.Lab.defaultConfig()),
+        catalog: core.Lab.metricCatalog(),
         vocabulary: lab.vocabulary(),
         setupMs: performance.now() - started,
       };
@@ -191,7 +194,7 @@ self.onmessage = async ({ data }) => {
       const { method, params = [] } = args;
       if (method !== 'validateConfig') refuseIfLost();
       if (method === 'validateConfig') {
-        result = Lab.validateConfig(...params);
+        result = core.Lab.validateConfig(...params);
       } else {
         if (typeof lab?.[method] !== 'function') throw new Error(`no such method ${method}`);
         result = await serial(() => lab[method](...params));

@@ -21,7 +21,7 @@ use crate::rlhf::task::{prompt_tokens, Tokenizer, MAX_COMPLETION};
 use crate::rng::Rng;
 
 /// Counts kernel launches while alive (cubecl backends only; zero elsewhere).
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(any(feature = "webgpu", feature = "gpu"))]
 mod dispatches {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -71,7 +71,7 @@ mod dispatches {
     }
 }
 
-#[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+#[cfg(not(any(feature = "webgpu", feature = "gpu")))]
 mod dispatches {
     /// The CPU backend launches no kernels: nothing to count.
     pub struct Counter;

@@ -106,7 +106,7 @@ mod browser {
 /// reduction kernel plus separate elementwise kernels for each block. Removed, the same chains
 /// go to the plain reduce fusion, which runs its elementwise reads and writes inside the
 /// reduction kernel.
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(any(feature = "webgpu", feature = "gpu"))]
 fn configure_fusion() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -147,11 +147,22 @@ pub async fn select(choice: BackendChoice) -> (Device, BackendInfo) {
         Ok(adapter) => adapter,
         Err(why) => return cpu(format!("WebGPU is not available: {why}; training runs on the CPU backend instead"), true),
     };
+    webgpu_device(adapter).await
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "webgpu"))]
+async fn webgpu_device(adapter: String) -> (Device, BackendInfo) {
     configure_fusion();
     match Device::wgpu_options().init_async().await {
         Ok(device) => (device, BackendInfo { backend: "webgpu".into(), adapter, reason: "WebGPU adapter found".into(), fallback: false }),
         Err(e) => cpu(format!("WebGPU could not be initialized ({e}); training runs on the CPU backend instead"), true),
     }
+}
+
+/// The CPU-only build of the core (no `webgpu` feature) has no WebGPU to initialize.
+#[cfg(all(target_arch = "wasm32", not(feature = "webgpu")))]
+async fn webgpu_device(adapter: String) -> (Device, BackendInfo) {
+    cpu(format!("this is the CPU-only build of the core; WebGPU ({adapter}) runs in the other build"), true)
 }
 
 /// Picks the backend natively: the CPU backend, or burn-wgpu when built with `gpu` and asked for.

@@ -71,7 +71,7 @@ fn linear_output_shape(x: &Shape, weight: &Shape) -> Shape {
 }
 
 /// [batch, 1, 3·d_model] → [batch, 1, d_model]. Needed only where fusion registers the operation.
-#[cfg_attr(not(any(target_arch = "wasm32", feature = "gpu")), allow(dead_code))]
+#[cfg_attr(not(any(feature = "webgpu", feature = "gpu")), allow(dead_code))]
 fn attention_output_shape(qkv: &Shape) -> Shape {
     Shape::from(vec![qkv[0], qkv[1], qkv[2] / 3])
 }
@@ -80,8 +80,8 @@ fn attention_output_shape(qkv: &Shape) -> Shape {
 /// autodiff run; burn-cubecl's implementation launches the kernels below.
 #[backend_extension(
     Flex: cfg(all()),
-    Cube: cfg(any(target_arch = "wasm32", feature = "gpu")),
-    Fusion: cfg(any(target_arch = "wasm32", feature = "gpu")),
+    Cube: cfg(any(feature = "webgpu", feature = "gpu")),
+    Fusion: cfg(any(feature = "webgpu", feature = "gpu")),
     Autodiff
 )]
 pub trait RowKernels: Backend {
@@ -151,7 +151,7 @@ impl RowKernels for burn::backend::Flex {}
 
 impl<B: Backend + RowKernels, C: CheckpointStrategy> RowKernels for Autodiff<B, C> {}
 
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(any(feature = "webgpu", feature = "gpu"))]
 mod cube {
     use burn::backend::tensor::FloatTensor;
     use burn::backend::TensorMetadata;

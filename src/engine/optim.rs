@@ -78,7 +78,7 @@ fn adam_in_operations<B: Backend>(theta: FloatTensor<B>, gradient: FloatTensor<B
 /// Adam's update of flat vectors, per backend. The default body is burn's operations (GPUs,
 /// where fusion joins them); the CPU backend runs `adam_slices`. Called on tensors without
 /// autodiff: the optimizer works on the parameters' values.
-#[backend_extension(Flex: cfg(all()), Cube: cfg(any(target_arch = "wasm32", feature = "gpu")))]
+#[backend_extension(Flex: cfg(all()), Cube: cfg(any(feature = "webgpu", feature = "gpu")))]
 pub trait OptimizerOps: Backend {
     /// θ, m and v after one step, and ‖g‖ as a [1] tensor (`Updated`, spelt out for the macro).
     #[allow(clippy::type_complexity)]
@@ -100,7 +100,7 @@ impl OptimizerOps for burn::backend::Flex {
     }
 }
 
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(any(feature = "webgpu", feature = "gpu"))]
 impl OptimizerOps for burn::backend::Cube {}
 
 /// `OptimizerOps::adam_update` on the tensors' backend.

@@ -62,10 +62,17 @@ async function open(browser, url, { hideWebGpu = false, cores = null } = {}) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  // The core's downloads, workers' included: the bytes on the wire (gzipped where served so).
+  const wasm = [];
+  page.on('requestfinished', async (request) => {
+    if (!/rlhf_lab_bg.*\.wasm$/.test(request.url())) return;
+    const sizes = await request.sizes().catch(() => null);
+    wasm.push({ name: request.url().split('/').pop(), wire: sizes?.responseBodySize ?? NaN });
+  });
   const started = Date.now();
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
-  return { page, context, errors, ms: Date.now() - started };
+  return { page, context, errors, wasm, ms: Date.now() - started };
 }
 
 const badge = (page) => page.locator('#backend');
@@ -79,7 +86,10 @@ test('auto measures both backends, trains on the faster, remembers; hidden WebGP
     assert.match(await badge(forcedCpu.page).textContent(), /^CPU backend/);
     assert.equal(await forcedCpu.page.evaluate(() => window.__probeWorkers), 0);
     assert.equal(await badge(forcedCpu.page).getAttribute('data-choice'), 'forced');
-    console.log(`# ?backend=cpu: ready in ${forcedCpu.ms} ms, no probe`);
+    // A page that trains on the CPU downloads the CPU-only build of the core, and it is light.
+    assert.equal(forcedCpu.wasm.length, 1, `one core downloaded: ${JSON.stringify(forcedCpu.wasm)}`);
+    assert.ok(forcedCpu.wasm[0].wire <= 4_000_000, `the core on the wire: ${forcedCpu.wasm[0].wire} bytes`);
+    console.log(`# ?backend=cpu: ready in ${forcedCpu.ms} ms, no probe; the core: ${forcedCpu.wasm[0].wire} bytes on the wire`);
     await forcedCpu.context.close();
 
     // Auto, first visit: the probe runs and the CPU backend wins against SwiftShader.
@@ -90,7 +100,7 @@ test('auto measures both backends, trains on the faster, remembers; hidden WebGP
     const notice = first.page.getByRole('status').filter({ hasText: 'training on the CPU backend' });
     await notice.waitFor();
     const said = (await notice.textContent()).replace('×', '').trim();
-    console.log(`# auto, first visit: ready in ${first.ms} ms; the page says: ${said}`);
+    console.log(`# auto, first visit: ready in ${first.ms} ms; the page says: ${said}; downloads: ${first.wasm.map((w) => `${w.name} ${w.wire} bytes`).join(', ')}`);
     assert.match(said, /^WebGPU \(google swiftshader\): (over )?[\d,.]+ ms\/step.*; CPU backend: [\d.]+ ms\/step, [\d.]+ ms\/token — training on the CPU backend, the faster here/);
     const remembered = await first.page.evaluate(() => JSON.parse(localStorage.getItem('rlhf-lab-backend-measured')));
     const [entry] = Object.values(remembered);
@@ -131,7 +141,8 @@ test('auto measures both backends, trains on the faster, remembers; hidden WebGP
     assert.match(await badge(hidden.page).textContent(), /^CPU backend/);
     assert.equal(await badge(hidden.page).getAttribute('data-choice'), 'no-webgpu');
     await hidden.page.getByRole('status').filter({ hasText: 'navigator.gpu is missing' }).waitFor();
-    console.log(`# WebGPU hidden: ready in ${hidden.ms} ms, no probe (forced CPU: ${forcedCpu.ms} ms)`);
+    assert.equal(hidden.wasm.length, 1, 'without WebGPU, only the CPU-only core');
+    console.log(`# WebGPU hidden: ready in ${hidden.ms} ms, no probe (forced CPU: ${forcedCpu.ms} ms); the core: ${hidden.wasm[0].wire} bytes on the wire`);
     assert.deepEqual(hidden.errors, []);
     await hidden.context.close();
 
@@ -139,6 +150,7 @@ test('auto measures both backends, trains on the faster, remembers; hidden WebGP
     const forcedGpu = await open(browser, `${server.url}?backend=webgpu&preset=micro`);
     assert.equal(await forcedGpu.page.evaluate(() => window.__probeWorkers), 0);
     assert.match(await badge(forcedGpu.page).textContent(), /^WebGPU/);
+    assert.ok(forcedGpu.wasm.length === 1 && forcedGpu.wasm[0].wire > 4_000_000, `WebGPU loads the full build: ${JSON.stringify(forcedGpu.wasm)}`);
     console.log(`# ?backend=webgpu: ${await badge(forcedGpu.page).textContent()}, no probe`);
     assert.deepEqual(forcedGpu.errors, []);
     await forcedGpu.context.close();

@@ -122,7 +122,7 @@ pub fn masked_head_attention(qkv: Tensor<3>, head_mask: Tensor<4>, causal_bias: 
 /// The operations, per backend. The default bodies are the forward passes in the backend's own
 /// operations (the CPU backend; burn's fusion over cubecl, which fuses them lazily); autodiff
 /// has its own implementation, which records one node with a written-out backward.
-#[backend_extension(Flex: cfg(all()), Cube: cfg(any(target_arch = "wasm32", feature = "gpu")), Autodiff)]
+#[backend_extension(Flex: cfg(all()), Cube: cfg(any(feature = "webgpu", feature = "gpu")), Autodiff)]
 pub trait LayerOps: Backend {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         layer_norm_forward::<Self>(x, gamma, beta, epsilon).output
@@ -214,7 +214,7 @@ pub trait LayerOps: Backend {
 
 /// On a GPU, a LayerNorm without a gradient is one kernel (`gpu_kernels`) instead of two
 /// reductions and the arithmetic around them.
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(any(feature = "webgpu", feature = "gpu"))]
 impl LayerOps for burn::backend::Cube {
     fn layer_norm_last(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
         <Self as crate::engine::gpu_kernels::RowKernels>::layer_norm_rows(x, gamma, beta, epsilon)
