@@ -129,28 +129,36 @@ impl LabelRecord {
     }
 }
 
-/// Parses a label file (JSON lines; blank lines ignored). All or nothing: the first bad line
-/// refuses the file.
-pub fn parse_jsonl(text: &str, tokenizer: &Tokenizer) -> Result<Vec<LabeledPair>> {
+/// Reads a file of JSON lines (blank lines ignored), one item per line, all or nothing: the first
+/// line `read` refuses refuses the file, with its number. `file` and `items` name the file and
+/// what it holds in messages ("label file", "labels").
+pub fn read_lines<T>(text: &str, file: &str, items: &str, read: impl Fn(&str) -> std::result::Result<T, String>) -> Result<Vec<T>> {
     if text.len() > MAX_LABEL_FILE_BYTES {
-        return Err(LabError::InvalidInput(format!("the label file is {} bytes; at most {MAX_LABEL_FILE_BYTES} are accepted", text.len())));
+        return Err(LabError::InvalidInput(format!("the {file} is {} bytes; at most {MAX_LABEL_FILE_BYTES} are accepted", text.len())));
     }
-    let mut pairs = Vec::new();
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        if pairs.len() == MAX_LABELS {
-            return Err(LabError::InvalidInput(format!("more than {MAX_LABELS} labels in one file")));
+        if out.len() == MAX_LABELS {
+            return Err(LabError::InvalidInput(format!("more than {MAX_LABELS} {items} in one file")));
         }
-        let record: LabelRecord = serde_json::from_str(line).map_err(|e| LabError::InvalidInput(format!("line {}: not a label: {e}", i + 1)))?;
-        let pair = record.to_pair(tokenizer).map_err(|e| LabError::InvalidInput(format!("line {}: {e}", i + 1)))?;
-        pairs.push(pair);
+        out.push(read(line).map_err(|e| LabError::InvalidInput(format!("line {}: {e}", i + 1)))?);
     }
-    if pairs.is_empty() {
-        return Err(LabError::InvalidInput("the file holds no labels".into()));
+    if out.is_empty() {
+        return Err(LabError::InvalidInput(format!("the file holds no {items}")));
     }
-    Ok(pairs)
+    Ok(out)
+}
+
+/// Parses a label file (JSON lines; blank lines ignored). All or nothing: the first bad line
+/// refuses the file.
+pub fn parse_jsonl(text: &str, tokenizer: &Tokenizer) -> Result<Vec<LabeledPair>> {
+    read_lines(text, "label file", "labels", |line| {
+        let record: LabelRecord = serde_json::from_str(line).map_err(|e| format!("not a label: {e}"))?;
+        record.to_pair(tokenizer)
+    })
 }
 
 /// Splits labels into (train, held-out) the same way for every stage that trains on them — the

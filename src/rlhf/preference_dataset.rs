@@ -18,8 +18,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{LabError, Result};
-use crate::rlhf::labels::{LabelRecord, LabelSource, MAX_LABELS, MAX_LABEL_FILE_BYTES};
+use crate::error::Result;
+use crate::rlhf::labels::{read_lines, LabelRecord, LabelSource};
 use crate::rlhf::task::{Preference, Tokenizer};
 
 const EOS_TEXT: &str = "<eos>";
@@ -119,23 +119,7 @@ fn record_of_line(line: &str, tokenizer: &Tokenizer) -> std::result::Result<Labe
 
 /// Reads a TRL preference file into the lab's label records, all or nothing.
 pub fn parse_preference_jsonl(text: &str, tokenizer: &Tokenizer) -> Result<Vec<LabelRecord>> {
-    if text.len() > MAX_LABEL_FILE_BYTES {
-        return Err(LabError::InvalidInput(format!("the preference file is {} bytes; at most {MAX_LABEL_FILE_BYTES} are accepted", text.len())));
-    }
-    let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if records.len() == MAX_LABELS {
-            return Err(LabError::InvalidInput(format!("more than {MAX_LABELS} rows in one file")));
-        }
-        records.push(record_of_line(line, tokenizer).map_err(|e| LabError::InvalidInput(format!("line {}: {e}", i + 1)))?);
-    }
-    if records.is_empty() {
-        return Err(LabError::InvalidInput("the file holds no preference rows".into()));
-    }
-    Ok(records)
+    read_lines(text, "preference file", "preference rows", |line| record_of_line(line, tokenizer))
 }
 
 /// Whether a label file's first line looks like TRL's format rather than the lab's own.
