@@ -24,6 +24,9 @@ use crate::rlhf::labels::{self, LabelRecord, LabeledPair, PairToJudge};
 use crate::rlhf::metrics::Metrics;
 use crate::rlhf::stages::dpo::{DpoInspection, DpoTrainer};
 use crate::rlhf::stages::grpo::{GroupRecord, GrpoTrainer};
+use crate::rlhf::reward_expression::RewardExpression;
+use crate::rlhf::stages::on_policy::recipe::RewardSource;
+use crate::rlhf::stages::on_policy::rollout::Reward;
 use crate::rlhf::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::rlhf::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
 use crate::rlhf::stages::sft::{prompt_samples, PromptSample, SftTrainer};
@@ -513,15 +516,33 @@ impl Session {
 
     // ---- stage 3: PPO ----
 
-    fn reward_model(&self) -> Result<&ScalarModel> {
-        self.reward_model.as_ref().ok_or_else(|| LabError::NotReady("PPO needs a trained reward model: finish stage 2 first".into()))
+    /// What `source` computes rewards with, from what the session holds: r_φ (stage 2 must be
+    /// done), the gold utility, or the learner's expression (`reward.expression`).
+    fn reward_of(&self, source: RewardSource, stage: &str) -> Result<Reward> {
+        match source {
+            RewardSource::RewardModel => self.reward_model.clone().map(Reward::Model).ok_or_else(|| LabError::NotReady(format!("{stage} against r_φ needs a trained reward model: finish stage 2 first, or train against the gold utility or your own reward"))),
+            RewardSource::Gold => Ok(Reward::Gold),
+            RewardSource::Custom => Ok(Reward::Custom(RewardExpression::parse(&self.config.reward.expression, &self.tokenizer)?)),
+        }
     }
 
-    /// π_θ ← π_ref, V_ψ ← r_φ, with the current PPO settings.
+    /// π_θ ← π_ref with the current PPO settings; V_ψ ← r_φ against r_φ, or π_ref's trunk with a
+    /// zero head against a program's reward.
     pub fn ppo_begin(&mut self) -> Result<()> {
-        let trainer = PpoTrainer::new(self.reference()?, self.reward_model()?, &self.config.ppo, self.config.seed, &self.tokenizer, &self.device)?;
-        self.ppo = Some(trainer);
+        self.ppo = Some(self.new_ppo()?);
         Ok(())
+    }
+
+    fn new_ppo(&self) -> Result<PpoTrainer> {
+        let reward = self.reward_of(self.config.ppo.reward, "PPO")?;
+        let reference = self.reference()?;
+        let value = reward.model().cloned().unwrap_or_else(|| ScalarModel::from_trunk(reference.clone(), &self.device));
+        PpoTrainer::against(reference, reward, &value, &self.config.ppo, self.config.seed, &self.tokenizer, &self.device)
+    }
+
+    fn new_grpo(&self) -> Result<GrpoTrainer> {
+        let reward = self.reward_of(self.config.grpo.reward, "GRPO")?;
+        GrpoTrainer::against(self.reference()?, reward, &self.config.grpo, self.config.seed, &self.tokenizer, &self.device)
     }
 
     fn ppo_trainer(&mut self) -> Result<&mut PpoTrainer> {
@@ -547,8 +568,7 @@ impl Session {
 
     /// π_grpo ← π_ref with the current GRPO settings, against the same frozen r_φ as PPO.
     pub fn grpo_begin(&mut self) -> Result<()> {
-        let reward = self.reward_model.as_ref().ok_or_else(|| LabError::NotReady("GRPO needs a trained reward model: finish stage 2 first".into()))?;
-        self.grpo = Some(GrpoTrainer::new(self.reference()?, reward, &self.config.grpo, self.config.seed, &self.tokenizer, &self.device)?);
+        self.grpo = Some(self.new_grpo()?);
         Ok(())
     }
 
@@ -563,7 +583,7 @@ impl Session {
 
     /// Group `index` of the current GRPO rollout: its completions, r_i, mean, std and Â_i.
     pub fn grpo_record(&mut self, index: usize) -> Result<GroupRecord> {
-        self.grpo_trainer()?.record(index)
+        self.grpo_trainer()?.group_record(index)
     }
 
     /// PPO's rollout record of a completion of `product`'s prompt (`None`: PPO's current rollout
@@ -574,12 +594,28 @@ impl Session {
     }
 
     /// Evaluates the model in `role` (sft = π_ref, policy = π_θ) on `count` fresh prompts.
+    /// Evaluates the policy `stage` (PPO or GRPO) is training, its score being the reward it
+    /// trains against (r_φ, the gold utility or the learner's expression) — with gold and the KL to
+    /// π_ref, the three axes of the over-optimization picture (Gao et al. 2022).
+    pub async fn evaluate_run(&self, stage: Stage, count: usize, seed: u64) -> Result<PolicyEvaluation> {
+        if count == 0 || count > 4096 {
+            return Err(LabError::InvalidInput(format!("evaluate between 1 and 4096 completions (got {count})")));
+        }
+        let (policy, source) = match stage {
+            Stage::Ppo => (self.ppo.as_ref().map(PpoTrainer::policy).ok_or_else(|| LabError::NotReady("PPO has not begun".into()))?, self.config.ppo.reward),
+            Stage::Grpo => (self.grpo.as_ref().map(GrpoTrainer::policy).ok_or_else(|| LabError::NotReady("GRPO has not begun".into()))?, self.config.grpo.reward),
+            other => return Err(LabError::InvalidInput(format!("{} trains no policy against a reward", other.name()))),
+        };
+        let reward = self.reward_of(source, stage.name())?;
+        evaluate_policy(&policy, self.reference()?, Some(&reward), &self.tokenizer, count, seed, &self.device).await
+    }
+
     pub async fn evaluate(&self, role: Role, count: usize, seed: u64) -> Result<PolicyEvaluation> {
         if count == 0 || count > 4096 {
             return Err(LabError::InvalidInput(format!("evaluate between 1 and 4096 completions (got {count})")));
         }
         let policy = self.language_model(role)?;
-        evaluate_policy(&policy, self.reference()?, self.reward_model.as_ref(), &self.tokenizer, count, seed, &self.device).await
+        evaluate_policy(&policy, self.reference()?, self.reward_model.clone().map(Reward::Model).as_ref(), &self.tokenizer, count, seed, &self.device).await
     }
 
     // ---- DPO ----
@@ -650,6 +686,9 @@ impl Session {
         let value = match stage {
             Stage::Sft => serde_json::to_value(&self.config.sft),
             Stage::Reward => serde_json::to_value(&self.config.reward),
+            // A custom reward's expression is part of what the run optimizes.
+            Stage::Ppo if self.config.ppo.reward == RewardSource::Custom => serde_json::to_value((&self.config.ppo, &self.config.reward.expression)),
+            Stage::Grpo if self.config.grpo.reward == RewardSource::Custom => serde_json::to_value((&self.config.grpo, &self.config.reward.expression)),
             Stage::Ppo => serde_json::to_value(&self.config.ppo),
             Stage::Grpo => serde_json::to_value(&self.config.grpo),
             Stage::Dpo => serde_json::to_value((&self.config.dpo, self.config.reward.held_out_fraction)),
@@ -701,17 +740,14 @@ impl Session {
                 (self.reward, self.reward_model, self.reward_labels) = (Some(trainer), None, Some(labels));
             }
             Stage::Ppo => {
-                let mut trainer = PpoTrainer::new(self.reference()?, self.reward_model()?, &self.config.ppo, self.config.seed, &self.tokenizer, &self.device)?;
+                let mut trainer = self.new_ppo()?;
                 trainer.restore(trainer_bytes, &settings)?;
                 self.ppo = Some(trainer);
             }
             Stage::Grpo => {
-                self.grpo_begin()?;
-                let trainer = self.grpo.as_mut().expect("just begun");
-                if let Err(e) = trainer.restore(trainer_bytes, &settings) {
-                    self.grpo = None;
-                    return Err(e);
-                }
+                let mut trainer = self.new_grpo()?;
+                trainer.restore(trainer_bytes, &settings)?;
+                self.grpo = Some(trainer);
             }
             Stage::Dpo => {
                 let labels = labels()?;

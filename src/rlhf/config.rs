@@ -10,6 +10,7 @@ use crate::engine::model::config::Preset;
 use crate::error::{count_in, finite_in, LabError, Result};
 use crate::rlhf::math::grpo::{Estimator, LossType};
 use crate::rlhf::math::kl::KlEstimator;
+use crate::rlhf::stages::on_policy::recipe::{RatioLevel, RewardSource};
 
 /// Largest batch the lab accepts (sequences per step): beyond it a step on the CPU fallback takes
 /// seconds and a WebGPU buffer of activations can exceed small adapters' limits.
@@ -105,6 +106,9 @@ pub struct RewardConfig {
     pub sample_temperature: f64,
     /// Share of labels held out to measure accuracy on pairs the model did not train on.
     pub held_out_fraction: f64,
+    /// The learner's own reward (`ppo.reward` / `grpo.reward` = `custom`): a weighted sum of
+    /// named terms (`rlhf::reward_expression`), parsed and checked in Rust.
+    pub expression: String,
 }
 
 impl Default for RewardConfig {
@@ -122,6 +126,7 @@ impl Default for RewardConfig {
             labeler_temperature: 0.5,
             sample_temperature: 1.0,
             held_out_fraction: 0.1,
+            expression: crate::rlhf::reward_expression::DEFAULT_EXPRESSION.to_string(),
         }
     }
 }
@@ -134,7 +139,8 @@ impl RewardConfig {
         count_in("reward.simulated_labels", self.simulated_labels, 1, 50_000)?;
         finite_in("reward.labeler_temperature", self.labeler_temperature, 1e-3, 100.0)?;
         finite_in("reward.sample_temperature", self.sample_temperature, 0.05, 5.0)?;
-        finite_in("reward.held_out_fraction", self.held_out_fraction, 0.0, 0.9)
+        finite_in("reward.held_out_fraction", self.held_out_fraction, 0.0, 0.9)?;
+        crate::rlhf::reward_expression::RewardExpression::parse(&self.expression, &crate::rlhf::task::Tokenizer::new()).map(|_| ())
     }
 }
 
@@ -143,6 +149,9 @@ impl RewardConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PpoConfig {
+    /// What the policy is trained against: `reward_model` (r_φ), `gold` (the gold utility as a
+    /// verifiable reward: RLVR) or `custom` (`reward.expression`).
+    pub reward: RewardSource,
     /// PPO iterations (rollout + update) to run.
     pub iterations: usize,
     /// Completions sampled per iteration.
@@ -187,6 +196,7 @@ pub struct PpoConfig {
 impl Default for PpoConfig {
     fn default() -> Self {
         Self {
+            reward: RewardSource::RewardModel,
             iterations: 60,
             batch_size: 32,
             mini_batches: 2,
@@ -242,13 +252,16 @@ impl PpoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpoConfig {
+    /// What the policy is trained against (as `ppo.reward`).
+    pub reward: RewardSource,
     /// Iterations (rollout + update) to run: PPO's 60, for a comparison at equal rollouts.
     pub iterations: usize,
     /// Prompts per rollout; each gets `group_size` completions. 4 × 8 = PPO's 32 completions.
     pub prompts: usize,
     /// G, completions per prompt (TRL `num_generations`, 8).
     pub group_size: usize,
-    /// `grpo`: baseline = the group's mean; `rloo`: the mean of the other G − 1.
+    /// `grpo`: baseline = the group's mean; `rloo`: the mean of the other G − 1; `reinforce`:
+    /// the mean of the whole batch (a group of 1 is then allowed).
     pub estimator: Estimator,
     /// Divide by the group's std (GRPO). Off: Dr. GRPO's unscaled r − mean (and plain RLOO).
     pub scale_rewards: bool,
@@ -272,6 +285,9 @@ pub struct GrpoConfig {
     /// ε_high: the clip above 1 (TRL `epsilon_high`, = ε_low; DAPO raises it to 0.28 so that
     /// unlikely tokens with a positive advantage can grow: "clip higher").
     pub epsilon_high: f64,
+    /// `token`: ρ per token (GRPO); `sequence`: one ratio per completion, the geometric mean of its
+    /// tokens' (GSPO; TRL `importance_sampling_level`).
+    pub importance_sampling_level: RatioLevel,
     /// Sampling temperature of rollouts; log-probs are taken at the same temperature (PPO's).
     pub temperature: f64,
     /// Subtracted from the score of a completion that never emits `<eos>` (PPO's).
@@ -281,6 +297,7 @@ pub struct GrpoConfig {
 impl Default for GrpoConfig {
     fn default() -> Self {
         Self {
+            reward: RewardSource::RewardModel,
             iterations: 60,
             prompts: 4,
             group_size: 8,
@@ -293,6 +310,7 @@ impl Default for GrpoConfig {
             beta: 0.04,
             epsilon_low: 0.2,
             epsilon_high: 0.28,
+            importance_sampling_level: RatioLevel::Token,
             temperature: 0.7,
             missing_eos_penalty: 0.0,
         }
@@ -303,7 +321,12 @@ impl GrpoConfig {
     pub fn validate(&self) -> Result<()> {
         count_in("grpo.iterations", self.iterations, 1, 100_000)?;
         count_in("grpo.prompts", self.prompts, 1, MAX_BATCH / 2)?;
-        count_in("grpo.group_size", self.group_size, 2, 64)?;
+        // REINFORCE's baseline is the batch: a completion needs no siblings, but a batch needs two.
+        let fewest = if self.estimator == Estimator::Reinforce { 1 } else { 2 };
+        count_in("grpo.group_size", self.group_size, fewest, 64)?;
+        if self.batch_size() < 2 {
+            return Err(LabError::setting("grpo.prompts", "REINFORCE's baseline is the batch's mean: it needs at least 2 completions (prompts × group size)"));
+        }
         if self.batch_size() > MAX_BATCH {
             return Err(LabError::setting("grpo.group_size", format!("prompts × group size is {} completions; at most {MAX_BATCH}", self.batch_size())));
         }
@@ -311,8 +334,8 @@ impl GrpoConfig {
         count_in("grpo.epochs", self.epochs, 1, 64)?;
         finite_in("grpo.learning_rate", self.learning_rate, 1e-8, 1.0)?;
         finite_in("grpo.beta", self.beta, 0.0, 10.0)?;
-        finite_in("grpo.epsilon_low", self.epsilon_low, 1e-3, 0.999)?;
-        finite_in("grpo.epsilon_high", self.epsilon_high, 1e-3, 10.0)?;
+        finite_in("grpo.epsilon_low", self.epsilon_low, 1e-5, 0.999)?;
+        finite_in("grpo.epsilon_high", self.epsilon_high, 1e-5, 10.0)?;
         finite_in("grpo.temperature", self.temperature, 0.05, 5.0)?;
         finite_in("grpo.missing_eos_penalty", self.missing_eos_penalty, 0.0, 100.0)
     }

@@ -18,5 +18,6 @@ pub mod labels;
 pub mod math;
 pub mod metrics;
 pub mod preference_dataset;
+pub mod reward_expression;
 pub mod stages;
 pub mod task;

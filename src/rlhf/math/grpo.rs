@@ -8,6 +8,7 @@
 //! GRPO      Â_i = (r_i − mean(r)) / (std(r) + 1e-4)      std with Bessel's correction, as torch
 //! Dr. GRPO  Â_i =  r_i − mean(r)                          (no division: `scale_rewards` off)
 //! RLOO      Â_i =  r_i − (Σ_j r_j − r_i) / (G − 1)        = G/(G − 1)·(r_i − mean(r))
+//! REINFORCE Â_i =  r_i − mean over the whole batch         (the batch is the group)
 //! ```
 //!
 //! and every token of completion i carries the same Â_i. The update is the clipped ratio of the
@@ -39,6 +40,9 @@ pub enum Estimator {
     Grpo,
     /// The mean of the other G − 1 (RLOO): a baseline independent of y_i, so Â stays unbiased.
     Rloo,
+    /// The mean of the whole batch (REINFORCE with a baseline): the trainer passes the batch as
+    /// one group, so a completion needs no siblings of its own prompt.
+    Reinforce,
 }
 
 /// One group's rewards reduced to advantages, with what the group inspector shows.
@@ -66,7 +70,7 @@ pub fn group_advantages(rewards: &[f32], estimator: Estimator, scale_rewards: bo
     let zero_std = rewards.iter().all(|r| *r == rewards[0]);
     let std = if zero_std { 0.0 } else { (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / (g - 1) as f32).sqrt() };
     let baselines: Vec<f32> = match estimator {
-        Estimator::Grpo => vec![mean; g],
+        Estimator::Grpo | Estimator::Reinforce => vec![mean; g],
         Estimator::Rloo => rewards.iter().map(|r| (sum - r) / (g - 1) as f32).collect(),
     };
     let scale = if scale_rewards { std + STD_EPSILON } else { 1.0 };
@@ -143,9 +147,30 @@ pub fn token_loss(log_ratio: f32, advantage: f32, epsilon_low: f32, epsilon_high
     TokenLoss { loss, low_clipped: ratio < 1.0 - epsilon_low && advantage < 0.0, high_clipped: ratio > 1.0 + epsilon_high && advantage > 0.0, kl }
 }
 
+/// GSPO's importance ratio of one completion: s_i = exp(mean_t log ρ_{i,t}) over its real tokens,
+/// the geometric mean of the token ratios (Zheng et al. 2025). It is clipped, and multiplies Â_i,
+/// at every token of the completion as one number.
+pub fn sequence_log_ratio(log_ratios: &[f32]) -> f32 {
+    log_ratios.iter().sum::<f32>() / log_ratios.len().max(1) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reinforce_is_the_batch_mean_baseline_and_gspo_the_geometric_mean() {
+        // Rewards 1, 2, 6 as one batch: mean 3, Â = r − 3 unscaled.
+        let g = group_advantages(&[1.0, 2.0, 6.0], Estimator::Reinforce, false);
+        assert_eq!(g.advantages, vec![-2.0, -1.0, 3.0]);
+        assert_eq!(g.baselines, vec![3.0; 3]);
+        // Token ratios 2, 0.5, 1: the geometric mean is 1 (log ratios ln 2, −ln 2, 0 average 0).
+        let s = sequence_log_ratio(&[2f32.ln(), 0.5f32.ln(), 0.0]).exp();
+        assert!((s - 1.0).abs() < 1e-6);
+        // Ratios 1.1 and 1.21: s = √(1.1·1.21) = 1.1·√1.1 = 1.153690.
+        let s = sequence_log_ratio(&[1.1f32.ln(), 1.21f32.ln()]).exp();
+        assert!((s - 1.153_690).abs() < 1e-5, "{s}");
+    }
 
     fn close(a: f32, b: f32) -> bool {
         (a - b).abs() < 1e-5

@@ -28,7 +28,13 @@ pub fn policy_loss(log_ratio: f32, advantage: f32, epsilon: f32) -> (f32, bool) 
 /// page's "once the ratio moves more than ε in the direction that would help, the objective
 /// flattens".
 pub fn surrogate_slope(ratio: f32, advantage: f32, epsilon: f32) -> f32 {
-    let flat = (advantage > 0.0 && ratio > 1.0 + epsilon) || (advantage < 0.0 && ratio < 1.0 - epsilon);
+    surrogate_slope_asymmetric(ratio, advantage, epsilon, epsilon)
+}
+
+/// The same with a clip range of its own on each side: [1 − ε_low, 1 + ε_high] (DAPO's
+/// "clip higher", GRPO's and GSPO's ranges).
+pub fn surrogate_slope_asymmetric(ratio: f32, advantage: f32, epsilon_low: f32, epsilon_high: f32) -> f32 {
+    let flat = (advantage > 0.0 && ratio > 1.0 + epsilon_high) || (advantage < 0.0 && ratio < 1.0 - epsilon_low);
     if flat { 0.0 } else { advantage }
 }
 

@@ -4,7 +4,9 @@
 //! sft.rs     Stage 1   cross-entropy on demonstrations            → π_ref
 //! reward.rs  Stage 2   Bradley–Terry on labeled pairs             → r_φ
 //! ppo.rs     Stage 3   KL-regularized RL with the clipped update  → π_θ (and V_ψ)
-//! grpo.rs    Stage 3b  the same, a group of completions as baseline → π_grpo (no critic)
+//! grpo.rs    Stage 3b  the same, a group of completions as baseline → π_grpo (no critic);
+//!                      RLOO, REINFORCE and GSPO are its choices too
+//! on_policy/ the one trainer stages 3 and 3b are recipes of: rollout, loss, reports, views
 //! dpo.rs     contrast  the same objective in closed form          → π_dpo
 //! ```
 //!
@@ -13,9 +15,8 @@
 
 pub mod dpo;
 pub mod grpo;
-pub mod grpo_loss;
+pub mod on_policy;
 pub mod ppo;
-pub mod ppo_loss;
 pub mod reward;
 pub mod sft;
 pub mod sweep;

@@ -1,4 +1,4 @@
-//! The β sweep behind the reward–KL frontier: PPO, GRPO, RLOO and DPO trained at several β from
+//! The β sweep behind the reward–KL frontier: PPO, GRPO, RLOO, REINFORCE, GSPO and DPO trained at several β from
 //! the same π_ref (and r_φ, labels), each measured the same way when it ends (`evaluate_policy`).
 //!
 //! It is a stage of its own, with its own trainers, so it never replaces the policies the PPO and
@@ -9,7 +9,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dpo::DpoTrainer;
-use super::grpo::GrpoTrainer;
+use super::grpo::{GroupMethod, GrpoTrainer};
+use super::on_policy::rollout::Reward;
 use super::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer};
 use crate::engine::model::{Gpt, ScalarModel};
 use crate::error::{LabError, Result};
@@ -30,10 +31,25 @@ pub enum Method {
     Grpo,
     /// RLOO: the GRPO stage with the leave-one-out baseline and no std scaling.
     Rloo,
+    /// REINFORCE with the batch's mean as baseline (`GroupMethod::Reinforce`).
+    Reinforce,
+    /// GSPO: GRPO's baseline with the sequence-level ratio (`GroupMethod::Gspo`).
+    Gspo,
     Dpo,
 }
 
 impl Method {
+    /// The settings of a critic-free method, from the lab's GRPO settings.
+    pub fn group_method(self) -> Option<GroupMethod> {
+        match self {
+            Self::Grpo => Some(GroupMethod::Grpo),
+            Self::Rloo => Some(GroupMethod::Rloo),
+            Self::Reinforce => Some(GroupMethod::Reinforce),
+            Self::Gspo => Some(GroupMethod::Gspo),
+            Self::Ppo | Self::Dpo => None,
+        }
+    }
+
     /// Whether the method scores its rollouts with r_φ (all but DPO).
     pub fn needs_reward_model(self) -> bool {
         self != Self::Dpo
@@ -123,15 +139,11 @@ impl Sweep {
                     let reward = reward.ok_or_else(|| LabError::NotReady("PPO runs need the reward model".into()))?;
                     Trainer::Ppo(PpoTrainer::new(reference, reward, &config.ppo, config.seed, tokenizer, device)?)
                 }
-                Method::Grpo | Method::Rloo => {
+                Method::Grpo | Method::Rloo | Method::Reinforce | Method::Gspo => {
                     config.grpo.beta = run.beta;
-                    if run.method == Method::Rloo {
-                        (config.grpo.estimator, config.grpo.scale_rewards) = (crate::rlhf::math::grpo::Estimator::Rloo, false);
-                    } else {
-                        config.grpo.estimator = crate::rlhf::math::grpo::Estimator::Grpo;
-                    }
-                    let reward = reward.ok_or_else(|| LabError::NotReady("GRPO runs need the reward model".into()))?;
-                    Trainer::Grpo(GrpoTrainer::new(reference, reward, &config.grpo, config.seed, tokenizer, device)?)
+                    let settings = run.method.group_method().expect("a critic-free method").settings(&config.grpo);
+                    let reward = reward.ok_or_else(|| LabError::NotReady(format!("{:?} runs need the reward model", run.method)))?;
+                    Trainer::Grpo(GrpoTrainer::new(reference, reward, &settings, config.seed, tokenizer, device)?)
                 }
                 Method::Dpo => {
                     config.dpo.beta = run.beta;
@@ -167,7 +179,7 @@ impl Sweep {
             Trainer::Grpo(t) => t.policy(),
             Trainer::Dpo(t) => t.policy(),
         };
-        let evaluation = evaluate_policy(&policy, reference, reward, tokenizer, EVALUATION_COMPLETIONS, EVALUATION_SEED, device).await?;
+        let evaluation = evaluate_policy(&policy, reference, reward.cloned().map(Reward::Model).as_ref(), tokenizer, EVALUATION_COMPLETIONS, EVALUATION_SEED, device).await?;
         let point = FrontierPoint {
             method: running.run.method,
             beta: running.run.beta,
