@@ -3,7 +3,8 @@ import './style.css';
 import { LabClient } from './lab-client.js';
 import { Events } from './events.js';
 import * as storage from './storage.js';
-import { readUrl, writeUrl, validated } from './state.js';
+import { writeUrl, SETTINGS } from './state.js';
+import { readUrl, validated } from './link.js';
 import { mountPipeline } from './views/pipeline.js';
 import { mountSft } from './views/sft.js';
 import { mountLabeling } from './views/labeling.js';
@@ -11,9 +12,10 @@ import { mountReward } from './views/reward.js';
 import { mountPpo } from './views/ppo.js';
 import { mountGrpo } from './views/grpo.js';
 import { mountDpo } from './views/dpo.js';
+import { mountYourReward } from './views/your-reward.js';
 import { mountCheckpoints } from './views/checkpoints.js';
 import { mountEquations } from './equations.js';
-import { openView, mountLesson } from './lesson/lesson.js';
+import { openView, mountLesson, LESSON_STEPS } from './lesson/lesson.js';
 import { chooseBackend } from './backend-choice.js';
 import { shardsForThisMachine } from './shards.js';
 
@@ -36,8 +38,24 @@ function notify(message, kind = 'info') {
   return div;
 }
 
+/** One notice for the parts of the link the page did not take, each named once, as a list. */
+function notifyLink(problems) {
+  if (!problems.length) return;
+  const n = problems.length;
+  const div = notify(`This link has ${n === 1 ? 'a part' : `${n} parts`} the page did not take:`);
+  div.classList.add('link-problems');
+  div.setAttribute('aria-label', 'Link parts not taken');
+  const list = document.createElement('ul');
+  for (const p of problems) {
+    const item = document.createElement('li');
+    item.textContent = p; // text, never HTML
+    list.append(item);
+  }
+  div.insertBefore(list, div.lastChild);
+}
+
 async function start() {
-  const { backend, workers, overrides, problems, view } = readUrl(location.search);
+  const { backend, workers, overrides, problems, view } = readUrl(location.search, { lessonSteps: LESSON_STEPS });
   // Lesson or full lab, decided before anything mounts (the lab mounts either way, hidden in the lesson).
   const shell = openView(view);
   // "auto": the faster backend by measurement on this machine (backend-choice.js), remembered per
@@ -47,7 +65,8 @@ async function start() {
     backendBadge.textContent = 'Measuring WebGPU against the CPU backend…';
     // Helper workers are measured too where the machine has cores to spare (one stays the page's).
     const maxShards = workers === 'auto' ? shardsForThisMachine() : 1;
-    measured = await chooseBackend(typeof overrides.preset === 'string' ? overrides.preset : 'tiny', { maxShards }).catch((e) => {
+    const preset = SETTINGS.find((s) => s.key === 'preset').options.includes(overrides.get('preset')) ? overrides.get('preset') : 'tiny';
+    measured = await chooseBackend(preset, { maxShards }).catch((e) => {
       console.warn(`the backends could not be measured (${e.message}); the core chooses`);
       return null;
     });
@@ -55,7 +74,7 @@ async function start() {
   const measuredWorkers = measured?.backend === 'cpu' ? measured.figures?.cpu?.workers?.workers : null;
   const ready = await client.init(measured?.backend ?? backend, {}, workers === 'auto' && measuredWorkers ? measuredWorkers : workers);
   const { config, problems: refused } = await validated(ready.defaults, overrides, (json) => client.call('validateConfig', json));
-  for (const p of [...problems, ...refused]) notify(`Link setting refused — ${p}`);
+  notifyLink([...problems, ...refused]);
   await client.call('setConfig', JSON.stringify(config));
 
   const info = ready.backend;
@@ -102,7 +121,8 @@ async function start() {
     const controller = await mount(app, store);
     store.stages.set(controller.name, controller);
   }
-  // Not a stage: "run everything" iterates store.stages only.
+  // Not stages: "run everything" iterates store.stages only.
+  store.yourReward = await mountYourReward(app, store);
   store.data = await mountCheckpoints(app, store);
   mountEquations(app);
   store.lesson = await mountLesson(shell, store);

@@ -3,9 +3,9 @@
 // Defaults, ranges and validation live in Rust (`src/rlhf/config.rs`), the single source of truth: the
 // worker sends the defaults and validates a candidate config; this table only says how to show
 // each setting and what it means. A shared link (`?preset=tiny&seed=3&sft.steps=200&backend=cpu`)
-// opens the lab configured; a value the core refuses is reported and replaced by its default.
+// opens the lab configured: link.js reads it, and names every part of it the page does not take.
 
-/** @typedef {{key: string, label: string, help: string, kind: 'number'|'int'|'bool'|'select', options?: string[], equation?: string}} Setting */
+/** @typedef {{key: string, label: string, help: string, kind: 'number'|'int'|'bool'|'select'|'text', options?: string[], equation?: string, own?: boolean}} Setting */
 
 /** @type {Setting[]} */
 export const SETTINGS = [
@@ -24,8 +24,10 @@ export const SETTINGS = [
   { key: 'reward.learning_rate', label: 'Learning rate', kind: 'number', help: 'Adam step size for the reward model (decays linearly to 0).', equation: 'bt-loss' },
   { key: 'reward.batch_size', label: 'Batch', kind: 'int', help: 'Labeled pairs per step.', equation: 'bt-loss' },
   { key: 'reward.epochs', label: 'Epochs', kind: 'int', help: 'Passes over the training labels.', equation: 'bt-loss' },
+  { key: 'reward.expression', label: 'Your reward', kind: 'text', own: true, help: 'A weighted sum of named terms that PPO or GRPO can train against (reward = custom): e.g. 2*count("great") + sentiment - 0.1*length_over(12). Checked in Rust; a bad expression is refused with its column.', equation: 'objective' },
   { key: 'reward.held_out_fraction', label: 'Held-out share', kind: 'number', help: 'Share of labels kept out of training to measure accuracy (the same pairs for DPO).', equation: 'bt-loss' },
   // Stage 3
+  { key: 'ppo.reward', label: 'Reward', kind: 'select', options: ['reward_model', 'gold', 'custom'], help: 'What π_θ is trained against: reward_model (r_φ, learned from the labels), gold (the gold utility itself, computed by a program: a verifiable reward, RLVR) or custom (your expression, under "Rewards you choose"). Gold stays the hidden truth on every chart.', equation: 'objective' },
   { key: 'ppo.iterations', label: 'Iterations', kind: 'int', help: 'PPO iterations: each is one rollout and its update.', equation: 'ppo-loss' },
   { key: 'ppo.batch_size', label: 'Rollout batch', kind: 'int', help: 'Completions sampled per iteration.', equation: 'objective' },
   { key: 'ppo.mini_batches', label: 'Minibatches', kind: 'int', help: 'Minibatches each epoch splits the rollout into.', equation: 'ppo-loss' },
@@ -45,10 +47,12 @@ export const SETTINGS = [
   { key: 'ppo.temperature', label: 'Rollout temperature', kind: 'number', help: 'Sampling temperature of rollouts; log-probs are taken at the same temperature.', equation: 'ratio' },
   { key: 'ppo.missing_eos_penalty', label: 'Missing-<eos> penalty', kind: 'number', help: 'Subtracted from the score of a completion that never ends (0 = none).', equation: 'effective-reward' },
   // Stage 3b: GRPO / RLOO
+  { key: 'grpo.reward', label: 'Reward', kind: 'select', options: ['reward_model', 'gold', 'custom'], help: 'What π_grpo is trained against, as PPO\'s: r_φ, the gold utility (RLVR) or your expression.', equation: 'objective' },
   { key: 'grpo.iterations', label: 'Iterations', kind: 'int', help: 'GRPO iterations: each is one rollout of G completions per prompt and its update.', equation: 'grpo-loss' },
   { key: 'grpo.prompts', label: 'Prompts per rollout', kind: 'int', help: 'Prompts sampled per iteration; each gets G completions (4 × 8 = PPO\'s 32).', equation: 'grpo-advantage' },
   { key: 'grpo.group_size', label: 'Group size G', kind: 'int', help: 'Completions per prompt: the group each completion\'s reward is compared with (2 or more).', equation: 'grpo-advantage' },
-  { key: 'grpo.estimator', label: 'Baseline', kind: 'select', options: ['grpo', 'rloo'], help: 'grpo: the group\'s mean (r_i included); rloo: the mean of the other G − 1 (unbiased).', equation: 'grpo-advantage' },
+  { key: 'grpo.estimator', label: 'Baseline', kind: 'select', options: ['grpo', 'rloo', 'reinforce'], help: 'grpo: the group\'s mean (r_i included); rloo: the mean of the other G − 1 (unbiased); reinforce: the whole batch\'s mean (a group of 1 is then allowed: REINFORCE with a baseline).', equation: 'grpo-advantage' },
+  { key: 'grpo.importance_sampling_level', label: 'Ratio level', kind: 'select', options: ['token', 'sequence'], help: 'token: ρ per token (GRPO); sequence: one ratio per completion, the geometric mean of its tokens\' ratios, clipped per completion (GSPO; use ε around 3e-4).', equation: 'grpo-loss' },
   { key: 'grpo.scale_rewards', label: 'Divide by the group\'s std', kind: 'bool', help: 'GRPO divides r_i − mean by the group\'s std; off: Dr. GRPO\'s unscaled advantage (plain RLOO too). Low-spread groups then push less.', equation: 'grpo-advantage' },
   { key: 'grpo.loss_type', label: 'Loss aggregation', kind: 'select', options: ['grpo', 'dr_grpo', 'dapo'], help: 'How per-token losses are summed into the batch\'s loss: the weights w_i.', equation: 'grpo-loss' },
   { key: 'grpo.mini_batches', label: 'Minibatches', kind: 'int', help: 'Minibatches each epoch splits the rollout into.', equation: 'grpo-loss' },
@@ -94,48 +98,6 @@ export function coerce(setting, text) {
 }
 
 /**
- * Reads the URL into {backend, overrides, problems}. Unknown keys are problems; values are
- * checked later by the core (see `validated`).
- */
-export function readUrl(search) {
-  const params = new URLSearchParams(search);
-  const overrides = {};
-  const problems = [];
-  let backend = 'auto';
-  let workers = 'auto';
-  // Not settings of the run but of the view: which mode, which lesson step (null: not in the link).
-  const view = { mode: null, lesson: null };
-  for (const [key, raw] of params) {
-    if (key === 'mode') {
-      if (MODES.includes(raw)) view.mode = raw;
-      else problems.push(`mode: must be lesson or lab (got "${raw}"); ignored`);
-      continue;
-    }
-    if (key === 'lesson') {
-      const n = Number(raw);
-      if (Number.isInteger(n) && n >= 1) { view.lesson = n; view.mode ??= 'lesson'; } else problems.push(`lesson: must be a step number from 1 (got "${raw}"); ignored`);
-      continue;
-    }
-    if (key === 'backend') {
-      if (BACKENDS.includes(raw)) backend = raw;
-      else problems.push(`backend: must be auto, webgpu or cpu (got "${raw}"); using auto`);
-      continue;
-    }
-    if (key === 'workers') {
-      const n = Number(raw);
-      if (raw === 'auto') workers = 'auto';
-      else if (Number.isInteger(n) && n >= 1 && n <= MAX_WORKERS) workers = n;
-      else problems.push(`workers: must be auto or a whole number from 1 to ${MAX_WORKERS} (got "${raw}"); using auto`);
-      continue;
-    }
-    const setting = SETTINGS.find((s) => s.key === key) ?? (key.includes('.') ? { key, kind: 'number' } : null);
-    if (!setting) { problems.push(`${key}: no such setting; ignored`); continue; }
-    setPath(overrides, key, coerce(setting, raw));
-  }
-  return { backend, workers, overrides, problems, view };
-}
-
-/**
  * Writes the settings that differ from the defaults into the URL (no reload), and the view:
  * `mode=lab` for the full lab, `lesson=N` for step N of the lesson (`view` absent: neither).
  */
@@ -155,62 +117,4 @@ export function writeUrl(config, defaults, backend, workers = 'auto', view = nul
   walk(config, '');
   const query = params.toString();
   history.replaceState(null, '', query ? `?${query}` : location.pathname);
-}
-
-function merge(base, overrides) {
-  const out = structuredClone(base);
-  const walk = (obj, prefix) => {
-    for (const [k, v] of Object.entries(obj)) {
-      const path = prefix ? `${prefix}.${k}` : k;
-      if (v && typeof v === 'object' && !Array.isArray(v)) walk(v, path);
-      else setPath(out, path, v);
-    }
-  };
-  walk(overrides, '');
-  return out;
-}
-
-/**
- * Merges overrides into the defaults and asks the core to validate; every refused field is
- * reported and reset to its default, until the config is valid.
- * @param {(json: string) => Promise<void>} validate rejects with the core's message
- */
-export async function validated(defaults, overrides, validate) {
-  let config = merge(defaults, overrides);
-  const problems = [];
-  // A number that is not finite cannot even be written as JSON: refuse it here, by name.
-  const walk = (obj, prefix) => {
-    for (const [k, v] of Object.entries(obj)) {
-      const path = prefix ? `${prefix}.${k}` : k;
-      if (v && typeof v === 'object') walk(v, path);
-      else if (typeof v === 'number' && !Number.isFinite(v)) {
-        problems.push(`${path}: must be a finite number (got ${v}); using the default ${JSON.stringify(getPath(defaults, path))}`);
-        setPath(config, path, getPath(defaults, path));
-      }
-    }
-  };
-  walk(overrides, '');
-  for (let attempt = 0; attempt < 64; attempt++) {
-    try {
-      await validate(JSON.stringify(config));
-      return { config, problems };
-    } catch (e) {
-      const message = e.message ?? String(e);
-      // "sft.learning_rate: must be ..." or serde's "config: unknown field `x`" / "invalid type".
-      const field = /^([a-z_]+(?:\.[a-z_]+)*):/.exec(message)?.[1];
-      const unknown = /unknown field `([a-z_]+)`/.exec(message)?.[1];
-      if (unknown) {
-        const section = field && getPath(config, field) && typeof getPath(config, field) === 'object' ? getPath(config, field) : config;
-        problems.push(`${field ? `${field}.` : ''}${unknown}: no such setting; ignored`);
-        delete section[unknown];
-      } else if (field && getPath(defaults, field) !== undefined) {
-        problems.push(`${message}; using the default ${JSON.stringify(getPath(defaults, field))}`);
-        setPath(config, field, structuredClone(getPath(defaults, field)));
-      } else {
-        problems.push(`${message}; using the defaults`);
-        return { config: structuredClone(defaults), problems };
-      }
-    }
-  }
-  return { config: structuredClone(defaults), problems };
 }

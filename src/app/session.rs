@@ -27,6 +27,7 @@ use crate::rlhf::stages::grpo::{GroupRecord, GrpoTrainer};
 use crate::rlhf::reward_expression::RewardExpression;
 use crate::rlhf::stages::on_policy::recipe::RewardSource;
 use crate::rlhf::stages::on_policy::rollout::Reward;
+use crate::rlhf::stages::on_policy::sampling::{scored_samples, ScoredSample};
 use crate::rlhf::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::rlhf::stages::reward::{sample_pairs, InspectedPair, RewardTrainer};
 use crate::rlhf::stages::sft::{prompt_samples, PromptSample, SftTrainer};
@@ -594,6 +595,14 @@ impl Session {
     }
 
     /// Evaluates the model in `role` (sft = π_ref, policy = π_θ) on `count` fresh prompts.
+    /// `expression` checked, and scored on one completion of each product prompt from the model
+    /// in `role` (π_ref before training): what it would reward, beside gold.
+    pub async fn reward_preview(&self, expression: &str, role: Role, temperature: f32, seed: u64) -> Result<Vec<ScoredSample>> {
+        let expression = RewardExpression::parse(expression, &self.tokenizer)?;
+        let model = self.language_model(role)?;
+        scored_samples(&model, &expression, &self.tokenizer, temperature, seed, &self.device).await
+    }
+
     /// Evaluates the policy `stage` (PPO or GRPO) is training, its score being the reward it
     /// trains against (r_φ, the gold utility or the learner's expression) — with gold and the KL to
     /// π_ref, the three axes of the over-optimization picture (Gao et al. 2022).

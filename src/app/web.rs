@@ -285,6 +285,31 @@ impl Lab {
         to_js(&evaluation)
     }
 
+    /// Evaluates the policy `stage` (`ppo`, `grpo`) is training on `count` fresh prompts, its
+    /// `score` the reward it trains against (r_φ, gold or the learner's expression): with `gold`
+    /// and `kl`, one point of the over-optimization picture.
+    #[wasm_bindgen(js_name = evaluateRun)]
+    pub async fn evaluate_run(&self, stage: String, count: usize, seed: u32) -> Result<JsValue, JsValue> {
+        let stage = Stage::parse(&stage).map_err(js_error)?;
+        let evaluation = self.session.evaluate_run(stage, count, u64::from(seed)).await.map_err(js_error)?;
+        to_js(&evaluation)
+    }
+
+    /// Checks a reward `expression` (refused with the column and the reason) and scores it on one
+    /// completion per product prompt from the model in `role`: `[{prompt, completion, ends, gold, reward}]`.
+    #[wasm_bindgen(js_name = rewardPreview)]
+    pub async fn reward_preview(&self, expression: String, role: String, temperature: f32, seed: u32) -> Result<JsValue, JsValue> {
+        let role = Role::parse(&role).map_err(js_error)?;
+        let samples = self.session.reward_preview(&expression, role, temperature, u64::from(seed)).await.map_err(js_error)?;
+        to_js(&samples)
+    }
+
+    /// The names and functions a reward expression may use: `[[name, description], …]`.
+    #[wasm_bindgen(js_name = rewardVocabulary)]
+    pub fn reward_vocabulary(&self) -> Result<JsValue, JsValue> {
+        to_js(&crate::rlhf::reward_expression::vocabulary())
+    }
+
     /// One completion per product prompt from the model in `role` (`base`, `sft`, `policy`, `dpo`):
     /// `[{prompt, completion, gold}]`. Temperature 0 is greedy.
     pub async fn samples(&self, role: String, temperature: f32, seed: u32) -> Result<JsValue, JsValue> {

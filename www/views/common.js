@@ -13,7 +13,9 @@ export { el };
 export function settingsForm(store, prefix, onApplied = () => {}) {
   const form = el('div', { class: 'settings' });
   const inputs = [];
-  for (const setting of SETTINGS.filter((s) => s.key.startsWith(prefix))) {
+  // A setting with a view of its own (`own`) is not repeated in its section's form.
+  const shown = SETTINGS.filter((s) => s.key.startsWith(prefix) && !s.own);
+  for (const setting of shown) {
     const id = `setting-${setting.key.replace(/\./g, '-')}`;
     const value = getPath(store.config, setting.key);
     let input;
@@ -22,7 +24,7 @@ export function settingsForm(store, prefix, onApplied = () => {}) {
     } else if (setting.kind === 'bool') {
       input = el('input', { id, type: 'checkbox', checked: !!value });
     } else {
-      input = el('input', { id, type: 'text', inputmode: 'decimal', value: String(value) });
+      input = el('input', { id, type: 'text', inputmode: setting.kind === 'text' ? 'text' : 'decimal', value: String(value) });
     }
     const error = el('p', { class: 'error', role: 'alert' });
     const help = el('p', { class: 'help', id: `${id}-help`, text: setting.help });
@@ -43,6 +45,7 @@ export function settingsForm(store, prefix, onApplied = () => {}) {
         store.config = candidate;
         input.removeAttribute('aria-invalid');
         store.saveUrl();
+        store.events.emit('config-changed', { key: setting.key, value: v });
         onApplied(setting.key, v);
       } catch (e) {
         error.textContent = e.message;
@@ -54,6 +57,12 @@ export function settingsForm(store, prefix, onApplied = () => {}) {
     form.append(el('div', { class: 'setting' }, el('label', { for: id, text: setting.label }), input, help, error));
   }
   form.setDisabled = (disabled) => inputs.forEach((i) => { i.disabled = disabled; });
+  /** Shows the values `store.config` holds now (after a change made elsewhere). */
+  form.refresh = () => inputs.forEach((input, i) => {
+    const value = getPath(store.config, shown[i].key);
+    if (shown[i].kind === 'bool') input.checked = !!value; else input.value = String(value);
+    input.removeAttribute('aria-invalid');
+  });
   return form;
 }
 

@@ -68,6 +68,14 @@ export function comparisonTable(store) {
  * the wall time per iteration and what it reached, from the points of this session's runs
  * (panel runs first, else the β sweep's).
  */
+const ADVANTAGE_FROM = {
+  ppo: 'V_ψ and GAE, one per token',
+  grpo: 'the group\'s mean (and std), one per completion',
+  rloo: 'the other G − 1, one per completion',
+  reinforce: 'the whole batch\'s mean, one per completion (one completion per prompt)',
+  gspo: 'the group\'s mean (and std), one per completion',
+};
+
 export function onlineRlTable(store) {
   const body = el('tbody');
   const head = el('tr');
@@ -79,7 +87,8 @@ export function onlineRlTable(store) {
     return beta === 0 ? '2: policy, reward model (π_ref only to measure KL here)' : '3: policy, reference (for β·KL), reward model — no critic';
   };
   node.update = (points) => {
-    const runs = [['ppo', 'PPO', store.config.ppo.kl_coef], ['grpo', 'GRPO', store.config.grpo.beta], ['rloo', 'RLOO', store.config.grpo.beta]]
+    const group = store.config.grpo.beta;
+    const runs = [['ppo', 'PPO', store.config.ppo.kl_coef], ['grpo', 'GRPO', group], ['rloo', 'RLOO', group], ['reinforce', 'REINFORCE', group], ['gspo', 'GSPO', group]]
       .map(([method, name, beta]) => ({ method, name, p: pick(points, method, beta) }));
     const ref = points.find((p) => p.method === 'ref');
     head.replaceChildren(el('th', { text: '' }), ...runs.map(({ name, p }) => el('th', { text: p ? `${p.label ?? name} · β = ${p.beta} · ${p.source === 'panel' ? 'panel run' : 'β sweep'}` : `${name} · not run yet` })));
@@ -87,7 +96,8 @@ export function onlineRlTable(store) {
     const reached = (p, key) => (p ? `${num(p[key])}${ref ? ` (π_ref ${num(ref[key])})` : ''}` : '—');
     const rows = [
       ['Models in memory', (m, p) => models(m, p)],
-      ['Advantage from', (m) => (m === 'ppo' ? 'V_ψ and GAE, one per token' : m === 'grpo' ? 'the group\'s mean (and std), one per completion' : 'the other G − 1, one per completion')],
+      ['Advantage from', (m) => ADVANTAGE_FROM[m]],
+      ['Ratio', (m) => (m === 'gspo' ? 'one per completion: the geometric mean of its tokens\', clipped at 1 ± 3e-4' : 'one per token, clipped')],
       ['Wall time per iteration', (m, p) => perIteration(p)],
       ['Gradient steps', (m, p) => (p?.steps != null ? String(p.steps) : '—')],
       ['RM score reached', (m, p) => reached(p, 'score')],

@@ -1,4 +1,4 @@
-// PPO, GRPO/RLOO and DPO: the reward–KL frontier (every policy measured the same way: evaluate(role, 128, 99)
+// PPO, GRPO/RLOO/REINFORCE/GSPO and DPO: the reward–KL frontier (every policy measured the same way: evaluate(role, 128, 99)
 // gives its RM score, gold utility and KL(π‖π_ref)), the β sweep, samples side by side and the
 // math page's comparison table filled with what this run measured. Points persist in storage.
 import { el, chartBox } from './common.js';
@@ -15,6 +15,8 @@ const METHODS = [
   { key: 'ppo', label: 'PPO π_θ', color: '#2563eb' },
   { key: 'grpo', label: 'GRPO π_grpo', color: '#16a34a' },
   { key: 'rloo', label: 'RLOO π_grpo', color: '#9333ea' },
+  { key: 'reinforce', label: 'REINFORCE π_grpo', color: '#d97706' },
+  { key: 'gspo', label: 'GSPO π_grpo', color: '#0891b2' },
   { key: 'dpo', label: 'DPO π_dpo', color: '#dc2626' },
 ];
 // The model each column of the samples shows (GRPO and RLOO train the same slot).
@@ -228,7 +230,7 @@ export async function mountComparison(root, store, activity) {
       const panel = store.stages.get('grpo');
       const plan = panel?.plan();
       if (state === 'done' && was !== 'done' && plan) {
-        const method = plan.estimator === 'rloo' ? 'rloo' : 'grpo';
+        const method = panel.methodKey();
         claim('grpo', `${panel.method()} panel (β=${plan.beta})`);
         addEvaluated('grpo', { method, beta: plan.beta, source: 'panel', steps: plan.iterations * plan.epochs * plan.mini_batches, wall_s: activity.wallSeconds('grpo'), samples: plan.iterations * plan.prompts * plan.group_size, iterations: plan.iterations, label: panel.method() });
       }

@@ -5,6 +5,7 @@
 // per-token GAE advantages for the same prompt beside it.
 import './grpo.css';
 import { resumeStage, el, settingsForm, progressBar } from './common.js';
+import { onlineGate } from './online-gate.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
 import { iterationCurves } from './ppo-curves.js';
@@ -89,7 +90,7 @@ export async function mountGrpo(root, store) {
   await nextTask();
   await curves.mount(nextTask);
 
-  let rewardDone = store.stages.get('reward')?.state() === 'done';
+  const gate = onlineGate(store, 'grpo');
   let begun = false;
   let state = 'blocked';
   let plan = null;
@@ -111,12 +112,14 @@ export async function mountGrpo(root, store) {
     pause.disabled = state !== 'running';
     start.textContent = state === 'done' ? 'Done' : begun ? 'Resume' : 'Start GRPO';
     form.setDisabled(begun || sweeping);
-    waiting.textContent = state === 'blocked' ? 'Waiting for the reward model r_φ (stage 2b): GRPO scores its groups with r_φ.'
+    waiting.textContent = state === 'blocked' ? gate.waiting('GRPO')
       : sweeping ? 'The β sweep is using the training worker.' : '';
     waiting.hidden = !waiting.textContent;
   }
 
-  const method = () => (plan?.estimator === 'rloo' ? 'RLOO' : plan?.scale_rewards === false ? 'Dr. GRPO' : 'GRPO');
+  // The method a run's settings make: a baseline choice and a ratio-level choice (`GroupMethod`).
+  const methodKey = () => (plan?.importance_sampling_level === 'sequence' ? 'gspo' : plan?.estimator === 'rloo' ? 'rloo' : plan?.estimator === 'reinforce' ? 'reinforce' : 'grpo');
+  const method = () => ({ gspo: 'GSPO', rloo: 'RLOO', reinforce: 'REINFORCE' }[methodKey()] ?? (plan?.scale_rewards === false ? 'Dr. GRPO' : 'GRPO'));
 
   function showPhase(m) {
     const total = plan.iterations;
@@ -271,23 +274,26 @@ export async function mountGrpo(root, store) {
     if (state === 'running') return;
     storage.discardSnapshotsFrom('grpo').catch(() => {});
     clearRun();
-    setState(rewardDone ? 'ready' : 'blocked');
+    setState(gate.open() ? 'ready' : 'blocked');
   });
 
   events.on('stage-state', ({ stage, state: s }) => {
     if (stage !== 'reward' && stage !== 'sft') return;
-    if (stage === 'reward') rewardDone = s === 'done';
     if (s === 'running' && begun && state !== 'running') clearRun();
-    if (stage === 'sft' && s !== 'done') rewardDone = false;
-    if (state === 'running') return;
-    if (rewardDone && state === 'blocked') setState(begun ? 'paused' : 'ready');
-    else if (!rewardDone && state !== 'blocked') setState('blocked');
+    reopen();
   });
+  // Open when what the run needs is there (π_ref; and r_φ when it trains against r_φ).
+  function reopen() {
+    if (state === 'running') return;
+    if (gate.open() && state === 'blocked') setState(begun ? 'paused' : 'ready');
+    else if (!gate.open() && state !== 'blocked') setState('blocked');
+  }
+  gate.onChange(reopen);
   activity.onChange(refresh);
 
   progress.update(0, store.config.grpo.iterations);
   progress.querySelector('span').textContent = 'not started';
-  setState(rewardDone ? 'ready' : 'blocked');
+  setState(gate.open() ? 'ready' : 'blocked');
 
   return {
     name: 'grpo',
@@ -301,5 +307,7 @@ export async function mountGrpo(root, store) {
     /** The settings the run began with, and its method's name (GRPO, Dr. GRPO or RLOO). */
     plan: () => plan,
     method,
+    /** The frontier's key for the run's method: grpo, rloo, reinforce or gspo. */
+    methodKey,
   };
 }

@@ -4,6 +4,7 @@
 // At the end π_θ is saved and the stage announces itself done.
 import './ppo.css';
 import { resumeStage, el, settingsForm, progressBar } from './common.js';
+import { onlineGate } from './online-gate.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
 import { ppoCurves } from './ppo-curves.js';
@@ -77,7 +78,7 @@ export async function mountPpo(root, store) {
   await curves.mount(nextTask);
   clipping.mount();
 
-  let rewardDone = store.stages.get('reward')?.state() === 'done';
+  const gate = onlineGate(store, 'ppo');
   let begun = false;
   let state = 'blocked';
   let plan = null; // the PPO settings the run began with (the core copies them at ppoBegin)
@@ -107,7 +108,7 @@ export async function mountPpo(root, store) {
     zeroBeta.disabled = state === 'blocked' || sweeping;
     start.textContent = state === 'done' ? 'Done' : begun ? 'Resume' : 'Start PPO';
     form.setDisabled(begun || sweeping);
-    waiting.textContent = state === 'blocked' ? 'Waiting for the reward model r_φ (stage 2b): PPO samples from π_θ and scores with r_φ.'
+    waiting.textContent = state === 'blocked' ? gate.waiting('PPO')
       : sweeping ? 'The β sweep is using the training worker.' : '';
     waiting.hidden = !waiting.textContent;
   }
@@ -286,26 +287,30 @@ export async function mountPpo(root, store) {
     progress.querySelector('span').textContent = 'not started';
   }
 
-  async function restartWithZeroBeta() {
-    if (state === 'blocked' || activity.sweeping()) return;
+  const restartWithZeroBeta = () => restartWith((c) => { c.ppo.kl_coef = 0; }, 'β = 0');
+
+  /** Applies `change` to the settings, clears the run and runs PPO again from π_ref to the end. */
+  async function restartWith(change, what = 'these settings') {
+    if (activity.sweeping()) return;
     if (state === 'running') {
       const done = stopped();
       client.pause();
       await done;
     }
     const candidate = structuredClone(store.config);
-    candidate.ppo.kl_coef = 0;
+    change(candidate);
     try {
       await client.call('setConfig', JSON.stringify(candidate));
     } catch (e) {
-      store.notify(`β = 0 was refused: ${e.message}`, 'error');
+      store.notify(`${what} was refused: ${e.message}`, 'error');
       return;
     }
     store.config = candidate;
     store.saveUrl();
-    betaInput.value = '0';
-    betaInput.removeAttribute('aria-invalid');
+    form.refresh();
+    store.events.emit('config-changed', { key: 'ppo.reward', value: candidate.ppo.reward });
     clearRun();
+    if (!gate.open()) { setState('blocked'); return; }
     setState('ready');
     await run(null);
   }
@@ -318,25 +323,28 @@ export async function mountPpo(root, store) {
     if (state === 'running') return;
     storage.discardSnapshotsFrom('ppo').catch(() => {});
     clearRun();
-    setState(rewardDone ? 'ready' : 'blocked');
+    setState(gate.open() ? 'ready' : 'blocked');
   });
   zeroBeta.addEventListener('click', () => restartWithZeroBeta());
 
   events.on('stage-state', ({ stage, state: s }) => {
     if (stage !== 'reward' && stage !== 'sft') return;
-    if (stage === 'reward') rewardDone = s === 'done';
     // A new π_ref or r_φ: this panel's run was against the old ones.
     if (s === 'running' && begun && state !== 'running') clearRun();
-    if (stage === 'sft' && s !== 'done') rewardDone = false;
-    if (state === 'running') return;
-    if (rewardDone && state === 'blocked') setState(begun ? 'paused' : 'ready');
-    else if (!rewardDone && state !== 'blocked') setState('blocked');
+    reopen();
   });
+  // Open when what the run needs is there (π_ref; and r_φ when it trains against r_φ).
+  function reopen() {
+    if (state === 'running') return;
+    if (gate.open() && state === 'blocked') setState(begun ? 'paused' : 'ready');
+    else if (!gate.open() && state !== 'blocked') setState('blocked');
+  }
+  gate.onChange(reopen);
   activity.onChange(refresh);
 
   progress.update(0, store.config.ppo.iterations);
   progress.querySelector('span').textContent = 'not started';
-  setState(rewardDone ? 'ready' : 'blocked');
+  setState(gate.open() ? 'ready' : 'blocked');
 
   return {
     name: 'ppo',
@@ -349,6 +357,8 @@ export async function mountPpo(root, store) {
     iteration: () => run('iteration'),
     /** Sets β = 0 and runs PPO again from π_ref to the end (the reward-hacking experiment). */
     restartWithZeroBeta,
+    /** Applies `change(config)` and runs PPO again from π_ref to the end. */
+    restartWith,
     /** Reloads the inspected completion (and so the GAE stepper and the clipping view) now. */
     inspect: () => inspector.reload(),
     reset: async () => reset.click(),

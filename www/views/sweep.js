@@ -79,7 +79,7 @@ export function sweepControls(store, activity, frontier) {
       const labels = await storage.countLabels();
       const runs = [
         ...(status.has_reward_model ? PPO_BETAS.map((beta) => ({ method: 'ppo', beta })) : []),
-        ...(status.has_reward_model ? ['grpo', 'rloo'].flatMap((method) => GROUP_BETAS.map((beta) => ({ method, beta }))) : []),
+        ...(status.has_reward_model ? ['grpo', 'rloo', 'reinforce', 'gspo'].flatMap((method) => GROUP_BETAS.map((beta) => ({ method, beta }))) : []),
         ...(labels > 0 ? DPO_BETAS.map((beta) => ({ method: 'dpo', beta })) : []),
       ];
       if (!runs.length) throw new Error('PPO runs need the reward model and DPO runs need labels: neither is there yet');

@@ -6,6 +6,8 @@ use rlhf_lab::app::session::{Role, Session, Stage};
 use rlhf_lab::engine::device::{select, BackendChoice};
 use rlhf_lab::engine::model::config::Preset;
 use rlhf_lab::rlhf::config::LabConfig;
+use rlhf_lab::rlhf::stages::grpo::GroupMethod;
+use rlhf_lab::rlhf::stages::on_policy::recipe::RewardSource;
 use rlhf_lab::rlhf::metrics::Metrics;
 use rlhf_lab::{LabError, Result};
 use serde_json::{json, Value};
@@ -24,6 +26,9 @@ struct Args {
     labels_out: Option<String>,
     out: Option<String>,
     every: usize,
+    /// Iterations between over-optimization measurements of a PPO/GRPO run (0: none): the
+    /// policy evaluated on fresh prompts by the reward it trains against and by gold.
+    eval_every: usize,
     backend: BackendChoice,
     presets: Option<String>,
     /// How much `bench` measures: full, quick, or counts (dispatch counts only; no PPO iteration).
@@ -36,7 +41,7 @@ struct Args {
     role: Option<String>,
 }
 
-const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|grpo|dpo|sweep|all|bench|export|import|probe> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts] [--from file.rlhf] [--hf dir] [--trl file.jsonl] [--as base|sft|reward]";
+const USAGE: &str = "usage: rlhf <pretrain|sft|reward|ppo|grpo|dpo|sweep|all|bench|export|import|probe> [--preset micro|tiny|small] [--seed N] [--set section.field=value]... [--config file.json] [--base file] [--sft file] [--reward file] [--labels file.jsonl] [--labels-out file.jsonl] [--out file] [--every N] [--eval-every N] [--method grpo|rloo|reinforce|gspo] [--backend cpu|auto] [--presets micro,tiny,small] [--plan full|quick|counts] [--from file.rlhf] [--hf dir] [--trl file.jsonl] [--as base|sft|reward]";
 
 fn set_path(root: &mut Value, path: &str, raw: &str) -> Result<()> {
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
@@ -62,6 +67,7 @@ fn parse_args() -> Result<Args> {
     let mut config = serde_json::to_value(LabConfig::default()).expect("configs serialize");
     let (mut base, mut sft, mut reward, mut labels, mut labels_out, mut out) = (None, None, None, None, None, None);
     let (mut every, mut backend, mut presets, mut plan) = (1, BackendChoice::Cpu, None, "full".to_string());
+    let (mut eval_every, mut method) = (0usize, None);
     let (mut from, mut hf, mut trl, mut role) = (None, None, None, None);
     let mut sets = Vec::new();
     while let Some(flag) = argv.next() {
@@ -86,6 +92,11 @@ fn parse_args() -> Result<Args> {
             "--labels-out" => labels_out = Some(value()?),
             "--out" => out = Some(value()?),
             "--every" => every = value()?.parse().map_err(|_| LabError::InvalidInput("--every wants a number".into()))?,
+            "--eval-every" => eval_every = value()?.parse().map_err(|_| LabError::InvalidInput("--eval-every wants a number".into()))?,
+            "--method" => {
+                let name = value()?;
+                method = Some(serde_json::from_value::<GroupMethod>(json!(name)).map_err(|_| LabError::InvalidInput(format!("--method wants grpo, rloo, reinforce or gspo, got {name}")))?);
+            }
             "--backend" => backend = BackendChoice::parse(&value()?)?,
             "--presets" => presets = Some(value()?),
             "--plan" => plan = value()?,
@@ -99,9 +110,13 @@ fn parse_args() -> Result<Args> {
     for (k, v) in sets {
         set_path(&mut config, &k, &v)?;
     }
-    let config: LabConfig = serde_json::from_value(config).map_err(|e| LabError::InvalidInput(format!("settings: {e}")))?;
+    let mut config: LabConfig = serde_json::from_value(config).map_err(|e| LabError::InvalidInput(format!("settings: {e}")))?;
+    if let Some(method) = method {
+        // The method's choices over the GRPO settings given (`GroupMethod::settings`).
+        config.grpo = method.settings(&config.grpo);
+    }
     config.validate()?;
-    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), backend, presets, plan, from, hf, trl, role })
+    Ok(Args { command, config, base, sft, reward, labels, labels_out, out, every: every.max(1), eval_every, backend, presets, plan, from, hf, trl, role })
 }
 
 fn emit(stage: &str, metrics: &Metrics) {
@@ -217,6 +232,9 @@ async fn stage_online(session: &mut Session, args: &Args, stage: Stage) -> Resul
     };
     let started = Instant::now();
     let mut iteration = Metrics::new();
+    if args.eval_every > 0 {
+        overoptimization(session, stage, 0).await?;
+    }
     while !session.status().of(stage).is_some_and(|p| p.done) {
         let m = session.step(stage).await?;
         if m["phase"] == 0.0 {
@@ -228,6 +246,9 @@ async fn stage_online(session: &mut Session, args: &Args, stage: Stage) -> Resul
             if done.is_multiple_of(args.every) || done == iterations {
                 emit(name, &iteration);
             }
+            if args.eval_every > 0 && (done.is_multiple_of(args.eval_every) || done == iterations) {
+                overoptimization(session, stage, done).await?;
+            }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -237,6 +258,14 @@ async fn stage_online(session: &mut Session, args: &Args, stage: Stage) -> Resul
     let policy = session.samples(role, SAMPLE_TEMPERATURE, 2).await?;
     let samples: Vec<Value> = reference.iter().zip(&policy).map(|(r, p)| json!({"prompt": r.prompt, "reference": r.completion, "policy": p.completion, "gold_reference": r.gold, "gold_policy": p.gold})).collect();
     println!("{}", json!({"stage": name, "summary": true, "seconds": seconds, "seconds_per_iteration": seconds / iterations as f64, "reference": before, "policy": after, "samples": samples}));
+    Ok(())
+}
+
+/// One point of the over-optimization picture (Gao et al. 2022): the policy now, on 128 fresh
+/// prompts, scored by the reward it trains against (the proxy) and by gold, against √KL(π‖π_ref).
+async fn overoptimization(session: &Session, stage: Stage, iteration: usize) -> Result<()> {
+    let e = session.evaluate_run(stage, 128, 99).await?;
+    println!("{}", json!({"stage": stage.name(), "overoptimization": true, "iteration": iteration, "kl": e.kl, "sqrt_kl": e.kl.max(0.0).sqrt(), "proxy": e.score, "gold": e.gold, "mean_length": e.mean_length, "eos_fraction": e.eos_fraction}));
     Ok(())
 }
 
@@ -279,7 +308,7 @@ async fn sweep(session: &mut Session, args: &Args) -> Result<()> {
     println!("{}", json!({"stage": "frontier", "method": "reference", "beta": null, "evaluation": reference}));
     let mut runs: Vec<SweepRun> = [0.0, 0.02, 0.05, 0.2].into_iter().map(|beta| SweepRun { method: Method::Ppo, beta }).collect();
     runs.extend([0.0, 0.04].into_iter().map(|beta| SweepRun { method: Method::Grpo, beta }));
-    runs.push(SweepRun { method: Method::Rloo, beta: 0.04 });
+    runs.extend([Method::Rloo, Method::Reinforce, Method::Gspo].map(|method| SweepRun { method, beta: 0.04 }));
     runs.extend([0.05, 0.1, 0.5].into_iter().map(|beta| SweepRun { method: Method::Dpo, beta }));
     session.sweep_begin(&jsonl, runs)?;
     let mut printed = 0;
@@ -364,9 +393,14 @@ async fn run(args: Args) -> Result<()> {
         "ppo" | "grpo" => {
             let command = &args.command;
             let sft = args.sft.as_ref().ok_or_else(|| LabError::InvalidInput(format!("{command} needs --sft <π_ref checkpoint>")))?;
-            let rm = args.reward.as_ref().ok_or_else(|| LabError::InvalidInput(format!("{command} needs --reward <r_φ checkpoint>")))?;
+            let source = if command == "ppo" { args.config.ppo.reward } else { args.config.grpo.reward };
             session.load(&read_file(sft)?)?;
-            session.load(&read_file(rm)?)?;
+            // r_φ only when the run trains against it (`--set ppo.reward=gold|custom`: a program).
+            match (&args.reward, source) {
+                (Some(rm), _) => drop(session.load(&read_file(rm)?)?),
+                (None, RewardSource::RewardModel) => return Err(LabError::InvalidInput(format!("{command} needs --reward <r_φ checkpoint> (or --set {command}.reward=gold|custom)"))),
+                (None, _) => {}
+            }
             let (stage, role) = if command == "ppo" { (Stage::Ppo, Role::Policy) } else { (Stage::Grpo, Role::Grpo) };
             stage_online(&mut session, &args, stage).await?;
             save(&session, role, &args.out).await?;

@@ -117,3 +117,33 @@ pub async fn evaluate_policy(policy: &Gpt, reference: &Gpt, reward: Option<&Rewa
     })
 }
 
+
+/// One completion per product prompt, scored by a program's reward beside gold: what the page
+/// shows under the learner's expression before they train against it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredSample {
+    pub prompt: String,
+    pub completion: String,
+    pub ends: bool,
+    pub gold: f32,
+    pub reward: f32,
+}
+
+/// Samples one completion of each product prompt from `policy` and scores it with `expression`.
+pub async fn scored_samples(policy: &Gpt, expression: &crate::rlhf::reward_expression::RewardExpression, tokenizer: &Tokenizer, temperature: f32, seed: u64, device: &Device) -> Result<Vec<ScoredSample>> {
+    let prompts: Vec<u32> = (0..PRODUCTS_COUNT).flat_map(|p| prompt_tokens(tokenizer, p)).collect();
+    let options = SampleOptions { temperature, top_k: 0, max_new_tokens: MAX_COMPLETION };
+    let generated = crate::engine::sample::generate(policy, &prompts, PRODUCTS_COUNT, options, &mut Rng::derive(seed, "samples"), device).await?;
+    Ok((0..PRODUCTS_COUNT)
+        .map(|p| {
+            let completion = Completion::from_generated(p, generated.row(p));
+            ScoredSample {
+                prompt: tokenizer.decode(&prompt_tokens(tokenizer, p)[1..]),
+                completion: completion.text(tokenizer),
+                ends: completion.ends(),
+                gold: completion.gold(tokenizer).total,
+                reward: expression.evaluate(&completion, tokenizer),
+            }
+        })
+        .collect())
+}
