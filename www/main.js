@@ -114,6 +114,8 @@ async function start() {
       storage.putState('config', store.config).catch(() => {});
     },
   };
+  // The settings the stored snapshots were taken under, read before this visit's replace them.
+  const held = await storedRun();
   store.saveUrl();
   // The pipeline first: it listens for the states the panels announce as they mount.
   mountPipeline(app, store);
@@ -124,9 +126,12 @@ async function start() {
   // Not stages: "run everything" iterates store.stages only.
   store.yourReward = await mountYourReward(app, store);
   store.data = await mountCheckpoints(app, store);
-  mountEquations(app);
+  store.equations = mountEquations(app, store.client);
+  // The lesson comes back to its step with what this browser holds, put back before it shows,
+  // without asking; the full lab (or a link with other settings) offers to resume.
+  const resumed = shell.view.mode === 'lesson' && await resumeForLesson(store, held, shell.root);
   store.lesson = await mountLesson(shell, store);
-  await offerResume(store);
+  if (!resumed) await offerResume(store, held);
   // For the end-to-end tests and the curious: the page's store (same origin only).
   window.__lab = store;
   document.body.dataset.ready = 'true';
@@ -157,7 +162,8 @@ async function storedRun() {
 }
 
 function describe({ title, unit, progress }) {
-  return progress.done ? `${title} done` : `${title} at ${unit} ${progress.step} of ${progress.total}`;
+  if (progress.done) return `${title} done`;
+  return progress.step ? `${title} at ${unit} ${progress.step} of ${progress.total}` : `${title} begun (no ${unit} of ${progress.total} finished yet)`;
 }
 
 /** Puts every stage with a snapshot back where it was, in pipeline order. */
@@ -177,12 +183,31 @@ async function resumeAll(store, snapshots) {
 }
 
 /**
+ * The lesson after a reload: every stage this browser holds a snapshot of is put back (stored
+ * models are loaded, nothing is trained again) before the lesson shows its step. Not when the link
+ * asks for other settings than the snapshots were taken under: false then, and the lab's offer
+ * (which reloads under the stored settings) is shown instead.
+ */
+async function resumeForLesson(store, { snapshots, config }, root) {
+  if (!snapshots.length) return true;
+  if (!config || !sameConfig(config, store.config)) return false;
+  sessionStorage.removeItem(RESUME_FLAG);
+  const status = root.querySelector('.lesson-loading');
+  if (status) status.textContent = `Loading what this browser holds: ${snapshots.map(describe).join(', ')}…`;
+  try {
+    for (const snapshot of snapshots) await store.stages.get(snapshot.stage).resume(snapshot.bytes);
+  } catch (e) {
+    notify(`The lesson could not load what this browser holds (${e.message}). Your labels and checkpoints are kept; run the step again.`, 'error');
+  }
+  return true;
+}
+
+/**
  * After a reload: if this browser holds snapshots of stages in progress (or done), offer to put
  * them back. Snapshots only resume under the settings they were taken with: if the link's
  * settings differ, the page reloads with the stored ones first.
  */
-async function offerResume(store) {
-  const { snapshots, config } = await storedRun();
+async function offerResume(store, { snapshots, config }) {
   if (!snapshots.length) return;
   if (sessionStorage.getItem(RESUME_FLAG)) {
     sessionStorage.removeItem(RESUME_FLAG);

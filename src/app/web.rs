@@ -304,6 +304,13 @@ impl Lab {
         to_js(&samples)
     }
 
+    /// One worked number per formula the trainers compute (`math::examples`): the equations panel
+    /// evaluates its typeset formula at the same inputs and shows both.
+    #[wasm_bindgen(js_name = lossExamples)]
+    pub fn loss_examples(&self) -> Result<JsValue, JsValue> {
+        to_js(&crate::rlhf::math::examples::examples())
+    }
+
     /// The names and functions a reward expression may use: `[[name, description], …]`.
     #[wasm_bindgen(js_name = rewardVocabulary)]
     pub fn reward_vocabulary(&self) -> Result<JsValue, JsValue> {

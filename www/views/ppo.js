@@ -338,6 +338,7 @@ export async function mountPpo(root, store) {
     if (state === 'running') return;
     if (gate.open() && state === 'blocked') setState(begun ? 'paused' : 'ready');
     else if (!gate.open() && state !== 'blocked') setState('blocked');
+    else refresh(); // what it waits for may have changed
   }
   gate.onChange(reopen);
   activity.onChange(refresh);

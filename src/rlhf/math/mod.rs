@@ -7,6 +7,7 @@
 
 pub mod bradley_terry;
 pub mod dpo;
+pub mod examples;
 pub mod gae;
 pub mod grpo;
 pub mod kl;
