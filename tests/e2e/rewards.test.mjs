@@ -15,6 +15,12 @@ test('a reward the learner writes, a verifiable reward, and reward hacking in on
   const lap = (what) => console.log(`# ${what}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   try {
     const { page, errors } = await openPage(browser, `${server.url}?backend=cpu&grpo.iterations=3`);
+    // Every formula the trainers compute is checked in the equations panel against its function.
+    await page.evaluate(() => window.__lab.equations.ready);
+    const checks = await page.$$eval('#equations .check', (lines) => lines.map((l) => [l.dataset.equation, l.dataset.agrees, l.textContent]));
+    assert.ok(checks.length >= 13, `${checks.length} formulas checked`);
+    for (const [equation, agrees, text] of checks) assert.equal(agrees, 'true', `${equation}: ${text}`);
+    assert.match(await page.locator('#eq-value-loss').textContent(), /What the lab computes/);
     const panel = page.locator('#your-reward');
     const box = panel.locator('#reward-expression');
     const error = panel.locator('#reward-expression-error');
@@ -68,7 +74,7 @@ test('a reward the learner writes, a verifiable reward, and reward hacking in on
     }));
     assert.equal(rewards.length, 3);
     for (const [reward, gold] of rewards) assert.ok(Math.abs(reward - gold) < 1e-9, `reward ${reward} is gold ${gold}`);
-    assert.equal(await page.evaluate(() => window.__lab.stages.get('reward').state()), 'ready', 'no reward model was trained');
+    assert.notEqual(await page.evaluate(() => window.__lab.stages.get('reward').state()), 'done', 'no reward model was trained');
     lap('GRPO against gold');
 
     // Show reward hacking: PPO at β = 0 against the learner's reward, measured every 5 iterations.

@@ -6,6 +6,7 @@
 import { el, chartBox } from './common.js';
 import { XYChart } from '../charts.js';
 import { equationLink } from '../equations.js';
+import './your-reward.css';
 
 const PREVIEW_TEMPERATURE = 0.7;
 const PREVIEW_SEED = 7;
@@ -30,7 +31,8 @@ export async function mountYourReward(root, store) {
   const hack = el('button', { class: 'danger', id: 'show-reward-hacking', text: 'Show reward hacking' });
   const measure = el('input', { type: 'checkbox', id: 'measure-run', checked: true });
   const status = el('p', { class: 'muted', 'aria-live': 'polite' });
-  const box = chartBox(store, { text: 'Gao et al. (2022)\'s axes: as the policy moves away from π_ref (√KL, nats½), the reward it is trained against keeps rising while the gold utility rises, peaks and falls. Each point: the policy then, on 128 fresh prompts.', equation: 'objective' });
+  const box = chartBox(store, { text: 'The reward the policy is trained against, as it moves away from π_ref (√KL, nats½). Each point: the policy then, on 128 fresh prompts.', equation: 'objective' });
+  const goldBox = chartBox(store, { text: 'The gold utility of the same policies, on the same prompts: Gao et al. (2022)\'s picture — it rises, peaks and falls while the reward on the left keeps rising.', equation: 'objective' });
   const pointsBody = el('tbody');
 
   root.append(el('section', { class: 'panel', id: 'your-reward', 'aria-labelledby': 'your-reward-title' },
@@ -49,23 +51,27 @@ export async function mountYourReward(root, store) {
       previewBody),
     el('h3', { text: 'Over-optimization: the reward trained against and gold, against √KL' }),
     status,
-    box,
+    el('div', { class: 'chart-pair' }, box, goldBox),
     el('table', { class: 'samples overoptimization-points' },
-      el('thead', {}, el('tr', {}, ...['iteration', '√KL', 'reward trained against', 'gold', 'mean length'].map((t) => el('th', { text: t })))),
+      el('thead', {}, el('tr', {}, ...['iteration', '√KL', 'reward trained against', 'gold', 'mean length'].map((t) => el('th', { class: 'num', text: t })))),
       pointsBody)));
 
   for (const [name, description] of await client.call('rewardVocabulary')) {
     vocabulary.append(el('dt', {}, el('code', { text: name })), el('dd', { text: description }));
   }
 
+  // Two charts on one x axis: the reward trained against grows tens of times more than gold moves.
   const chart = new XYChart(box.host, {
-    title: 'Reward hacking',
+    title: 'The reward trained against',
     xLabel: '√KL(π‖π_ref)',
     yLabel: 'reward',
-    series: [
-      { label: 'reward trained against', color: '#2563eb', line: true, points: true },
-      { label: 'gold utility', color: '#ca8a04', line: true, points: true },
-    ],
+    series: [{ label: 'reward trained against', color: '#2563eb', line: true, points: true }],
+  });
+  const goldChart = new XYChart(goldBox.host, {
+    title: 'Gold utility (the hidden truth)',
+    xLabel: '√KL(π‖π_ref)',
+    yLabel: 'gold',
+    series: [{ label: 'gold utility', color: '#ca8a04', line: true, points: true }],
   });
 
   /** The expression in the box, applied to the settings if the core accepts it. */
@@ -109,8 +115,8 @@ export async function mountYourReward(root, store) {
   function draw() {
     const sorted = [...points].sort((a, b) => a.iteration - b.iteration);
     chart.set(0, sorted.map((p) => p.sqrt_kl), sorted.map((p) => p.proxy));
-    chart.set(1, sorted.map((p) => p.sqrt_kl), sorted.map((p) => p.gold));
-    pointsBody.replaceChildren(...sorted.map((p) => el('tr', {}, ...[String(p.iteration), num(p.sqrt_kl), num(p.proxy), num(p.gold), num(p.mean_length, 1)].map((t) => el('td', { text: t })))));
+    goldChart.set(0, sorted.map((p) => p.sqrt_kl), sorted.map((p) => p.gold));
+    pointsBody.replaceChildren(...sorted.map((p) => el('tr', {}, ...[String(p.iteration), num(p.sqrt_kl), num(p.proxy), num(p.gold), num(p.mean_length, 1)].map((t) => el('td', { class: 'num', text: t })))));
     box.host.dataset.points = String(points.length);
     if (!sorted.length) { status.textContent = 'Start a PPO run (or "Show reward hacking") to draw it.'; return; }
     const peak = sorted.reduce((best, p) => (p.gold > best.gold ? p : best), sorted[0]);
