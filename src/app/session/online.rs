@@ -8,7 +8,7 @@ use crate::rlhf::metrics::Metrics;
 use crate::rlhf::stages::grpo::{GroupRecord, GrpoTrainer};
 use crate::rlhf::reward_expression::RewardExpression;
 use crate::rlhf::stages::on_policy::recipe::RewardSource;
-use crate::rlhf::stages::on_policy::rollout::Reward;
+use crate::rlhf::stages::on_policy::reward::Reward;
 use crate::rlhf::stages::on_policy::sampling::{scored_samples, ScoredSample};
 use crate::rlhf::stages::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer, RolloutRecord};
 use crate::rlhf::stages::sweep::{FrontierPoint, Sweep, SweepRun};

@@ -28,7 +28,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::on_policy::recipe::{Advantage, Aggregation, KlPlacement, PolicyLoss, Recipe, Report, Schedule};
-use super::on_policy::rollout::Reward;
+use super::on_policy::reward::Reward;
 use super::on_policy::OnPolicyTrainer;
 use crate::engine::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::error::Result;
@@ -127,7 +127,7 @@ mod tests {
     use crate::error::LabError;
     use crate::rlhf::math::grpo::group_advantages;
     use crate::rng::Rng;
-    use super::super::on_policy::rollout::Reward;
+    use super::super::on_policy::reward::Reward;
     use crate::engine::model::config::Preset;
     use crate::rlhf::math::grpo::LossType;
 

@@ -22,7 +22,7 @@
 use burn::prelude::*;
 
 use super::on_policy::recipe::{AdaptiveKl, Advantage, Aggregation, Critic, KlPlacement, PolicyLoss, RatioLevel, Recipe, Report, Schedule};
-use super::on_policy::rollout::Reward;
+use super::on_policy::reward::Reward;
 use super::on_policy::OnPolicyTrainer;
 use crate::engine::model::{with_fresh_ids, Gpt, ScalarModel};
 use crate::error::Result;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dpo::DpoTrainer;
 use super::grpo::{GroupMethod, GrpoTrainer};
-use super::on_policy::rollout::Reward;
+use super::on_policy::reward::Reward;
 use super::ppo::{evaluate_policy, PolicyEvaluation, PpoTrainer};
 use crate::engine::model::{Gpt, ScalarModel};
 use crate::error::{LabError, Result};

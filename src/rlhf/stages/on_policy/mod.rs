@@ -27,6 +27,7 @@
 pub mod loss;
 pub mod recipe;
 mod report;
+pub mod reward;
 pub mod rollout;
 pub mod sampling;
 pub mod views;
@@ -36,7 +37,8 @@ use burn::prelude::*;
 
 use self::loss::{Minibatch, Sums, Trained};
 use self::recipe::{Aggregation, KlPlacement, Recipe, Report};
-use self::rollout::{Reward, Rollout};
+use self::reward::Reward;
+use self::rollout::Rollout;
 use super::{linear_decay, Phase, UpdateTotals};
 use crate::engine::data_parallel::{flat_parameters, helpers_part, shard_rows, ShardResult, ShardWork};
 use crate::engine::model::{Gpt, ScalarModel};

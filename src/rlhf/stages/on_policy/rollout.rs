@@ -6,7 +6,8 @@ use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
 use super::loss::completion_values;
-use super::recipe::{Advantage, KlPlacement, Recipe, RewardSource};
+use super::recipe::{Advantage, KlPlacement, Recipe};
+use super::reward::Reward;
 use super::sampling::sample_on_device;
 use crate::engine::model::{Gpt, ScalarModel};
 use crate::engine::readback::count_readback;
@@ -15,46 +16,8 @@ use crate::rlhf::math::gae::shape_batch;
 use crate::rlhf::math::grpo::{group_advantages, Estimator, GroupAdvantages};
 use crate::rlhf::math::stats::mean;
 use crate::rlhf::math::whiten::masked_whiten;
-use crate::rlhf::reward_expression::RewardExpression;
 use crate::rlhf::task::{prompt_tokens, Completion, Tokenizer, MAX_COMPLETION, PRODUCTS_COUNT};
 use crate::rng::Rng;
-
-/// What a completion's reward is computed with (`RewardSource`, with what it needs).
-#[derive(Debug, Clone)]
-pub enum Reward {
-    /// r_φ, on the device at the last real token.
-    Model(ScalarModel),
-    /// The gold utility, on the host.
-    Gold,
-    /// The learner's expression, on the host.
-    Custom(RewardExpression),
-}
-
-impl Reward {
-    pub fn source(&self) -> RewardSource {
-        match self {
-            Self::Model(_) => RewardSource::RewardModel,
-            Self::Gold => RewardSource::Gold,
-            Self::Custom(_) => RewardSource::Custom,
-        }
-    }
-
-    pub fn model(&self) -> Option<&ScalarModel> {
-        match self {
-            Self::Model(model) => Some(model),
-            _ => None,
-        }
-    }
-
-    /// The reward of `completion` when a program computes it (`None`: r_φ on the device does).
-    pub fn on_host(&self, completion: &Completion, tokenizer: &Tokenizer) -> Option<f32> {
-        match self {
-            Self::Model(_) => None,
-            Self::Gold => Some(completion.gold(tokenizer).total),
-            Self::Custom(expression) => Some(expression.evaluate(completion, tokenizer)),
-        }
-    }
-}
 
 /// One rollout on the host: `prompts` groups of G consecutive completions (G = 1: one each).
 /// Per-token arrays are row-major [batch × MAX_COMPLETION], zero at PAD; the GAE-only and

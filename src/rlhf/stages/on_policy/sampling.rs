@@ -13,7 +13,7 @@ use crate::engine::readback::count_readback;
 use crate::engine::sample::{generate_on_device, SampleOptions};
 use crate::error::{LabError, Result};
 use crate::rlhf::math::stats::{mean, variance};
-use super::rollout::Reward;
+use super::reward::Reward;
 use crate::rlhf::task::{prompt_tokens, Completion, Tokenizer, EOS, MAX_COMPLETION, PAD, PRODUCTS_COUNT, PROMPT_LEN, SEQ_LEN};
 use crate::rng::Rng;
 
