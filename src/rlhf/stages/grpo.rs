@@ -123,43 +123,11 @@ impl OnPolicyTrainer<Gpt> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::super::Phase;
-    use crate::error::LabError;
-    use crate::rlhf::math::grpo::group_advantages;
-    use crate::rng::Rng;
     use super::super::on_policy::reward::Reward;
-    use crate::engine::model::config::Preset;
-    use crate::rlhf::math::grpo::LossType;
+    use crate::rlhf::math::grpo::{group_advantages, LossType};
+    use crate::rng::Rng;
 
-    fn trainer(config: GrpoConfig) -> GrpoTrainer {
-        let device = Device::flex();
-        let tok = Tokenizer::new();
-        let model_config = Preset::Micro.model(tok.vocab_size());
-        let reference = Gpt::new(&model_config, &mut Rng::new(1), &device);
-        GrpoTrainer::new(&reference, &varied_reward(&model_config, &device), &config, 3, &tok, &device).unwrap()
-    }
-
-    /// A reward model that tells completions apart: `from_trunk`'s head is zero (every score
-    /// equal), so the head (the last parameters visited) gets weights of ±1 here.
-    fn varied_reward(config: &crate::engine::model::config::ModelConfig, device: &Device) -> ScalarModel {
-        let blank = ScalarModel::from_trunk(Gpt::new(config, &mut Rng::new(2), device), device);
-        let mut theta = crate::engine::data_parallel::parameter_values(&blank);
-        let head = config.d_model + 1;
-        let len = theta.len();
-        let mut rng = Rng::new(4);
-        for v in &mut theta[len - head..] {
-            *v = if rng.below(2) == 0 { 1.0 } else { -1.0 };
-        }
-        crate::engine::data_parallel::with_flat_parameters(blank, &theta, device).unwrap()
-    }
-
-    fn small() -> GrpoConfig {
-        GrpoConfig { iterations: 2, prompts: 2, group_size: 4, mini_batches: 2, epochs: 2, learning_rate: 1e-3, ..GrpoConfig::default() }
-    }
-
-    fn parameters(t: &GrpoTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&t.model.valid())
-    }
+    use super::super::on_policy::tests::{grpo as trainer, micro, parameters, small_grpo as small};
 
     #[test]
     fn a_rollout_gives_each_group_its_advantages_and_the_first_update_has_ratio_one() {
@@ -209,10 +177,7 @@ mod tests {
     fn a_degenerate_group_is_counted_and_contributes_no_gradient() {
         // A reward model with all-zero head weights scores every completion the same: every group
         // has zero spread, every advantage is 0, and with β = 0 the loss has no gradient at all.
-        let device = Device::flex();
-        let tok = Tokenizer::new();
-        let model_config = Preset::Micro.model(tok.vocab_size());
-        let reference = Gpt::new(&model_config, &mut Rng::new(1), &device);
+        let (device, tok, model_config, reference) = micro();
         let constant = ScalarModel::from_trunk(Gpt::new(&model_config, &mut Rng::new(2), &device), &device).shift_scores(0.5);
         let config = GrpoConfig { beta: 0.0, ..small() };
         let mut t = GrpoTrainer::new(&reference, &constant, &config, 3, &tok, &device).unwrap();
@@ -223,56 +188,6 @@ mod tests {
         let update = pollster::block_on(t.step()).unwrap();
         assert_eq!(update["loss"], 0.0);
         assert_eq!(update["grad_norm"], 0.0, "{update:?}");
-    }
-
-    #[test]
-    fn an_update_split_across_workers_is_the_whole_update() {
-        let (mut whole, mut split) = (trainer(small()), trainer(small()));
-        let mut split_updates = 0;
-        while !whole.is_done() {
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let got = match split.phase {
-                Phase::Rollout => {
-                    assert!(pollster::block_on(split.shard_plan(2)).unwrap().is_none(), "a rollout is not split");
-                    pollster::block_on(split.step()).unwrap()
-                }
-                Phase::Update { .. } => {
-                    split_updates += 1;
-                    let shards = 2 + split_updates % 2;
-                    let results = crate::engine::data_parallel::answers(pollster::block_on(split.shard_plan(shards)).unwrap().unwrap());
-                    pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap()
-                }
-            };
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &[], split_updates);
-            let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "update {split_updates}: parameters differ by {worst}");
-        }
-        assert_eq!(split_updates, 8);
-    }
-
-    #[test]
-    fn a_non_finite_update_rolls_back_and_a_snapshot_resumes_mid_iteration() {
-        let mut t = trainer(small());
-        t.poison_update(2);
-        pollster::block_on(t.step()).unwrap(); // rollout
-        pollster::block_on(t.step()).unwrap(); // update 1
-        let before = parameters(&t);
-        let err = pollster::block_on(t.step()).unwrap_err();
-        assert!(matches!(err, LabError::NumericalFault { ref quantity, step: 2, .. } if quantity == "loss"), "{err}");
-        assert_eq!(parameters(&t), before);
-        // A snapshot now, restored into a fresh trainer, continues exactly as this one does.
-        let settings = serde_json::to_value(small()).unwrap();
-        let bytes = pollster::block_on(t.snapshot(settings.clone())).unwrap();
-        let mut resumed = trainer(small());
-        resumed.restore(&bytes, &settings).unwrap();
-        while !t.is_done() {
-            let (a, b) = (pollster::block_on(t.step()).unwrap(), pollster::block_on(resumed.step()).unwrap());
-            assert_eq!(a, b);
-        }
-        assert_eq!(parameters(&t), parameters(&resumed));
-        // Another stage's settings are refused.
-        let other = serde_json::to_value(GrpoConfig { beta: 0.0, ..small() }).unwrap();
-        assert!(trainer(small()).restore(&bytes, &other).is_err());
     }
 
     #[test]
@@ -314,10 +229,7 @@ mod tests {
 
     #[test]
     fn a_program_s_reward_replaces_r_phi_and_gold_stays_the_hidden_truth() {
-        let device = Device::flex();
-        let tok = Tokenizer::new();
-        let model_config = Preset::Micro.model(tok.vocab_size());
-        let reference = Gpt::new(&model_config, &mut Rng::new(1), &device);
+        let (device, tok, _, reference) = micro();
         // Against the gold utility (RLVR), the reward is the gold.
         let mut gold = GrpoTrainer::against(&reference, Reward::Gold, &small(), 3, &tok, &device).unwrap();
         let m = pollster::block_on(gold.step()).unwrap();

@@ -91,24 +91,8 @@ impl OnPolicyTrainer<PolicyAndValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::super::{int_tensor, Phase};
-    use crate::engine::data_parallel::ShardResult;
-    use crate::error::LabError;
-    use crate::rng::Rng;
-    use crate::engine::model::config::Preset;
 
-    fn trainer(config: PpoConfig) -> PpoTrainer {
-        let device = Device::flex();
-        let tok = Tokenizer::new();
-        let model_config = Preset::Micro.model(tok.vocab_size());
-        let reference = Gpt::new(&model_config, &mut Rng::new(1), &device);
-        let reward = ScalarModel::from_trunk(Gpt::new(&model_config, &mut Rng::new(2), &device), &device).shift_scores(0.3);
-        PpoTrainer::new(&reference, &reward, &config, 3, &tok, &device).unwrap()
-    }
-
-    fn small() -> PpoConfig {
-        PpoConfig { iterations: 2, batch_size: 8, mini_batches: 2, epochs: 2, learning_rate: 1e-3, ..PpoConfig::default() }
-    }
+    use super::super::on_policy::tests::{ppo as trainer, small_ppo as small};
 
     #[test]
     fn the_first_minibatch_has_ratio_one_no_clipping_and_no_kl() {
@@ -159,96 +143,5 @@ mod tests {
         }
         let (adv, _) = crate::rlhf::math::gae::gae(&r.rewards, &r.values, r.gamma, r.lam);
         assert_eq!(adv, r.advantages_raw);
-    }
-
-    /// The helpers' results for the next update split in `shards`, each from its own worker.
-    fn helpers(trainer: &PpoTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap().expect("an update is next"))
-    }
-
-    fn parameters(trainer: &PpoTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model.valid())
-    }
-
-    #[test]
-    fn an_update_split_across_workers_is_the_whole_update() {
-        // 8 completions in minibatches of 4, split in 2 and 3 shards (unequal) by turns; an
-        // entropy bonus so that the first updates move the policy too.
-        let config = PpoConfig { ent_coef: 0.01, ..small() };
-        let (mut whole, mut split) = (trainer(config.clone()), trainer(config));
-        let mut split_updates = 0;
-        while !whole.is_done() {
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let got = match split.phase {
-                Phase::Rollout => {
-                    assert!(pollster::block_on(split.shard_plan(2)).unwrap().is_none(), "a rollout is not split");
-                    pollster::block_on(split.step()).unwrap()
-                }
-                Phase::Update { .. } => {
-                    split_updates += 1;
-                    let shards = 2 + split_updates % 2;
-                    let results = helpers(&split, shards);
-                    assert_eq!(results.len(), shards - 1);
-                    pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap()
-                }
-            };
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &[], split_updates);
-            let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "update {split_updates}: parameters differ by {worst}");
-            let (a, b) = (whole.rollout().unwrap(), split.rollout().unwrap());
-            assert!(a.ratio.iter().zip(&b.ratio).all(|(x, y)| (x - y).abs() < 1e-5), "the views' ρ differ");
-            assert_eq!(a.clipped, b.clipped);
-        }
-        assert_eq!(split_updates, 8);
-        // The policy did move: the last update's ρ is not 1 everywhere.
-        assert!(split.rollout().unwrap().ratio.iter().any(|r| (r - 1.0).abs() > 1e-4));
-    }
-
-    #[test]
-    fn a_failed_stale_or_malformed_helper_changes_nothing() {
-        let mut t = trainer(small());
-        // A rollout has no shards.
-        let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(Vec::new())))).unwrap_err();
-        assert!(refused.to_string().contains("taken whole"), "{refused}");
-        pollster::block_on(t.step()).unwrap(); // rollout
-        let stale = helpers(&t, 2);
-        pollster::block_on(t.step()).unwrap(); // update 1
-        let before = parameters(&t);
-        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(stale)))).unwrap_err();
-        assert!(refused.to_string().contains("step 1, not step 2"), "{refused}");
-        let mut short = helpers(&t, 2);
-        short[0].per_token.pop();
-        let refused = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(short)))).unwrap_err();
-        assert!(refused.to_string().contains("per-token values"), "{refused}");
-        assert_eq!(parameters(&t), before);
-        assert_eq!(t.updates, 1);
-        // A helper refuses rows that do not fit the model.
-        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap().unwrap();
-        work[0].objective.0.advantages.pop();
-        let err = pollster::block_on(crate::engine::data_parallel::compute(work[0].step, &work[0].model, &work[0].objective, &theta, None)).map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("advantages"), "{err}");
-        // The same update then goes through.
-        let results = helpers(&t, 2);
-        pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
-        assert_eq!(t.updates, 2);
-    }
-
-    #[test]
-    fn a_non_finite_update_rolls_back() {
-        let mut t = trainer(small());
-        t.poison_update(2);
-        pollster::block_on(t.step()).unwrap(); // rollout
-        pollster::block_on(t.step()).unwrap(); // update 1
-        let before = t.policy();
-        let err = pollster::block_on(t.step()).unwrap_err();
-        assert!(matches!(err, LabError::NumericalFault { ref quantity, step: 2, .. } if quantity == "loss"), "{err}");
-        let read = |m: &Gpt| -> Vec<f32> {
-            m.forward(int_tensor(&[1, 5, 7], 1, 3, &Device::flex())).into_data().iter::<f32>().collect()
-        };
-        assert_eq!(read(&before), read(&t.policy()));
-        t.poisoned_update = None;
-        assert!(pollster::block_on(t.step()).is_ok());
     }
 }

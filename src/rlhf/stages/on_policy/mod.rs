@@ -31,6 +31,8 @@ pub mod reward;
 pub mod rollout;
 pub mod sampling;
 pub mod views;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
