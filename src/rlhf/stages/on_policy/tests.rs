@@ -4,7 +4,8 @@
 
 use burn::prelude::*;
 
-use super::loss::Trained;
+use super::loss::{PolicyAndValue, Trained};
+use super::recipe::RatioLevel;
 use super::reward::Reward;
 use super::OnPolicyTrainer;
 use crate::engine::data_parallel::{answers, assert_same_metrics, parameter_values, ShardResult};
@@ -12,11 +13,14 @@ use crate::engine::model::config::{ModelConfig, Preset};
 use crate::engine::model::{Gpt, ScalarModel};
 use crate::error::LabError;
 use crate::rlhf::config::{GrpoConfig, PpoConfig};
-use crate::rlhf::stages::grpo::{GroupMethod, GrpoTrainer};
-use crate::rlhf::stages::ppo::PpoTrainer;
 use crate::rlhf::stages::Phase;
 use crate::rlhf::task::Tokenizer;
 use crate::rng::Rng;
+
+// The trainers by their models (`ppo.rs` and `grpo.rs` name them PpoTrainer and GrpoTrainer and
+// test with these fixtures: this file does not import them back).
+type PpoTrainer = OnPolicyTrainer<PolicyAndValue>;
+type GrpoTrainer = OnPolicyTrainer<Gpt>;
 
 /// The micro model's shape, and π_ref drawn from seed 1.
 pub(crate) fn micro() -> (Device, Tokenizer, ModelConfig, Gpt) {
@@ -74,11 +78,13 @@ fn helpers<M: Trained>(t: &OnPolicyTrainer<M>, shards: usize) -> Vec<ShardResult
 fn recipes() -> Vec<(&'static str, Box<dyn Fn() -> Trainer>, serde_json::Value)> {
     // An entropy bonus so that PPO's first updates (whose advantages are all 0) move the policy too.
     let ppo_config = PpoConfig { ent_coef: 0.01, ..small_ppo() };
-    let gspo = GroupMethod::Gspo.settings(&small_grpo());
+    // GSPO as `GroupMethod::Gspo` sets it.
+    let gspo = GrpoConfig { importance_sampling_level: RatioLevel::Sequence, epsilon_low: 3e-4, epsilon_high: 4e-4, ..small_grpo() };
+    let gspo_settings = serde_json::to_value(&gspo).unwrap();
     vec![
         ("ppo", Box::new(move || Trainer::Ppo(ppo(ppo_config.clone()))), serde_json::to_value(small_ppo()).unwrap()),
         ("grpo", Box::new(|| Trainer::Grpo(grpo(small_grpo()))), serde_json::to_value(small_grpo()).unwrap()),
-        ("gspo", Box::new(move || Trainer::Grpo(grpo(gspo.clone()))), serde_json::to_value(GroupMethod::Gspo.settings(&small_grpo())).unwrap()),
+        ("gspo", Box::new(move || Trainer::Grpo(grpo(gspo.clone()))), gspo_settings),
     ]
 }
 
