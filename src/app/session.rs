@@ -482,7 +482,7 @@ impl Session {
     pub fn reward_begin(&mut self, jsonl: &str) -> Result<RewardPlan> {
         let pairs: Vec<LabeledPair> = labels::parse_jsonl(jsonl, &self.tokenizer)?;
         let trainer = RewardTrainer::new(self.reference()?, pairs, &self.config.reward, self.config.seed, &self.tokenizer, &self.device)?;
-        let plan = RewardPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ceiling: trainer.ceiling };
+        let plan = RewardPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ceiling: trainer.ceiling() };
         self.reward = Some(trainer);
         self.reward_labels = Some(jsonl.to_string());
         self.reward_model = None;
@@ -626,7 +626,7 @@ impl Session {
         let pairs = labels::parse_jsonl(jsonl, &self.tokenizer)?;
         let reference = self.reference()?.clone();
         let trainer = DpoTrainer::new(&reference, pairs, &self.config.dpo, self.config.reward.held_out_fraction, self.config.seed, &self.tokenizer, &self.device).await?;
-        let plan = DpoPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ties_skipped: trainer.ties_skipped };
+        let plan = DpoPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ties_skipped: trainer.ties_skipped() };
         self.dpo = Some(trainer);
         self.dpo_labels = Some(jsonl.to_string());
         Ok(plan)
@@ -760,8 +760,8 @@ impl Session {
             Stage::Pretrain | Stage::Sweep => unreachable!("stage_settings refused it"),
         }
         let plan = match stage {
-            Stage::Reward => self.reward.as_ref().map(|t| serde_json::json!(RewardPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ceiling: t.ceiling })),
-            Stage::Dpo => self.dpo.as_ref().map(|t| serde_json::json!(DpoPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ties_skipped: t.ties_skipped })),
+            Stage::Reward => self.reward.as_ref().map(|t| serde_json::json!(RewardPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ceiling: t.ceiling() })),
+            Stage::Dpo => self.dpo.as_ref().map(|t| serde_json::json!(DpoPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ties_skipped: t.ties_skipped() })),
             _ => None,
         };
         Ok(Resumed { progress: self.status().of(stage).expect("the stage was just restored"), plan })
