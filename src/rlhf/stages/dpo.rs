@@ -168,14 +168,10 @@ pub struct Dpo {
     tokenizer: Tokenizer,
 }
 
-/// Trains π_θ on preferences by the DPO loss, one bounded step at a time.
-pub type DpoTrainer = SupervisedTrainer<Dpo>;
-
 impl Objective for Dpo {
     type Shard = DpoShard;
     type Row = DpoPair;
-    type Cursor = Batches;
-    type Saved = Shuffled;
+    type Cursor = Shuffled;
     const NAMES: Names = Names {
         stage: "dpo",
         title: "DPO",
@@ -188,8 +184,8 @@ impl Objective for Dpo {
         model.config()
     }
 
-    fn draw(&self, cursor: &mut Batches, size: usize) -> Vec<DpoPair> {
-        cursor.next(size).iter().map(|&i| self.train[i].clone()).collect()
+    fn draw(&self, cursor: &mut Shuffled, size: usize) -> Vec<DpoPair> {
+        cursor.next(&self.train, size)
     }
 
     fn shard(&self, batch: &[DpoPair], rows: Range<usize>) -> DpoShard {
@@ -208,7 +204,7 @@ impl Objective for Dpo {
 
     /// TRL's DPOTrainer's names: the implicit rewards' accuracy, means and margin, the mean
     /// log-probs.
-    fn report(&self, batch: &[DpoPair], _: &Batches, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
+    fn report(&self, batch: &[DpoPair], _: &Shuffled, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
         let n = batch.len() as f32;
         out.extend(metrics([
             ("dpo/loss", f64::from(sums[0])),
@@ -224,15 +220,10 @@ impl Objective for Dpo {
             out.insert("dpo/held_out_accuracy".into(), f64::from(held[1] / self.held_out.len() as f32));
         }
     }
-
-    fn save(&self, batches: &Batches) -> Shuffled {
-        Shuffled { batches: batches.clone() }
-    }
-
-    fn load(&mut self, saved: Shuffled) -> Batches {
-        saved.batches
-    }
 }
+
+/// Trains π_θ on preferences by the DPO loss, one bounded step at a time.
+pub type DpoTrainer = SupervisedTrainer<Dpo>;
 
 impl DpoTrainer {
     /// π_θ ← π_ref; π_ref's log-probs of every pair computed now (one readback) and frozen.
@@ -261,7 +252,7 @@ impl DpoTrainer {
         };
         let (train, held_out) = (with_reference(train), with_reference(held_out));
         let schedule = Schedule::epochs(config.learning_rate, config.batch_size, config.epochs, train.len());
-        let batches = Batches::new(train.len(), Rng::derive(seed, "dpo/order"));
+        let batches = Shuffled::new(Batches::new(train.len(), Rng::derive(seed, "dpo/order")));
         let model = with_fresh_ids(reference.clone());
         let objective = Dpo { reference, train, held_out, beta: config.beta as f32, ties_skipped: ties_train + ties_held, tokenizer: tokenizer.clone() };
         Ok(Self::start(model, objective, batches, schedule, device))
@@ -309,14 +300,10 @@ impl DpoTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::data_parallel::ShardResult;
     use crate::engine::model::config::Preset;
     use crate::rlhf::labels::{grammar_pairs, simulate};
     use crate::rlhf::math::dpo::dpo_terms;
-
-    fn read(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().iter::<f32>().collect()
-    }
+    use crate::rlhf::stages::supervised::testing::{self, read};
 
     #[test]
     fn loss_and_gradient_match_hand_computed_values() {
@@ -392,14 +379,6 @@ mod tests {
         pollster::block_on(DpoTrainer::new(&reference, labels, &config, 0.2, 3, &tok, &device)).unwrap()
     }
 
-    fn helpers(trainer: &DpoTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
-    }
-
-    fn parameters(trainer: &DpoTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model.valid())
-    }
-
     /// π_θ's log-prob of every completion of every pair. Split and whole runs are compared here
     /// and not parameter by parameter: the attention's key bias adds the same q·b_k to every
     /// score of a query, which the softmax cannot see, so its gradient is 0 up to rounding, and
@@ -410,45 +389,14 @@ mod tests {
         read(sequence_logprobs(&trainer.model.valid(), &completions, &trainer.objective.tokenizer, &Device::flex()))
     }
 
+    /// The supervised trainer's checks (`supervised::testing`): a split step is the whole one, a
+    /// refused helper or a NaN loss leaves the trainer as it was.
     #[test]
-    fn a_step_split_across_workers_is_the_whole_step() {
-        let (mut whole, mut split) = (small_trainer(), small_trainer());
-        let mut steps = 0;
-        while !whole.is_done() {
-            steps += 1;
-            let shards = 2 + steps % 2; // 7 pairs in 2 and in 3 (unequal) shards
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let results = helpers(&split, shards);
-            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &[], steps);
-            let (a, b) = (logprobs(&whole), logprobs(&split));
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "step {steps}: a sequence's log-prob is {y} split and {x} whole");
-            }
-        }
+    fn split_refused_and_poisoned_steps() {
+        let steps = testing::split_steps_match(small_trainer(), small_trainer(), &[], logprobs);
         assert!(steps >= 4, "{steps} steps");
-    }
-
-    #[test]
-    fn a_failed_or_malformed_helper_changes_nothing() {
-        let (mut t, mut fresh) = (small_trainer(), small_trainer());
-        pollster::block_on(t.step()).unwrap();
-        pollster::block_on(fresh.step()).unwrap();
-        let before = parameters(&t);
-        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap();
-        work[0].objective.pairs[0].ref_chosen = f32::NAN;
-        let err = pollster::block_on(crate::engine::data_parallel::compute(work[0].step, &work[0].model, &work[0].objective, &theta, None)).map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("finite"), "{err}");
-        assert_eq!(parameters(&t), before);
-        // The batch was put back: the next step is the second step of a run that never split.
-        let results = helpers(&t, 2);
-        pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
-        pollster::block_on(fresh.step()).unwrap();
-        for (x, y) in logprobs(&fresh).iter().zip(&logprobs(&t)) {
-            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "a sequence's log-prob is {y} after the refused step and {x} without");
-        }
+        testing::refused_helpers_change_nothing(small_trainer, |shard| shard.pairs[0].ref_chosen = f32::NAN, "finite");
+        testing::a_poisoned_step_rolls_back(small_trainer);
     }
 
     #[test]

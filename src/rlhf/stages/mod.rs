@@ -83,7 +83,7 @@ pub(crate) fn first_non_finite<'a>(names: &[&'a str], values: &[f32]) -> Option<
 
 /// Shuffled passes over `0..n`, handing out batches of indices; a new permutation each epoch.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Batches {
+pub(crate) struct Batches {
     order: Vec<usize>,
     cursor: usize,
     /// Completed passes over the data.

@@ -221,26 +221,22 @@ pub struct BradleyTerry {
     tokenizer: Tokenizer,
 }
 
-/// Trains r_φ on labeled pairs, one bounded step at a time.
-pub type RewardTrainer = SupervisedTrainer<BradleyTerry>;
-
 impl Objective for BradleyTerry {
     type Shard = BradleyTerryShard;
-    type Row = PreferencePair;
-    type Cursor = Batches;
-    type Saved = Shuffled;
+    type Row = LabeledPair;
+    type Cursor = Shuffled;
     const NAMES: Names = Names { stage: "reward", title: "reward", fault: "reward model", steps: "reward-model steps", sums: &["loss", "accuracy", "reward of chosen", "reward of rejected"] };
 
     fn shape(model: &ScalarModel) -> ModelConfig {
         model.trunk.config()
     }
 
-    fn draw(&self, cursor: &mut Batches, size: usize) -> Vec<PreferencePair> {
-        cursor.next(size).iter().map(|&i| PreferencePair::of(&self.train[i])).collect()
+    fn draw(&self, cursor: &mut Shuffled, size: usize) -> Vec<LabeledPair> {
+        cursor.next(&self.train, size)
     }
 
-    fn shard(&self, batch: &[PreferencePair], rows: Range<usize>) -> BradleyTerryShard {
-        BradleyTerryShard { pairs: batch[rows].to_vec(), whole_pairs: batch.len() as f32 }
+    fn shard(&self, batch: &[LabeledPair], rows: Range<usize>) -> BradleyTerryShard {
+        BradleyTerryShard { pairs: batch[rows].iter().map(PreferencePair::of).collect(), whole_pairs: batch.len() as f32 }
     }
 
     fn held_out_len(&self) -> usize {
@@ -257,10 +253,10 @@ impl Objective for BradleyTerry {
 
     /// TRL's RewardTrainer's names: accuracy and mean rewards over the strict pairs (ties have
     /// no chosen completion).
-    fn report(&self, batch: &[PreferencePair], batches: &Batches, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
-        let strict = (batch.iter().filter(|p| p.target != 0.5).count() as f32).max(1.0);
+    fn report(&self, batch: &[LabeledPair], cursor: &Shuffled, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
+        let strict = (batch.iter().filter(|p| p.target() != 0.5).count() as f32).max(1.0);
         out.extend(metrics([
-            ("epoch", (batches.epochs_done + 1) as f64),
+            ("epoch", (cursor.epochs_done() + 1) as f64),
             ("rm/loss", f64::from(sums[0])),
             ("rm/accuracy", f64::from(sums[1] / strict)),
             ("rewards/chosen", f64::from(sums[2] / strict)),
@@ -279,15 +275,10 @@ impl Objective for BradleyTerry {
             }
         }
     }
-
-    fn save(&self, batches: &Batches) -> Shuffled {
-        Shuffled { batches: batches.clone() }
-    }
-
-    fn load(&mut self, saved: Shuffled) -> Batches {
-        saved.batches
-    }
 }
+
+/// Trains r_φ on labeled pairs, one bounded step at a time.
+pub type RewardTrainer = SupervisedTrainer<BradleyTerry>;
 
 impl RewardTrainer {
     /// A reward model on π_ref's trunk, to be trained on `labels` (split into train and held-out
@@ -301,7 +292,7 @@ impl RewardTrainer {
         let all_simulated = held_out.iter().all(|p| p.source == crate::rlhf::labels::LabelSource::Simulated);
         let ceiling = (all_simulated && !held_out.is_empty()).then(|| crate::rlhf::labels::ceiling(&held_out, tokenizer, config.labeler_temperature as f32));
         let schedule = Schedule::epochs(config.learning_rate, config.batch_size, config.epochs, train.len());
-        let batches = Batches::new(train.len(), Rng::derive(seed, "reward/order"));
+        let batches = Shuffled::new(Batches::new(train.len(), Rng::derive(seed, "reward/order")));
         let model = ScalarModel::from_trunk(with_fresh_ids(reference.clone()), device);
         Ok(Self::start(model, BradleyTerry { train, held_out, ceiling, tokenizer: tokenizer.clone() }, batches, schedule, device))
     }
@@ -364,14 +355,10 @@ impl RewardTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::data_parallel::ShardResult;
     use crate::engine::model::config::Preset;
     use crate::rlhf::labels::{grammar_pairs, simulate};
     use crate::rlhf::math::bradley_terry;
-
-    fn read(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().iter::<f32>().collect()
-    }
+    use crate::rlhf::stages::supervised::testing::{self, read};
 
     #[test]
     fn loss_and_gradient_match_hand_computed_values() {
@@ -451,14 +438,6 @@ mod tests {
         RewardTrainer::new(&reference, labels, &config, 5, &tok, &device).unwrap()
     }
 
-    fn helpers(trainer: &RewardTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
-    }
-
-    fn parameters(trainer: &RewardTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model.valid())
-    }
-
     /// r_first − r_second of every label, training and held-out. Split and whole runs are
     /// compared here and not parameter by parameter: the loss sees only differences of scores,
     /// so its gradient along a shift of every score (the head's bias; ln_f's β along the head's
@@ -473,46 +452,16 @@ mod tests {
         (0..n).map(|i| r[i] - r[n + i]).collect()
     }
 
+    /// The supervised trainer's checks (`supervised::testing`): a split step is the whole one (the
+    /// mean scores of chosen and rejected completions carry the head's bias, see `margins`: they
+    /// may move together, by one shift), a refused helper or a NaN loss leaves the trainer as it
+    /// was.
     #[test]
-    fn a_step_split_across_workers_is_the_whole_step() {
-        let (mut whole, mut split) = (small_trainer(), small_trainer());
-        let mut steps = 0;
-        while !whole.is_done() {
-            steps += 1;
-            let shards = 2 + steps % 2; // 7 pairs in 2 and in 3 (unequal) shards
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let results = helpers(&split, shards);
-            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            // The mean scores of chosen and rejected completions carry the head's bias (below):
-            // they may move together, by one shift.
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &["rewards/chosen", "rewards/rejected"], steps);
-            // What the loss sees: each pair's margin r_first − r_second, on every label.
-            let (a, b) = (margins(&whole), margins(&split));
-            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "step {steps}: margins differ by {worst}");
-        }
+    fn split_refused_and_poisoned_steps() {
+        let steps = testing::split_steps_match(small_trainer(), small_trainer(), &["rewards/chosen", "rewards/rejected"], margins);
         assert!(steps >= 4, "{steps} steps");
-    }
-
-    #[test]
-    fn a_failed_or_malformed_helper_changes_nothing() {
-        let mut t = small_trainer();
-        let mut fresh = small_trainer();
-        pollster::block_on(t.step()).unwrap();
-        pollster::block_on(fresh.step()).unwrap();
-        let before = parameters(&t);
-        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap();
-        work[0].objective.pairs[0].target = 2.0;
-        let err = pollster::block_on(crate::engine::data_parallel::compute(work[0].step, &work[0].model, &work[0].objective, &theta, None)).map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("probability"), "{err}");
-        assert_eq!(parameters(&t), before);
-        // The batch was put back: the next step is the second step of a run that never split.
-        let results = helpers(&t, 2);
-        let got = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
-        let expected = pollster::block_on(fresh.step()).unwrap();
-        assert!((got["rm/loss"] - expected["rm/loss"]).abs() < 1e-5, "{got:?} vs {expected:?}");
+        testing::refused_helpers_change_nothing(small_trainer, |shard| shard.pairs[0].target = 2.0, "probability");
+        testing::a_poisoned_step_rolls_back(small_trainer);
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! pretrained on the task's free text.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::supervised::{Names, Objective, Schedule, SupervisedTrainer};
 use super::{float_tensor, int_tensor, token_logprobs, Batches};
@@ -123,26 +124,37 @@ impl Shard for MaskedLmShard {
     }
 }
 
-/// Where the training sequences come from, as a snapshot carries it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Where the training sequences come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Corpus {
     /// Fixed demonstrations (SFT).
-    Fixed { train: Vec<Vec<u32>>, batches: Batches },
+    Fixed { train: Demonstrated, batches: Batches },
     /// Fresh free-text reviews every step (pretraining the base model).
     Stream { rng: Rng },
 }
 
-/// SFT's snapshot state beside the step and Adam's counters.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SavedCorpus {
-    corpus: Corpus,
+/// The demonstrations, one copy for every copy of the cursor (a step keeps one to rewind to).
+#[derive(Debug, Clone)]
+struct Demonstrated(Arc<Vec<Vec<u32>>>);
+
+/// Written as the sequences themselves.
+impl Serialize for Demonstrated {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
-/// Where a corpus stands: what a step advances and a failed step rewinds.
-#[derive(Debug, Clone)]
-pub enum Position {
-    Batches(Batches),
-    Stream(Rng),
+impl<'de> Deserialize<'de> for Demonstrated {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Vec::deserialize(deserializer).map(|train| Self(Arc::new(train)))
+    }
+}
+
+/// Where SFT stands in its corpus: what a step advances, a failed step rewinds and a snapshot
+/// carries (the demonstrations with it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reading {
+    corpus: Corpus,
 }
 
 /// A sample for a fixed prompt, shown as SFT trains.
@@ -155,30 +167,24 @@ pub struct PromptSample {
 
 /// The choices of SFT and of pretraining: sequences, fixed or fresh, and the masked cross-entropy.
 pub struct MaskedLm {
-    /// The demonstrations (SFT); empty when every batch is fresh free text (pretraining).
-    train: Vec<Vec<u32>>,
     held_out: Vec<Vec<u32>>,
     mask: LossMask,
 }
 
-/// Trains a language model by masked cross-entropy, one bounded step at a time.
-pub type SftTrainer = SupervisedTrainer<MaskedLm>;
-
 impl Objective for MaskedLm {
     type Shard = MaskedLmShard;
     type Row = Vec<u32>;
-    type Cursor = Position;
-    type Saved = SavedCorpus;
+    type Cursor = Reading;
     const NAMES: Names = Names { stage: "sft", title: "SFT", fault: "sft", steps: "steps", sums: &["loss", "correct"] };
 
     fn shape(model: &Gpt) -> ModelConfig {
         model.config()
     }
 
-    fn draw(&self, cursor: &mut Position, size: usize) -> Vec<Vec<u32>> {
-        match cursor {
-            Position::Batches(batches) => batches.next(size).into_iter().map(|i| self.train[i].clone()).collect(),
-            Position::Stream(rng) => {
+    fn draw(&self, reading: &mut Reading, size: usize) -> Vec<Vec<u32>> {
+        match &mut reading.corpus {
+            Corpus::Fixed { train, batches } => batches.next(size).into_iter().map(|i| train.0[i].clone()).collect(),
+            Corpus::Stream { rng } => {
                 let tokenizer = Tokenizer::new();
                 (0..size).map(|_| free_text(&tokenizer, rng)).collect()
             }
@@ -198,7 +204,7 @@ impl Objective for MaskedLm {
         vec![loss_sum, correct]
     }
 
-    fn report(&self, batch: &[Vec<u32>], _: &Position, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
+    fn report(&self, batch: &[Vec<u32>], _: &Reading, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
         let counted = counted_targets(batch, self.mask);
         out.insert("loss/train".into(), f64::from(sums[0]));
         out.insert("accuracy/train".into(), f64::from(sums[1] / counted));
@@ -209,25 +215,6 @@ impl Objective for MaskedLm {
             out.insert("loss/held_out".into(), f64::from(held_loss));
             out.insert("accuracy/held_out".into(), f64::from(correct / held_counted));
             out.insert("perplexity/held_out".into(), f64::from(held_loss.exp()));
-        }
-    }
-
-    fn save(&self, cursor: &Position) -> SavedCorpus {
-        let corpus = match cursor {
-            Position::Batches(batches) => Corpus::Fixed { train: self.train.clone(), batches: batches.clone() },
-            Position::Stream(rng) => Corpus::Stream { rng: rng.clone() },
-        };
-        SavedCorpus { corpus }
-    }
-
-    /// A snapshot's demonstrations replace this run's (the same, under the same settings).
-    fn load(&mut self, saved: SavedCorpus) -> Position {
-        match saved.corpus {
-            Corpus::Fixed { train, batches } => {
-                self.train = train;
-                Position::Batches(batches)
-            }
-            Corpus::Stream { rng } => Position::Stream(rng),
         }
     }
 }
@@ -252,6 +239,9 @@ impl MaskedLm {
     }
 }
 
+/// Trains a language model by masked cross-entropy, one bounded step at a time.
+pub type SftTrainer = SupervisedTrainer<MaskedLm>;
+
 impl SftTrainer {
     /// Stage 1 from `base` on demonstrations generated from `seed`.
     pub fn sft(base: Gpt, config: &SftConfig, tokenizer: &Tokenizer, seed: u64, device: &Device) -> Result<Self> {
@@ -260,10 +250,11 @@ impl SftTrainer {
         let to_seq = |c: &Completion| c.sequence(tokenizer);
         let train: Vec<Vec<u32>> = demos.train.iter().map(to_seq).collect();
         let held_out = demos.held_out.iter().map(to_seq).collect();
-        let cursor = Position::Batches(Batches::new(train.len(), Rng::derive(seed, "sft/order")));
+        let batches = Batches::new(train.len(), Rng::derive(seed, "sft/order"));
+        let reading = Reading { corpus: Corpus::Fixed { train: Demonstrated(Arc::new(train)), batches } };
         let mask = if config.completion_only { LossMask::CompletionOnly } else { LossMask::AllTokens };
         let schedule = Schedule { learning_rate: config.learning_rate, batch_size: config.batch_size, total_steps: config.steps, eval_every: config.eval_every };
-        Ok(Self::start(base, MaskedLm { train, held_out, mask }, cursor, schedule, device))
+        Ok(Self::start(base, MaskedLm { held_out, mask }, reading, schedule, device))
     }
 
     /// Pretraining of a base model on free text, every token counted.
@@ -271,9 +262,9 @@ impl SftTrainer {
         config.validate()?;
         let mut held_rng = Rng::derive(seed, "pretrain/held-out");
         let held_out = (0..256).map(|_| free_text(tokenizer, &mut held_rng)).collect();
-        let cursor = Position::Stream(Rng::derive(seed, "pretrain/train"));
+        let reading = Reading { corpus: Corpus::Stream { rng: Rng::derive(seed, "pretrain/train") } };
         let schedule = Schedule::tenths(config.learning_rate, config.batch_size, config.steps);
-        Ok(Self::start(model, MaskedLm { train: Vec::new(), held_out, mask: LossMask::AllTokens }, cursor, schedule, device))
+        Ok(Self::start(model, MaskedLm { held_out, mask: LossMask::AllTokens }, reading, schedule, device))
     }
 
     /// Held-out loss of the current model (one readback).
@@ -312,8 +303,8 @@ pub async fn prompt_samples(model: &Gpt, tokenizer: &Tokenizer, temperature: f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::data_parallel::ShardResult;
     use crate::engine::model::config::Preset;
+    use crate::rlhf::stages::supervised::testing;
 
     #[test]
     fn the_mask_counts_completion_tokens_only_and_never_pad() {
@@ -380,90 +371,45 @@ mod tests {
         }
         let (first, last) = (first.unwrap(), last.unwrap());
         assert!(last < first * 0.6, "held-out loss {first} → {last}");
+        assert_eq!(f64::from(pollster::block_on(trainer.held_out_loss()).unwrap()), last);
     }
 
+    /// SFT's cursor is written as SFT wrote its corpus before it shared the supervised trainer (the
+    /// demonstrations in it), so its older snapshots still resume.
     #[test]
-    fn a_non_finite_loss_rolls_back_and_names_the_step() {
-        let device = Device::flex();
-        let tok = Tokenizer::new();
-        let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
-        let config = SftConfig { steps: 10, batch_size: 8, eval_every: 1000, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
-        let mut trainer = SftTrainer::sft(model, &config, &tok, 7, &device).unwrap();
-        trainer.poison_step(3);
-        for _ in 0..2 {
-            pollster::block_on(trainer.step()).unwrap();
+    fn the_cursor_is_written_as_the_corpus_was() {
+        #[derive(Serialize)]
+        enum Before {
+            Fixed { train: Vec<Vec<u32>>, batches: Batches },
         }
-        let good = pollster::block_on(trainer.held_out_loss()).unwrap();
-        let fault = pollster::block_on(trainer.step()).unwrap_err();
-        assert_eq!(fault, LabError::NumericalFault { stage: "sft".into(), step: 3, quantity: "loss".into() });
-        assert!(fault.to_string().contains("step 3"), "{fault}");
-        // Rolled back: same step count, same (finite) model as before the poisoned step.
-        assert_eq!(trainer.step_count(), 2);
-        assert_eq!(pollster::block_on(trainer.held_out_loss()).unwrap(), good);
-        // And training goes on from there (the poison was for step 3 only).
-        trainer.poisoned_step = None;
-        assert!(pollster::block_on(trainer.step()).is_ok());
+        #[derive(Serialize)]
+        struct State {
+            corpus: Before,
+        }
+        let (train, batches) = (vec![vec![1, 2, 3], vec![4, 5, 6]], Batches::new(2, Rng::new(3)));
+        let before = serde_json::to_string(&State { corpus: Before::Fixed { train: train.clone(), batches: batches.clone() } }).unwrap();
+        let now = Reading { corpus: Corpus::Fixed { train: Demonstrated(Arc::new(train)), batches } };
+        assert_eq!(serde_json::to_string(&now).unwrap(), before);
+        let back: Reading = serde_json::from_str(&before).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), before);
     }
 
-    fn sft_trainer(batch_size: usize, steps: usize) -> SftTrainer {
+    /// A run of 5 steps on 64 demonstrations in batches of `batch_size` (7 makes unequal shards,
+    /// and shards that count different targets), evaluated every other step.
+    fn sft_trainer(batch_size: usize) -> SftTrainer {
         let device = Device::flex();
         let tok = Tokenizer::new();
         let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
-        let config = SftConfig { steps, batch_size, eval_every: 2, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
+        let config = SftConfig { steps: 5, batch_size, eval_every: 2, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
         SftTrainer::sft(model, &config, &tok, 7, &device).unwrap()
     }
 
-    /// A data-parallel step's helpers, in-process: each shard's work computed by a
-    /// `GradientWorker` of its own, as the page's helper workers do.
-    fn helpers(trainer: &SftTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
-    }
-
-    fn parameters(trainer: &SftTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model())
-    }
-
+    /// The supervised trainer's checks (`supervised::testing`): a split step is the whole one, a
+    /// refused helper or a NaN loss leaves the trainer as it was.
     #[test]
-    fn a_step_split_across_workers_is_the_whole_batch_step() {
-        // 7 rows in 3 shards: unequal shards, and a batch whose shards count different targets.
-        let (mut whole, mut split) = (sft_trainer(7, 5), sft_trainer(7, 5));
-        for step in 1..=4 {
-            let shards = if step % 2 == 0 { 3 } else { 2 };
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let results = helpers(&split, shards);
-            assert_eq!(results.len(), shards - 1);
-            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &[], step);
-            let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "step {step}: parameters differ by {worst}");
-        }
-    }
-
-    #[test]
-    fn a_failed_or_stale_helper_changes_nothing() {
-        let mut trainer = sft_trainer(8, 5);
-        pollster::block_on(trainer.step()).unwrap();
-        let before = parameters(&trainer);
-        let failed = pollster::block_on(trainer.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        // Results planned for an earlier step are refused.
-        let stale = helpers(&trainer, 2);
-        pollster::block_on(trainer.step()).unwrap();
-        let after_one = parameters(&trainer);
-        let refused = pollster::block_on(trainer.step_sharded(2, std::future::ready(Ok(stale)))).unwrap_err();
-        assert!(refused.to_string().contains("step 2, not step 3"), "{refused}");
-        // Too few answers.
-        let missing = pollster::block_on(trainer.step_sharded(3, std::future::ready(Ok(helpers(&trainer, 2))))).unwrap_err();
-        assert!(missing.to_string().contains("2 shards answered; the step has 3"), "{missing}");
-        assert_eq!(trainer.step_count(), 2);
-        assert_ne!(before, after_one);
-        assert_eq!(parameters(&trainer), after_one);
-        // The corpus was rewound each time: the next step is the one a fresh run takes third.
-        let mut fresh = sft_trainer(8, 5);
-        for _ in 0..3 {
-            pollster::block_on(fresh.step()).unwrap();
-        }
-        pollster::block_on(trainer.step()).unwrap();
-        assert_eq!(parameters(&trainer), parameters(&fresh));
+    fn split_refused_and_poisoned_steps() {
+        testing::split_steps_match(sft_trainer(7), sft_trainer(7), &[], testing::parameters);
+        testing::refused_helpers_change_nothing(|| sft_trainer(8), |shard| shard.counted = f32::NAN, "positive count");
+        testing::a_poisoned_step_rolls_back(|| sft_trainer(8));
     }
 }

@@ -23,6 +23,8 @@
 //! A snapshot carries the weights, Adam's moments and counters, the step and the cursor.
 
 mod snapshot;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::future::Future;
 use std::ops::Range;
@@ -30,7 +32,7 @@ use std::ops::Range;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{first_non_finite, linear_decay, Batches};
 use crate::engine::data_parallel::{flat_parameters, helpers_part, shard_rows, Shard, ShardResult, ShardWork};
@@ -39,8 +41,6 @@ use crate::engine::optim::FlatAdam;
 use crate::engine::readback::{read_floats, read_scalars};
 use crate::error::{LabError, Result};
 use crate::rlhf::metrics::{metrics, Metrics};
-
-pub use self::snapshot::Shuffled;
 
 /// How a stage names itself in its snapshots and its errors.
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +67,9 @@ pub trait Objective {
     type Shard: Shard;
     /// One row of a batch: a sequence, a pair.
     type Row: Clone;
-    /// Where the training data stands: what a step advances and a failed step puts back.
-    type Cursor: Clone;
-    /// The cursor as a snapshot carries it (its fields are the snapshot state's, beside `step`
-    /// and `adam`).
-    type Saved: Serialize + DeserializeOwned;
+    /// Where the training data stands: what a step advances, a failed step puts back and a
+    /// snapshot carries (its fields beside `step` and `adam`, as each stage wrote them).
+    type Cursor: Clone + Serialize + DeserializeOwned;
     const NAMES: Names;
 
     /// The shape of `model`, for a helper to build one like it.
@@ -87,9 +85,6 @@ pub trait Objective {
     /// The step's metrics beside `step`, `grad_norm` and `lr`: from `sums`, the batch's loss and
     /// sums (every shard's, added up), and `held_out`, the values of `held_out` if it ran.
     fn report(&self, batch: &[Self::Row], cursor: &Self::Cursor, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics);
-    fn save(&self, cursor: &Self::Cursor) -> Self::Saved;
-    /// The cursor of a snapshot's `saved` (it may carry the training data too).
-    fn load(&mut self, saved: Self::Saved) -> Self::Cursor;
 }
 
 /// A supervised run's rate and length.
@@ -126,7 +121,7 @@ pub struct SupervisedTrainer<O: Objective> {
     pub(in crate::rlhf::stages) device: Device,
     train_device: Device,
     /// Test hook: the step whose loss is replaced by NaN (see `poison_step`).
-    pub(in crate::rlhf::stages) poisoned_step: Option<usize>,
+    poisoned_step: Option<usize>,
 }
 
 impl<O: Objective> SupervisedTrainer<O> {
@@ -234,7 +229,7 @@ impl<O: Objective> SupervisedTrainer<O> {
         self.step += 1;
 
         let every = self.schedule.eval_every;
-        let evaluate = self.objective.held_out_len() > 0 && (self.step == 1 || self.step % every == 0 || self.is_done());
+        let evaluate = self.objective.held_out_len() > 0 && (self.step == 1 || self.step.is_multiple_of(every) || self.is_done());
         // The step's one readback: the loss, the sums, the gradient norm, the held-out values.
         let mut scalars = vec![loss.detach().inner()];
         scalars.extend(own.sums);
@@ -256,5 +251,27 @@ impl<O: Objective> SupervisedTrainer<O> {
         let mut out = metrics([("step", self.step as f64), ("grad_norm", f64::from(values[sums])), ("lr", lr)]);
         self.objective.report(&batch, &self.cursor, &values[..sums], evaluate.then(|| &values[sums + 1..]), &mut out);
         Ok(out)
+    }
+}
+
+/// The cursor of a fixed training set read in shuffled batches (the reward model's, DPO's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shuffled {
+    batches: Batches,
+}
+
+impl Shuffled {
+    pub(crate) fn new(batches: Batches) -> Self {
+        Self { batches }
+    }
+
+    /// The next `size` rows of `train` (fewer at an epoch's end).
+    pub fn next<T: Clone>(&mut self, train: &[T], size: usize) -> Vec<T> {
+        self.batches.next(size).into_iter().map(|i| train[i].clone()).collect()
+    }
+
+    /// Completed passes over the training set.
+    pub fn epochs_done(&self) -> usize {
+        self.batches.epochs_done
     }
 }

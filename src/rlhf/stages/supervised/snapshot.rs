@@ -1,5 +1,4 @@
-//! A supervised trainer as bytes (`engine::snapshot`), and the cursor of the stages that read a
-//! fixed set in shuffled batches.
+//! A supervised trainer as bytes (`engine::snapshot`).
 
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
@@ -7,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, SupervisedTrainer};
 use crate::engine::optim::AdamCounters;
 use crate::error::{LabError, Result};
-use crate::rlhf::stages::Batches;
 
 /// What a snapshot carries besides the weights and Adam's moments: the step, the objective's
 /// cursor (its own fields: `corpus`, `batches`) and Adam's counters.
@@ -19,19 +17,12 @@ struct State<S> {
     adam: AdamCounters,
 }
 
-/// A fixed training set's cursor as a snapshot carries it (the reward model's, DPO's): the
-/// shuffled order and how far it has been read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Shuffled {
-    pub batches: Batches,
-}
-
 impl<O: Objective> SupervisedTrainer<O> {
     /// The trainer as bytes (see `engine::snapshot`); `settings` identifies the run it belongs to.
     pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
         let model = crate::engine::checkpoint::record_bytes(&self.model.valid()).await?;
         let (adam, moments) = self.optim.export().await?;
-        let state = State { step: self.step, cursor: self.objective.save(&self.cursor), adam };
+        let state = State { step: self.step, cursor: self.cursor.clone(), adam };
         let mut blobs = vec![model];
         blobs.extend(moments);
         Ok(crate::engine::snapshot::pack(&crate::engine::snapshot::Meta { stage: O::NAMES.stage.into(), settings, state }, &blobs))
@@ -39,13 +30,12 @@ impl<O: Objective> SupervisedTrainer<O> {
 
     /// Continues from a snapshot taken under the same `settings`; changes nothing if it refuses.
     pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
-        let (state, blobs): (State<O::Saved>, _) = crate::engine::snapshot::unpack(bytes, O::NAMES.stage, settings)?;
+        let (state, blobs): (State<O::Cursor>, _) = crate::engine::snapshot::unpack(bytes, O::NAMES.stage, settings)?;
         let (model, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint(format!("the {} snapshot has no weights", O::NAMES.title)))?;
         let model = crate::engine::checkpoint::load_record(self.model.valid(), model)?.train();
         let mut optim = self.optim.clone();
         optim.import(&state.adam, moments, &self.device)?;
-        let cursor = self.objective.load(state.cursor);
-        (self.model, self.optim, self.step, self.cursor) = (model, optim, state.step, cursor);
+        (self.model, self.optim, self.step, self.cursor) = (model, optim, state.step, state.cursor);
         Ok(())
     }
 }
@@ -53,6 +43,8 @@ impl<O: Objective> SupervisedTrainer<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rlhf::stages::supervised::Shuffled;
+    use crate::rlhf::stages::Batches;
     use crate::rng::Rng;
 
     /// The state's JSON is what the stages wrote before they shared this trainer (a struct of
