@@ -100,8 +100,8 @@ impl Session {
             Stage::Pretrain | Stage::Sweep => unreachable!("stage_settings refused it"),
         }
         let plan = match stage {
-            Stage::Reward => self.reward.as_ref().map(|t| serde_json::json!(RewardPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ceiling: t.ceiling })),
-            Stage::Dpo => self.dpo.as_ref().map(|t| serde_json::json!(DpoPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ties_skipped: t.ties_skipped })),
+            Stage::Reward => self.reward.as_ref().map(|t| serde_json::json!(RewardPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ceiling: t.ceiling() })),
+            Stage::Dpo => self.dpo.as_ref().map(|t| serde_json::json!(DpoPlan { train: t.train_len(), held_out: t.held_out_len(), steps: t.total_steps(), ties_skipped: t.ties_skipped() })),
             _ => None,
         };
         Ok(Resumed { progress: self.status().of(stage).expect("the stage was just restored"), plan })

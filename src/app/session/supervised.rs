@@ -127,7 +127,7 @@ impl Session {
     pub fn reward_begin(&mut self, jsonl: &str) -> Result<RewardPlan> {
         let pairs: Vec<LabeledPair> = labels::parse_jsonl(jsonl, &self.tokenizer)?;
         let trainer = RewardTrainer::new(self.reference()?, pairs, &self.config.reward, self.config.seed, &self.tokenizer, &self.device)?;
-        let plan = RewardPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ceiling: trainer.ceiling };
+        let plan = RewardPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ceiling: trainer.ceiling() };
         self.reward = Some(trainer);
         self.reward_labels = Some(jsonl.to_string());
         self.reward_model = None;
@@ -167,7 +167,7 @@ impl Session {
         let pairs = labels::parse_jsonl(jsonl, &self.tokenizer)?;
         let reference = self.reference()?.clone();
         let trainer = DpoTrainer::new(&reference, pairs, &self.config.dpo, self.config.reward.held_out_fraction, self.config.seed, &self.tokenizer, &self.device).await?;
-        let plan = DpoPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ties_skipped: trainer.ties_skipped };
+        let plan = DpoPlan { train: trainer.train_len(), held_out: trainer.held_out_len(), steps: trainer.total_steps(), ties_skipped: trainer.ties_skipped() };
         self.dpo = Some(trainer);
         self.dpo_labels = Some(jsonl.to_string());
         Ok(plan)

@@ -13,16 +13,17 @@
 //! left out. The held-out pairs are the reward model's (`labels::split`), so the two are compared
 //! on the same pairs.
 
-use burn::optim::GradientsParams;
+use std::ops::Range;
+
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
 use serde::Serialize;
 
-use super::{completion_logprobs, first_non_finite, float_tensor, int_tensor, linear_decay, Batches};
-use crate::engine::data_parallel::{flat_parameters, helpers_part, shard_rows, Shard, ShardResult, ShardTerms, ShardWork};
+use super::supervised::{Names, Objective, Schedule, Shuffled, SupervisedTrainer};
+use super::{completion_logprobs, float_tensor, int_tensor, Batches};
+use crate::engine::data_parallel::{Shard, ShardTerms};
 use crate::engine::model::config::ModelConfig;
 use crate::engine::model::{with_fresh_ids, Gpt};
-use crate::engine::optim::FlatAdam;
 use crate::engine::readback::{read_floats, read_scalars};
 use crate::error::{LabError, Result};
 use crate::rlhf::config::DpoConfig;
@@ -148,30 +149,81 @@ impl Shard for DpoShard {
     }
 }
 
-pub struct DpoTrainer {
-    model: Gpt,
-    optim: FlatAdam,
-    reference: Gpt,
-    /// Strict preferences only, each with π_ref's sequence log-probs (computed once).
-    train: Vec<DpoPair>,
-    held_out: Vec<DpoPair>,
-    batches: Batches,
-    config: DpoConfig,
-    step: usize,
-    total_steps: usize,
-    pub ties_skipped: usize,
-    tokenizer: Tokenizer,
-    device: Device,
-    train_device: Device,
-    poisoned_step: Option<usize>,
-}
-
 fn strict(pairs: Vec<LabeledPair>) -> (Vec<(Completion, Completion)>, usize) {
     let total = pairs.len();
     let strict: Vec<(Completion, Completion)> = pairs.iter().filter_map(|p| p.chosen_rejected().map(|(c, r)| (c.clone(), r.clone()))).collect();
     let ties = total - strict.len();
     (strict, ties)
 }
+
+/// DPO's choices: strict preferences with π_ref's log-probs frozen, in shuffled batches; the loss
+/// at β; on the held-out pairs, the loss and the implicit reward's accuracy.
+pub struct Dpo {
+    reference: Gpt,
+    /// Strict preferences only, each with π_ref's sequence log-probs (computed once).
+    train: Vec<DpoPair>,
+    held_out: Vec<DpoPair>,
+    beta: f32,
+    ties_skipped: usize,
+    tokenizer: Tokenizer,
+}
+
+impl Objective for Dpo {
+    type Shard = DpoShard;
+    type Row = DpoPair;
+    type Cursor = Shuffled;
+    const NAMES: Names = Names {
+        stage: "dpo",
+        title: "DPO",
+        fault: "dpo",
+        steps: "DPO steps",
+        sums: &["loss", "accuracy", "reward of chosen", "reward of rejected", "log-prob of chosen", "log-prob of rejected"],
+    };
+
+    fn shape(model: &Gpt) -> ModelConfig {
+        model.config()
+    }
+
+    fn draw(&self, cursor: &mut Shuffled, size: usize) -> Vec<DpoPair> {
+        cursor.next(&self.train, size)
+    }
+
+    fn shard(&self, batch: &[DpoPair], rows: Range<usize>) -> DpoShard {
+        DpoShard { pairs: batch[rows].to_vec(), beta: self.beta, whole_pairs: batch.len() as f32 }
+    }
+
+    fn held_out_len(&self) -> usize {
+        self.held_out.len()
+    }
+
+    /// The held-out loss and the pairs whose implicit reward ranks the chosen completion higher.
+    fn held_out(&self, model: &Gpt, device: &Device) -> Vec<Tensor<1>> {
+        let [held_loss, held_correct, ..] = dpo_terms(model, &self.tokenizer, &self.held_out, self.beta, self.held_out.len() as f32, device);
+        vec![held_loss, held_correct]
+    }
+
+    /// TRL's DPOTrainer's names: the implicit rewards' accuracy, means and margin, the mean
+    /// log-probs.
+    fn report(&self, batch: &[DpoPair], _: &Shuffled, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
+        let n = batch.len() as f32;
+        out.extend(metrics([
+            ("dpo/loss", f64::from(sums[0])),
+            ("rewards/accuracies", f64::from(sums[1] / n)),
+            ("rewards/chosen", f64::from(sums[2] / n)),
+            ("rewards/rejected", f64::from(sums[3] / n)),
+            ("rewards/margins", f64::from((sums[2] - sums[3]) / n)),
+            ("logps/chosen", f64::from(sums[4] / n)),
+            ("logps/rejected", f64::from(sums[5] / n)),
+        ]));
+        if let Some(held) = held_out {
+            out.insert("dpo/held_out_loss".into(), f64::from(held[0]));
+            out.insert("dpo/held_out_accuracy".into(), f64::from(held[1] / self.held_out.len() as f32));
+        }
+    }
+}
+
+/// Trains π_θ on preferences by the DPO loss, one bounded step at a time.
+pub type DpoTrainer = SupervisedTrainer<Dpo>;
 
 impl DpoTrainer {
     /// π_θ ← π_ref; π_ref's log-probs of every pair computed now (one readback) and frozen.
@@ -199,206 +251,49 @@ impl DpoTrainer {
                 .collect()
         };
         let (train, held_out) = (with_reference(train), with_reference(held_out));
-        let total_steps = config.epochs * Batches::steps_per_epoch(train.len(), config.batch_size);
-        Ok(Self {
-            model: with_fresh_ids(reference.clone()).train(),
-            optim: FlatAdam::default(),
-            reference,
-            batches: Batches::new(train.len(), Rng::derive(seed, "dpo/order")),
-            train,
-            held_out,
-            config: config.clone(),
-            step: 0,
-            total_steps,
-            ties_skipped: ties_train + ties_held,
-            tokenizer: tokenizer.clone(),
-            device: device.clone(),
-            train_device: device.clone().autodiff(),
-            poisoned_step: None,
-        })
-    }
-
-    pub fn step_count(&self) -> usize {
-        self.step
-    }
-
-    pub fn total_steps(&self) -> usize {
-        self.total_steps
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps
+        let schedule = Schedule::epochs(config.learning_rate, config.batch_size, config.epochs, train.len());
+        let batches = Shuffled::new(Batches::new(train.len(), Rng::derive(seed, "dpo/order")));
+        let model = with_fresh_ids(reference.clone());
+        let objective = Dpo { reference, train, held_out, beta: config.beta as f32, ties_skipped: ties_train + ties_held, tokenizer: tokenizer.clone() };
+        Ok(Self::start(model, objective, batches, schedule, device))
     }
 
     pub fn train_len(&self) -> usize {
-        self.train.len()
+        self.objective.train.len()
     }
 
-    pub fn held_out_len(&self) -> usize {
-        self.held_out.len()
+    /// The labels left out for being ties (they carry no preference).
+    pub fn ties_skipped(&self) -> usize {
+        self.objective.ties_skipped
     }
 
     pub fn policy(&self) -> Gpt {
-        self.model.valid()
-    }
-
-    pub fn poison_step(&mut self, step: usize) {
-        self.poisoned_step = Some(step);
-    }
-
-    /// The training pairs `indices`.
-    fn pairs(&self, indices: &[usize]) -> Vec<DpoPair> {
-        indices.iter().map(|&i| self.train[i].clone()).collect()
-    }
-
-    fn refuse_if_done(&self) -> Result<()> {
-        if self.is_done() {
-            return Err(LabError::NotReady(format!("all {} DPO steps are done", self.total_steps)));
-        }
-        Ok(())
-    }
-
-    /// The next step split into `shards` (fewer if the batch has fewer pairs) for a
-    /// data-parallel step (`engine::data_parallel`): θ (one readback) and the helpers' pairs. Changes
-    /// nothing: `step_sharded` with as many shards then draws the same batch.
-    pub async fn shard_plan(&self, shards: usize) -> Result<(Vec<f32>, Vec<ShardWork<DpoShard>>)> {
-        self.refuse_if_done()?;
-        let pairs = self.pairs(&self.batches.clone().next(self.config.batch_size));
-        let shards = shards.clamp(1, pairs.len());
-        let (model, beta, whole_pairs) = (self.model.config(), self.config.beta as f32, pairs.len() as f32);
-        let work = (1..shards)
-            .map(|i| ShardWork { step: self.step, model: model.clone(), objective: DpoShard { pairs: pairs[shard_rows(pairs.len(), shards, i)].to_vec(), beta, whole_pairs } })
-            .collect();
-        let theta = read_floats(flat_parameters(&self.model.valid())).await?;
-        Ok((theta, work))
-    }
-
-    /// One optimizer step; every tenth of the run, the implicit reward's held-out accuracy too.
-    pub async fn step(&mut self) -> Result<Metrics> {
-        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
-    }
-
-    /// One optimizer step whose batch is split into `shards`: this trainer computes shard 0's
-    /// gradient, `helpers` resolves to the other shards' results (`shard_plan`'s work), and
-    /// their sum makes the step. With one shard and no helpers, this is `step`. A helper's
-    /// failure or a non-finite value leaves the model as it was.
-    pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
-        self.refuse_if_done()?;
-        let position = self.batches.clone(); // a failed step rewinds to it: the retry draws the same batch
-        let indices = self.batches.next(self.config.batch_size);
-        let pairs = self.pairs(&indices);
-        let shards = shards.clamp(1, pairs.len());
-        let beta = self.config.beta as f32;
-        let own = &pairs[shard_rows(pairs.len(), shards, 0)];
-        let [mut loss, correct, chosen, rejected, logp_chosen, logp_rejected] = dpo_terms(&self.model, &self.tokenizer, own, beta, pairs.len() as f32, &self.train_device);
-        if self.poisoned_step == Some(self.step + 1) {
-            self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
-            loss = loss.mul_scalar(f32::NAN);
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let gradient_len = crate::engine::optim::flat_gradient_len(&self.model, &grads);
-        let helpers = match helpers_part(helpers, shards, self.step, gradient_len, 6, |_| 0, &self.device).await {
-            Ok(part) => part,
-            Err(e) => {
-                self.batches = position;
-                return Err(e);
-            }
-        };
-        let before = (self.model.clone(), self.optim.clone());
-        let lr = linear_decay(self.config.learning_rate, self.step, self.total_steps);
-        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, helpers.gradient);
-        self.model = model;
-        self.step += 1;
-        let evaluate = !self.held_out.is_empty() && (self.step == 1 || self.step % (self.total_steps / 10).max(1) == 0 || self.is_done());
-        let mut scalars = vec![loss.detach().inner(), correct.inner(), chosen.detach().inner(), rejected.detach().inner(), logp_chosen.detach().inner(), logp_rejected.detach().inner(), norm.inner()];
-        if evaluate {
-            let model = self.model.valid();
-            let held = &self.held_out;
-            let [held_loss, held_correct, ..] = dpo_terms(&model, &self.tokenizer, held, beta, held.len() as f32, &self.device);
-            scalars.extend([held_loss, held_correct]);
-        }
-        let mut values = read_scalars(scalars).await?;
-        // The batch's sums: this shard's and the helpers'.
-        for (value, others) in values.iter_mut().zip(&helpers.sums) {
-            *value += others;
-        }
-        if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "log-prob of chosen", "log-prob of rejected", "gradient norm"], &values[..7]) {
-            (self.model, self.optim, self.batches) = (before.0, before.1, position);
-            self.step -= 1;
-            return Err(LabError::NumericalFault { stage: "dpo".into(), step: self.step + 1, quantity: quantity.into() });
-        }
-        let n = pairs.len() as f32;
-        let mut out = metrics([
-            ("step", self.step as f64),
-            ("dpo/loss", f64::from(values[0])),
-            ("rewards/accuracies", f64::from(values[1] / n)),
-            ("rewards/chosen", f64::from(values[2] / n)),
-            ("rewards/rejected", f64::from(values[3] / n)),
-            ("rewards/margins", f64::from((values[2] - values[3]) / n)),
-            ("logps/chosen", f64::from(values[4] / n)),
-            ("logps/rejected", f64::from(values[5] / n)),
-            ("grad_norm", f64::from(values[6])),
-            ("lr", lr),
-        ]);
-        if evaluate {
-            out.insert("dpo/held_out_loss".into(), f64::from(values[7]));
-            out.insert("dpo/held_out_accuracy".into(), f64::from(values[8] / self.held_out.len() as f32));
-        }
-        Ok(out)
+        self.model()
     }
 
     /// Held-out pair `index`, token by token (one readback).
     pub async fn inspect(&self, index: usize) -> Result<DpoInspection> {
-        let DpoPair { chosen, rejected, .. } = self.held_out.get(index).or_else(|| self.train.get(index)).ok_or_else(|| LabError::InvalidInput(format!("no pair {index}")))?;
+        let Dpo { reference, train, held_out, beta, tokenizer, .. } = &self.objective;
+        let DpoPair { chosen, rejected, .. } = held_out.get(index).or_else(|| train.get(index)).ok_or_else(|| LabError::InvalidInput(format!("no pair {index}")))?;
         let completions = [chosen, rejected];
-        let (inputs, targets, mask) = batch_inputs(&completions, &self.tokenizer, &self.device);
+        let (inputs, targets, mask) = batch_inputs(&completions, tokenizer, &self.device);
         let (policy, _) = completion_logprobs(&self.model.valid(), inputs.clone(), targets.clone(), 1.0);
-        let (reference, _) = completion_logprobs(&self.reference, inputs, targets, 1.0);
-        let beta = self.config.beta as f32;
-        let per_token = read_floats(((policy - reference) * mask).mul_scalar(beta)).await?;
+        let (reference, _) = completion_logprobs(reference, inputs, targets, 1.0);
+        let per_token = read_floats(((policy - reference) * mask).mul_scalar(*beta)).await?;
         let n = MAX_COMPLETION;
-        let words = |c: &Completion| c.tokens.iter().map(|&t| self.tokenizer.word(t).to_string()).collect::<Vec<_>>();
+        let words = |c: &Completion| c.tokens.iter().map(|&t| tokenizer.word(t).to_string()).collect::<Vec<_>>();
         let chosen_rewards = per_token[..chosen.tokens.len()].to_vec();
         let rejected_rewards = per_token[n..n + rejected.tokens.len()].to_vec();
         Ok(DpoInspection {
-            prompt: prompt_text(&self.tokenizer, chosen.product),
+            prompt: prompt_text(tokenizer, chosen.product),
             chosen: words(chosen),
             rejected: words(rejected),
             reward_chosen: chosen_rewards.iter().sum(),
             reward_rejected: rejected_rewards.iter().sum(),
             chosen_rewards,
             rejected_rewards,
-            beta,
+            beta: *beta,
         })
-    }
-}
-
-/// What a DPO snapshot carries besides the weights and Adam's moments.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct DpoState {
-    step: usize,
-    batches: Batches,
-    adam: crate::engine::optim::AdamCounters,
-}
-
-impl DpoTrainer {
-    pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
-        let model = crate::engine::checkpoint::record_bytes(&self.model.valid()).await?;
-        let (adam, moments) = self.optim.export().await?;
-        let state = DpoState { step: self.step, batches: self.batches.clone(), adam };
-        let mut blobs = vec![model];
-        blobs.extend(moments);
-        Ok(crate::engine::snapshot::pack(&crate::engine::snapshot::Meta { stage: "dpo".into(), settings, state }, &blobs))
-    }
-
-    pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
-        let (state, blobs): (DpoState, _) = crate::engine::snapshot::unpack(bytes, "dpo", settings)?;
-        let (model, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint("the DPO snapshot has no weights".into()))?;
-        let model = crate::engine::checkpoint::load_record(self.model.valid(), model)?.train();
-        let mut optim = self.optim.clone();
-        optim.import(&state.adam, moments, &self.device)?;
-        (self.model, self.optim, self.step, self.batches) = (model, optim, state.step, state.batches);
-        Ok(())
     }
 }
 
@@ -408,10 +303,7 @@ mod tests {
     use crate::engine::model::config::Preset;
     use crate::rlhf::labels::{grammar_pairs, simulate};
     use crate::rlhf::math::dpo::dpo_terms;
-
-    fn read(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().iter::<f32>().collect()
-    }
+    use crate::rlhf::stages::supervised::testing::{self, read};
 
     #[test]
     fn loss_and_gradient_match_hand_computed_values() {
@@ -487,63 +379,24 @@ mod tests {
         pollster::block_on(DpoTrainer::new(&reference, labels, &config, 0.2, 3, &tok, &device)).unwrap()
     }
 
-    fn helpers(trainer: &DpoTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
-    }
-
-    fn parameters(trainer: &DpoTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model.valid())
-    }
-
     /// π_θ's log-prob of every completion of every pair. Split and whole runs are compared here
     /// and not parameter by parameter: the attention's key bias adds the same q·b_k to every
     /// score of a query, which the softmax cannot see, so its gradient is 0 up to rounding, and
     /// Adam scales that noise to steps of up to ±lr (over this test's 5 steps, 22–25 of the 32
     /// key biases differed by up to 1.4e-5, and no other parameter by 1e-6).
     fn logprobs(trainer: &DpoTrainer) -> Vec<f32> {
-        let completions: Vec<&Completion> = trainer.train.iter().chain(&trainer.held_out).flat_map(|p| [&p.chosen, &p.rejected]).collect();
-        read(sequence_logprobs(&trainer.model.valid(), &completions, &trainer.tokenizer, &Device::flex()))
+        let completions: Vec<&Completion> = trainer.objective.train.iter().chain(&trainer.objective.held_out).flat_map(|p| [&p.chosen, &p.rejected]).collect();
+        read(sequence_logprobs(&trainer.model.valid(), &completions, &trainer.objective.tokenizer, &Device::flex()))
     }
 
+    /// The supervised trainer's checks (`supervised::testing`): a split step is the whole one, a
+    /// refused helper or a NaN loss leaves the trainer as it was.
     #[test]
-    fn a_step_split_across_workers_is_the_whole_step() {
-        let (mut whole, mut split) = (small_trainer(), small_trainer());
-        let mut steps = 0;
-        while !whole.is_done() {
-            steps += 1;
-            let shards = 2 + steps % 2; // 7 pairs in 2 and in 3 (unequal) shards
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let results = helpers(&split, shards);
-            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &[], steps);
-            let (a, b) = (logprobs(&whole), logprobs(&split));
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "step {steps}: a sequence's log-prob is {y} split and {x} whole");
-            }
-        }
+    fn split_refused_and_poisoned_steps() {
+        let steps = testing::split_steps_match(small_trainer(), small_trainer(), &[], logprobs);
         assert!(steps >= 4, "{steps} steps");
-    }
-
-    #[test]
-    fn a_failed_or_malformed_helper_changes_nothing() {
-        let (mut t, mut fresh) = (small_trainer(), small_trainer());
-        pollster::block_on(t.step()).unwrap();
-        pollster::block_on(fresh.step()).unwrap();
-        let before = parameters(&t);
-        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap();
-        work[0].objective.pairs[0].ref_chosen = f32::NAN;
-        let err = pollster::block_on(crate::engine::data_parallel::compute(work[0].step, &work[0].model, &work[0].objective, &theta, None)).map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("finite"), "{err}");
-        assert_eq!(parameters(&t), before);
-        // The batch was put back: the next step is the second step of a run that never split.
-        let results = helpers(&t, 2);
-        pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
-        pollster::block_on(fresh.step()).unwrap();
-        for (x, y) in logprobs(&fresh).iter().zip(&logprobs(&t)) {
-            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "a sequence's log-prob is {y} after the refused step and {x} without");
-        }
+        testing::refused_helpers_change_nothing(small_trainer, |shard| shard.pairs[0].ref_chosen = f32::NAN, "finite");
+        testing::a_poisoned_step_rolls_back(small_trainer);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!                      RLOO, REINFORCE and GSPO are its choices too
 //! on_policy/ the one trainer stages 3 and 3b are recipes of: rollout, loss, reports, views
 //! dpo.rs     contrast  the same objective in closed form          → π_dpo
+//! supervised/ the one trainer stages 1, 2 and DPO are objectives of: shards, rollback, snapshots
 //! ```
 //!
 //! Every trainer exposes bounded steps that return metrics; whoever calls them (the page's worker,
@@ -19,6 +20,7 @@ pub mod on_policy;
 pub mod ppo;
 pub mod reward;
 pub mod sft;
+pub mod supervised;
 pub mod sweep;
 
 use burn::prelude::*;

@@ -13,16 +13,17 @@
 //!
 //! Sections, in the page's order: the pairs to judge (sampled from π_ref), the loss, the trainer.
 
-use burn::optim::GradientsParams;
+use std::ops::Range;
+
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
 use serde::Serialize;
 
-use super::{first_non_finite, float_tensor, int_tensor, Batches};
-use crate::engine::data_parallel::{flat_parameters, helpers_part, shard_rows, Shard, ShardResult, ShardTerms, ShardWork};
+use super::supervised::{Names, Objective, Schedule, Shuffled, SupervisedTrainer};
+use super::{float_tensor, int_tensor, Batches};
+use crate::engine::data_parallel::{Shard, ShardTerms};
 use crate::engine::model::config::ModelConfig;
 use crate::engine::model::{with_fresh_ids, Gpt, ScalarModel};
-use crate::engine::optim::FlatAdam;
 use crate::engine::readback::{read_floats, read_scalars};
 use crate::engine::sample::{generate, SampleOptions};
 use crate::error::{LabError, Result};
@@ -209,23 +210,75 @@ pub struct InspectedPair {
     pub gold_terms_second: crate::rlhf::task::GoldUtility,
 }
 
-pub struct RewardTrainer {
-    model: ScalarModel,
-    optim: FlatAdam,
+/// The reward model's choices: labeled pairs in shuffled batches, the Bradley–Terry loss, and on
+/// the held-out pairs the accuracy and the scores' correlation with the gold utility.
+pub struct BradleyTerry {
     train: Vec<LabeledPair>,
     held_out: Vec<LabeledPair>,
-    batches: Batches,
-    config: RewardConfig,
-    step: usize,
-    total_steps: usize,
     /// The simulated labeler's agreement ceiling on the held-out pairs (None if any label is
     /// human: their noise is unknown).
-    pub ceiling: Option<f32>,
+    ceiling: Option<f32>,
     tokenizer: Tokenizer,
-    device: Device,
-    train_device: Device,
-    poisoned_step: Option<usize>,
 }
+
+impl Objective for BradleyTerry {
+    type Shard = BradleyTerryShard;
+    type Row = LabeledPair;
+    type Cursor = Shuffled;
+    const NAMES: Names = Names { stage: "reward", title: "reward", fault: "reward model", steps: "reward-model steps", sums: &["loss", "accuracy", "reward of chosen", "reward of rejected"] };
+
+    fn shape(model: &ScalarModel) -> ModelConfig {
+        model.trunk.config()
+    }
+
+    fn draw(&self, cursor: &mut Shuffled, size: usize) -> Vec<LabeledPair> {
+        cursor.next(&self.train, size)
+    }
+
+    fn shard(&self, batch: &[LabeledPair], rows: Range<usize>) -> BradleyTerryShard {
+        BradleyTerryShard { pairs: batch[rows].iter().map(PreferencePair::of).collect(), whole_pairs: batch.len() as f32 }
+    }
+
+    fn held_out_len(&self) -> usize {
+        self.held_out.len()
+    }
+
+    /// The held-out loss, correctly ranked pairs and every completion's score (firsts, then
+    /// seconds).
+    fn held_out(&self, model: &ScalarModel, device: &Device) -> Vec<Tensor<1>> {
+        let pairs: Vec<PreferencePair> = self.held_out.iter().map(PreferencePair::of).collect();
+        let terms = pair_terms(model, &self.tokenizer, &pairs, pairs.len() as f32, device);
+        vec![terms.loss, terms.correct, terms.scores]
+    }
+
+    /// TRL's RewardTrainer's names: accuracy and mean rewards over the strict pairs (ties have
+    /// no chosen completion).
+    fn report(&self, batch: &[LabeledPair], cursor: &Shuffled, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
+        let strict = (batch.iter().filter(|p| p.target() != 0.5).count() as f32).max(1.0);
+        out.extend(metrics([
+            ("epoch", (cursor.epochs_done() + 1) as f64),
+            ("rm/loss", f64::from(sums[0])),
+            ("rm/accuracy", f64::from(sums[1] / strict)),
+            ("rewards/chosen", f64::from(sums[2] / strict)),
+            ("rewards/rejected", f64::from(sums[3] / strict)),
+            ("rewards/margins", f64::from((sums[2] - sums[3]) / strict)),
+        ]));
+        if let Some(held) = held_out {
+            let held_strict = self.held_out.iter().filter(|p| p.chosen_rejected().is_some()).count().max(1) as f32;
+            out.insert("rm/held_out_loss".into(), f64::from(held[0]));
+            out.insert("rm/held_out_accuracy".into(), f64::from(held[1] / held_strict));
+            let scores = &held[2..2 + 2 * self.held_out.len()];
+            let golds: Vec<f32> = self.held_out.iter().map(|p| &p.first).chain(self.held_out.iter().map(|p| &p.second)).map(|c| c.gold(&self.tokenizer).total).collect();
+            out.insert("rm/gold_correlation".into(), f64::from(pearson(scores, &golds)));
+            if let Some(ceiling) = self.ceiling {
+                out.insert("rm/agreement_ceiling".into(), f64::from(ceiling));
+            }
+        }
+    }
+}
+
+/// Trains r_φ on labeled pairs, one bounded step at a time.
+pub type RewardTrainer = SupervisedTrainer<BradleyTerry>;
 
 impl RewardTrainer {
     /// A reward model on π_ref's trunk, to be trained on `labels` (split into train and held-out
@@ -238,193 +291,47 @@ impl RewardTrainer {
         let (train, held_out) = crate::rlhf::labels::split(labels, seed, config.held_out_fraction);
         let all_simulated = held_out.iter().all(|p| p.source == crate::rlhf::labels::LabelSource::Simulated);
         let ceiling = (all_simulated && !held_out.is_empty()).then(|| crate::rlhf::labels::ceiling(&held_out, tokenizer, config.labeler_temperature as f32));
-        let total_steps = config.epochs * Batches::steps_per_epoch(train.len(), config.batch_size);
-        let model = ScalarModel::from_trunk(with_fresh_ids(reference.clone()), device).train();
-        Ok(Self {
-            model,
-            optim: FlatAdam::default(),
-            batches: Batches::new(train.len(), Rng::derive(seed, "reward/order")),
-            train,
-            held_out,
-            config: config.clone(),
-            step: 0,
-            total_steps,
-            ceiling,
-            tokenizer: tokenizer.clone(),
-            device: device.clone(),
-            train_device: device.clone().autodiff(),
-            poisoned_step: None,
-        })
-    }
-
-    pub fn step_count(&self) -> usize {
-        self.step
-    }
-
-    pub fn total_steps(&self) -> usize {
-        self.total_steps
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps
+        let schedule = Schedule::epochs(config.learning_rate, config.batch_size, config.epochs, train.len());
+        let batches = Shuffled::new(Batches::new(train.len(), Rng::derive(seed, "reward/order")));
+        let model = ScalarModel::from_trunk(with_fresh_ids(reference.clone()), device);
+        Ok(Self::start(model, BradleyTerry { train, held_out, ceiling, tokenizer: tokenizer.clone() }, batches, schedule, device))
     }
 
     pub fn train_len(&self) -> usize {
-        self.train.len()
+        self.objective.train.len()
     }
 
-    pub fn held_out_len(&self) -> usize {
-        self.held_out.len()
-    }
-
-    /// Fault injection for tests: step `step` (1-based) computes a NaN loss.
-    pub fn poison_step(&mut self, step: usize) {
-        self.poisoned_step = Some(step);
-    }
-
-    /// Loss, accuracy and mean rewards of a batch of pairs, as [1]-tensors:
-    /// (loss, correct, chosen sum, rejected sum, strict pairs) — strict pairs are counted on the
-    /// host.
-    fn batch_terms(&self, model: &ScalarModel, pairs: &[&LabeledPair], device: &Device) -> (Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>, f32, Tensor<1>) {
-        let pairs: Vec<PreferencePair> = pairs.iter().map(|p| PreferencePair::of(p)).collect();
-        let strict = pairs.iter().filter(|p| p.target != 0.5).count() as f32;
-        let terms = pair_terms(model, &self.tokenizer, &pairs, pairs.len() as f32, device);
-        (terms.loss, terms.correct, terms.chosen, terms.rejected, strict, terms.scores)
-    }
-
-    /// One optimizer step on a batch of labels; every tenth of the run (and at its end) also the
-    /// held-out accuracy, loss and correlation with the gold utility. One readback.
-    pub async fn step(&mut self) -> Result<Metrics> {
-        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
-    }
-
-    fn refuse_if_done(&self) -> Result<()> {
-        if self.is_done() {
-            return Err(LabError::NotReady(format!("all {} reward-model steps are done", self.total_steps)));
-        }
-        Ok(())
-    }
-
-    /// The next step split into `shards` (fewer if the batch has fewer pairs) for a
-    /// data-parallel step (`engine::data_parallel`): θ (one readback) and the helpers' pairs. Changes
-    /// nothing: `step_sharded` with as many shards then draws the same batch.
-    pub async fn shard_plan(&self, shards: usize) -> Result<(Vec<f32>, Vec<ShardWork<BradleyTerryShard>>)> {
-        self.refuse_if_done()?;
-        let indices = self.batches.clone().next(self.config.batch_size);
-        let pairs: Vec<PreferencePair> = indices.iter().map(|&i| PreferencePair::of(&self.train[i])).collect();
-        let shards = shards.clamp(1, pairs.len());
-        let model = self.model.trunk.config();
-        let whole_pairs = pairs.len() as f32;
-        let work = (1..shards)
-            .map(|i| ShardWork { step: self.step, model: model.clone(), objective: BradleyTerryShard { pairs: pairs[shard_rows(pairs.len(), shards, i)].to_vec(), whole_pairs } })
-            .collect();
-        let theta = read_floats(flat_parameters(&self.model.valid())).await?;
-        Ok((theta, work))
-    }
-
-    /// One optimizer step whose batch is split into `shards`: this trainer computes shard 0's
-    /// gradient, `helpers` resolves to the other shards' results (`shard_plan`'s work), and
-    /// their sum makes the step. With one shard and no helpers, this is `step`. A helper's
-    /// failure or a non-finite value leaves the model as it was.
-    pub async fn step_sharded<F: std::future::Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
-        self.refuse_if_done()?;
-        let position = self.batches.clone(); // a failed step rewinds to it: the retry draws the same batch
-        let indices = self.batches.next(self.config.batch_size);
-        let pairs: Vec<PreferencePair> = indices.iter().map(|&i| PreferencePair::of(&self.train[i])).collect();
-        let shards = shards.clamp(1, pairs.len());
-        let strict = pairs.iter().filter(|p| p.target != 0.5).count() as f32;
-        let own = &pairs[shard_rows(pairs.len(), shards, 0)];
-        let terms = pair_terms(&self.model, &self.tokenizer, own, pairs.len() as f32, &self.train_device);
-        let mut loss = terms.loss;
-        if self.poisoned_step == Some(self.step + 1) {
-            self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
-            loss = loss.mul_scalar(f32::NAN);
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let gradient_len = crate::engine::optim::flat_gradient_len(&self.model, &grads);
-        let helpers = match helpers_part(helpers, shards, self.step, gradient_len, 4, |_| 0, &self.device).await {
-            Ok(part) => part,
-            Err(e) => {
-                self.batches = position;
-                return Err(e);
-            }
-        };
-        let (correct, chosen, rejected) = (terms.correct, terms.chosen, terms.rejected);
-        let before = (self.model.clone(), self.optim.clone());
-        let lr = super::linear_decay(self.config.learning_rate, self.step, self.total_steps);
-        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, helpers.gradient);
-        self.model = model;
-        self.step += 1;
-
-        let evaluate = !self.held_out.is_empty() && (self.step == 1 || self.step % (self.total_steps / 10).max(1) == 0 || self.is_done());
-        let mut scalars = vec![loss.detach().inner(), correct.inner(), chosen.inner(), rejected.inner(), norm.inner()];
-        let held = self.held_out.len();
-        if evaluate {
-            let model = self.model.valid();
-            let pairs: Vec<&LabeledPair> = self.held_out.iter().collect();
-            let (held_loss, held_correct, _, _, _, held_scores) = self.batch_terms(&model, &pairs, &self.device);
-            scalars.extend([held_loss, held_correct, held_scores]);
-        }
-        let mut values = read_scalars(scalars).await?;
-        // The batch's sums: this shard's and the helpers' (loss, correct, chosen, rejected).
-        for (value, others) in values.iter_mut().zip(&helpers.sums) {
-            *value += others;
-        }
-        if let Some(quantity) = first_non_finite(&["loss", "accuracy", "reward of chosen", "reward of rejected", "gradient norm"], &values[..5]) {
-            (self.model, self.optim, self.batches) = (before.0, before.1, position);
-            self.step -= 1;
-            return Err(LabError::NumericalFault { stage: "reward model".into(), step: self.step + 1, quantity: quantity.into() });
-        }
-        let strict = strict.max(1.0);
-        let mut out = metrics([
-            ("step", self.step as f64),
-            ("epoch", (self.batches.epochs_done + 1) as f64),
-            ("rm/loss", f64::from(values[0])),
-            ("rm/accuracy", f64::from(values[1] / strict)),
-            ("rewards/chosen", f64::from(values[2] / strict)),
-            ("rewards/rejected", f64::from(values[3] / strict)),
-            ("rewards/margins", f64::from((values[2] - values[3]) / strict)),
-            ("grad_norm", f64::from(values[4])),
-            ("lr", lr),
-        ]);
-        if evaluate {
-            let held_strict = self.held_out.iter().filter(|p| p.chosen_rejected().is_some()).count().max(1) as f32;
-            out.insert("rm/held_out_loss".into(), f64::from(values[5]));
-            out.insert("rm/held_out_accuracy".into(), f64::from(values[6] / held_strict));
-            let scores = &values[7..7 + 2 * held];
-            let golds: Vec<f32> = self.held_out.iter().map(|p| &p.first).chain(self.held_out.iter().map(|p| &p.second)).map(|c| c.gold(&self.tokenizer).total).collect();
-            out.insert("rm/gold_correlation".into(), f64::from(pearson(scores, &golds)));
-            if let Some(ceiling) = self.ceiling {
-                out.insert("rm/agreement_ceiling".into(), f64::from(ceiling));
-            }
-        }
-        Ok(out)
+    /// The simulated labeler's agreement ceiling on the held-out pairs (None if any label is
+    /// human: their noise is unknown).
+    pub fn ceiling(&self) -> Option<f32> {
+        self.objective.ceiling
     }
 
     /// The held-out pairs with the current model's scores (one readback).
     pub async fn inspect(&self, limit: usize) -> Result<Vec<InspectedPair>> {
-        let pairs: Vec<&LabeledPair> = self.held_out.iter().take(limit).collect();
+        let BradleyTerry { held_out, tokenizer, .. } = &self.objective;
+        let pairs: Vec<&LabeledPair> = held_out.iter().take(limit).collect();
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
         let n = pairs.len();
         let completions: Vec<&Completion> = pairs.iter().map(|p| &p.first).chain(pairs.iter().map(|p| &p.second)).collect();
-        let values = read_floats(scores(&self.model.valid(), &self.tokenizer, &completions, &self.device)).await?;
+        let values = read_floats(scores(&self.model.valid(), tokenizer, &completions, &self.device)).await?;
         Ok(pairs
             .iter()
             .enumerate()
             .map(|(i, p)| InspectedPair {
-                prompt: prompt_text(&self.tokenizer, p.first.product),
-                first: self.tokenizer.decode(&p.first.tokens),
-                second: self.tokenizer.decode(&p.second.tokens),
+                prompt: prompt_text(tokenizer, p.first.product),
+                first: tokenizer.decode(&p.first.tokens),
+                second: tokenizer.decode(&p.second.tokens),
                 preference: p.preference,
                 r_first: values[i],
                 r_second: values[n + i],
                 p_first: crate::rlhf::math::stats::sigmoid(values[i] - values[n + i]),
-                gold_first: p.first.gold(&self.tokenizer).total,
-                gold_second: p.second.gold(&self.tokenizer).total,
-                gold_terms_first: p.first.gold(&self.tokenizer),
-                gold_terms_second: p.second.gold(&self.tokenizer),
+                gold_first: p.first.gold(tokenizer).total,
+                gold_second: p.second.gold(tokenizer).total,
+                gold_terms_first: p.first.gold(tokenizer),
+                gold_terms_second: p.second.gold(tokenizer),
             })
             .collect())
     }
@@ -432,44 +339,16 @@ impl RewardTrainer {
     /// The trained reward model, frozen, with its scores shifted to zero mean over the training
     /// completions; returns it with the shift applied.
     pub async fn finish(&self) -> Result<(ScalarModel, f32)> {
+        let BradleyTerry { train, tokenizer, .. } = &self.objective;
         let model = self.model.valid();
-        let completions: Vec<&Completion> = self.train.iter().flat_map(|p| [&p.first, &p.second]).collect();
+        let completions: Vec<&Completion> = train.iter().flat_map(|p| [&p.first, &p.second]).collect();
         let mut sums = Vec::new();
         for chunk in completions.chunks(128) {
-            sums.push(scores(&model, &self.tokenizer, chunk, &self.device).sum());
+            sums.push(scores(&model, tokenizer, chunk, &self.device).sum());
         }
         let total: f32 = read_scalars(sums).await?.iter().sum();
         let mean = total / completions.len() as f32;
         Ok((model.shift_scores(-mean), mean))
-    }
-}
-
-/// What a reward-model snapshot carries besides the weights and Adam's moments.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct RewardState {
-    step: usize,
-    batches: Batches,
-    adam: crate::engine::optim::AdamCounters,
-}
-
-impl RewardTrainer {
-    pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
-        let model = crate::engine::checkpoint::record_bytes(&self.model.valid()).await?;
-        let (adam, moments) = self.optim.export().await?;
-        let state = RewardState { step: self.step, batches: self.batches.clone(), adam };
-        let mut blobs = vec![model];
-        blobs.extend(moments);
-        Ok(crate::engine::snapshot::pack(&crate::engine::snapshot::Meta { stage: "reward".into(), settings, state }, &blobs))
-    }
-
-    pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
-        let (state, blobs): (RewardState, _) = crate::engine::snapshot::unpack(bytes, "reward", settings)?;
-        let (model, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint("the reward snapshot has no weights".into()))?;
-        let model = crate::engine::checkpoint::load_record(self.model.valid(), model)?.train();
-        let mut optim = self.optim.clone();
-        optim.import(&state.adam, moments, &self.device)?;
-        (self.model, self.optim, self.step, self.batches) = (model, optim, state.step, state.batches);
-        Ok(())
     }
 }
 
@@ -479,10 +358,7 @@ mod tests {
     use crate::engine::model::config::Preset;
     use crate::rlhf::labels::{grammar_pairs, simulate};
     use crate::rlhf::math::bradley_terry;
-
-    fn read(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().iter::<f32>().collect()
-    }
+    use crate::rlhf::stages::supervised::testing::{self, read};
 
     #[test]
     fn loss_and_gradient_match_hand_computed_values() {
@@ -562,14 +438,6 @@ mod tests {
         RewardTrainer::new(&reference, labels, &config, 5, &tok, &device).unwrap()
     }
 
-    fn helpers(trainer: &RewardTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
-    }
-
-    fn parameters(trainer: &RewardTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model.valid())
-    }
-
     /// r_first − r_second of every label, training and held-out. Split and whole runs are
     /// compared here and not parameter by parameter: the loss sees only differences of scores,
     /// so its gradient along a shift of every score (the head's bias; ln_f's β along the head's
@@ -577,53 +445,23 @@ mod tests {
     /// step moved the bias by 1.8e-3 whole and by 0 split). `finish` shifts the scores to zero
     /// mean, which takes that shift out of what the later stages see.
     fn margins(trainer: &RewardTrainer) -> Vec<f32> {
-        let pairs: Vec<&LabeledPair> = trainer.train.iter().chain(&trainer.held_out).collect();
+        let pairs: Vec<&LabeledPair> = trainer.objective.train.iter().chain(&trainer.objective.held_out).collect();
         let completions: Vec<&Completion> = pairs.iter().map(|p| &p.first).chain(pairs.iter().map(|p| &p.second)).collect();
-        let r = read(scores(&trainer.model.valid(), &trainer.tokenizer, &completions, &Device::flex()));
+        let r = read(scores(&trainer.model.valid(), &trainer.objective.tokenizer, &completions, &Device::flex()));
         let n = pairs.len();
         (0..n).map(|i| r[i] - r[n + i]).collect()
     }
 
+    /// The supervised trainer's checks (`supervised::testing`): a split step is the whole one (the
+    /// mean scores of chosen and rejected completions carry the head's bias, see `margins`: they
+    /// may move together, by one shift), a refused helper or a NaN loss leaves the trainer as it
+    /// was.
     #[test]
-    fn a_step_split_across_workers_is_the_whole_step() {
-        let (mut whole, mut split) = (small_trainer(), small_trainer());
-        let mut steps = 0;
-        while !whole.is_done() {
-            steps += 1;
-            let shards = 2 + steps % 2; // 7 pairs in 2 and in 3 (unequal) shards
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let results = helpers(&split, shards);
-            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            // The mean scores of chosen and rejected completions carry the head's bias (below):
-            // they may move together, by one shift.
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &["rewards/chosen", "rewards/rejected"], steps);
-            // What the loss sees: each pair's margin r_first − r_second, on every label.
-            let (a, b) = (margins(&whole), margins(&split));
-            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "step {steps}: margins differ by {worst}");
-        }
+    fn split_refused_and_poisoned_steps() {
+        let steps = testing::split_steps_match(small_trainer(), small_trainer(), &["rewards/chosen", "rewards/rejected"], margins);
         assert!(steps >= 4, "{steps} steps");
-    }
-
-    #[test]
-    fn a_failed_or_malformed_helper_changes_nothing() {
-        let mut t = small_trainer();
-        let mut fresh = small_trainer();
-        pollster::block_on(t.step()).unwrap();
-        pollster::block_on(fresh.step()).unwrap();
-        let before = parameters(&t);
-        let failed = pollster::block_on(t.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        let (theta, mut work) = pollster::block_on(t.shard_plan(2)).unwrap();
-        work[0].objective.pairs[0].target = 2.0;
-        let err = pollster::block_on(crate::engine::data_parallel::compute(work[0].step, &work[0].model, &work[0].objective, &theta, None)).map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("probability"), "{err}");
-        assert_eq!(parameters(&t), before);
-        // The batch was put back: the next step is the second step of a run that never split.
-        let results = helpers(&t, 2);
-        let got = pollster::block_on(t.step_sharded(2, std::future::ready(Ok(results)))).unwrap();
-        let expected = pollster::block_on(fresh.step()).unwrap();
-        assert!((got["rm/loss"] - expected["rm/loss"]).abs() < 1e-5, "{got:?} vs {expected:?}");
+        testing::refused_helpers_change_nothing(small_trainer, |shard| shard.pairs[0].target = 2.0, "probability");
+        testing::a_poisoned_step_rolls_back(small_trainer);
     }
 
     #[test]
@@ -647,7 +485,7 @@ mod tests {
         let (model, mean) = pollster::block_on(trainer.finish()).unwrap();
         assert!(mean.is_finite());
         // Zero mean after the shift, over the training completions.
-        let completions: Vec<&Completion> = trainer.train.iter().flat_map(|p| [&p.first, &p.second]).collect();
+        let completions: Vec<&Completion> = trainer.objective.train.iter().flat_map(|p| [&p.first, &p.second]).collect();
         let shifted = read(scores(&model, &tok, &completions, &device));
         let m = shifted.iter().sum::<f32>() / shifted.len() as f32;
         assert!(m.abs() < 1e-3, "mean after shift {m}");

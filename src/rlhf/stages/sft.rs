@@ -10,22 +10,22 @@
 //! demonstrated, and PAD never counts. The same loss over every token is how the base model is
 //! pretrained on the task's free text.
 
-use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{first_non_finite, float_tensor, int_tensor, token_logprobs, Batches};
-use crate::engine::data_parallel::{flat_parameters, shard_rows, Shard, ShardResult, ShardTerms, ShardWork};
+use super::supervised::{Names, Objective, Schedule, SupervisedTrainer};
+use super::{float_tensor, int_tensor, token_logprobs, Batches};
+use crate::engine::data_parallel::{Shard, ShardTerms};
 use crate::engine::model::Gpt;
 use crate::engine::model::config::ModelConfig;
-use crate::engine::optim::FlatAdam;
-use crate::engine::readback::{read_floats, read_scalars};
+use crate::engine::readback::read_scalars;
 use crate::engine::sample::{generate, SampleOptions};
 use crate::error::{LabError, Result};
 use crate::rlhf::config::{PretrainConfig, SftConfig};
-use crate::rlhf::metrics::{metrics, Metrics};
+use crate::rlhf::metrics::Metrics;
 use crate::rlhf::task::{self, grammar, prompt_tokens, Completion, Demonstrations, Tokenizer, EOS, MAX_COMPLETION, PAD, PROMPT_LEN, PRODUCTS_COUNT, SEQ_LEN};
 use crate::rng::Rng;
 
@@ -125,35 +125,36 @@ impl Shard for MaskedLmShard {
 }
 
 /// Where the training sequences come from.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Corpus {
     /// Fixed demonstrations (SFT).
-    Fixed { train: Vec<Vec<u32>>, batches: Batches },
+    Fixed { train: Demonstrated, batches: Batches },
     /// Fresh free-text reviews every step (pretraining the base model).
     Stream { rng: Rng },
 }
 
-/// Where a corpus stands: what a failed step rewinds, so the retry draws the same batch.
-enum Position {
-    Batches(Batches),
-    Stream(Rng),
+/// The demonstrations, one copy for every copy of the cursor (a step keeps one to rewind to).
+#[derive(Debug, Clone)]
+struct Demonstrated(Arc<Vec<Vec<u32>>>);
+
+/// Written as the sequences themselves.
+impl Serialize for Demonstrated {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
-impl Corpus {
-    fn position(&self) -> Position {
-        match self {
-            Corpus::Fixed { batches, .. } => Position::Batches(batches.clone()),
-            Corpus::Stream { rng } => Position::Stream(rng.clone()),
-        }
+impl<'de> Deserialize<'de> for Demonstrated {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Vec::deserialize(deserializer).map(|train| Self(Arc::new(train)))
     }
+}
 
-    fn rewind(&mut self, position: Position) {
-        match (self, position) {
-            (Corpus::Fixed { batches, .. }, Position::Batches(saved)) => *batches = saved,
-            (Corpus::Stream { rng }, Position::Stream(saved)) => *rng = saved,
-            _ => unreachable!("a position is rewound on the corpus it came from"),
-        }
-    }
+/// Where SFT stands in its corpus: what a step advances, a failed step rewinds and a snapshot
+/// carries (the demonstrations with it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reading {
+    corpus: Corpus,
 }
 
 /// A sample for a fixed prompt, shown as SFT trains.
@@ -164,23 +165,82 @@ pub struct PromptSample {
     pub gold: f32,
 }
 
-/// Trains a language model by masked cross-entropy, one bounded step at a time.
-pub struct SftTrainer {
-    model: Gpt,
-    optim: FlatAdam,
-    corpus: Corpus,
+/// The choices of SFT and of pretraining: sequences, fixed or fresh, and the masked cross-entropy.
+pub struct MaskedLm {
     held_out: Vec<Vec<u32>>,
     mask: LossMask,
-    learning_rate: f64,
-    batch_size: usize,
-    total_steps: usize,
-    eval_every: usize,
-    step: usize,
-    device: Device,
-    train_device: Device,
-    /// Test hook: the step whose loss is replaced by NaN (see `poison_step`).
-    poisoned_step: Option<usize>,
 }
+
+impl Objective for MaskedLm {
+    type Shard = MaskedLmShard;
+    type Row = Vec<u32>;
+    type Cursor = Reading;
+    const NAMES: Names = Names { stage: "sft", title: "SFT", fault: "sft", steps: "steps", sums: &["loss", "correct"] };
+
+    fn shape(model: &Gpt) -> ModelConfig {
+        model.config()
+    }
+
+    fn draw(&self, reading: &mut Reading, size: usize) -> Vec<Vec<u32>> {
+        match &mut reading.corpus {
+            Corpus::Fixed { train, batches } => batches.next(size).into_iter().map(|i| train.0[i].clone()).collect(),
+            Corpus::Stream { rng } => {
+                let tokenizer = Tokenizer::new();
+                (0..size).map(|_| free_text(&tokenizer, rng)).collect()
+            }
+        }
+    }
+
+    fn shard(&self, batch: &[Vec<u32>], rows: Range<usize>) -> MaskedLmShard {
+        MaskedLmShard { sequences: batch[rows].to_vec(), all_tokens: self.mask == LossMask::AllTokens, counted: counted_targets(batch, self.mask) }
+    }
+
+    fn held_out_len(&self) -> usize {
+        self.held_out.len()
+    }
+
+    fn held_out(&self, model: &Gpt, device: &Device) -> Vec<Tensor<1>> {
+        let (loss_sum, correct, _) = self.held_out_sums(model, device);
+        vec![loss_sum, correct]
+    }
+
+    fn report(&self, batch: &[Vec<u32>], _: &Reading, sums: &[f32], held_out: Option<&[f32]>, out: &mut Metrics) {
+        let counted = counted_targets(batch, self.mask);
+        out.insert("loss/train".into(), f64::from(sums[0]));
+        out.insert("accuracy/train".into(), f64::from(sums[1] / counted));
+        out.insert("batch".into(), batch.len() as f64);
+        if let Some(&[loss_sum, correct]) = held_out {
+            let held_counted = self.held_out.chunks(HELD_OUT_CHUNK).fold(0.0, |total, chunk| total + counted_targets(chunk, self.mask));
+            let held_loss = loss_sum / held_counted;
+            out.insert("loss/held_out".into(), f64::from(held_loss));
+            out.insert("accuracy/held_out".into(), f64::from(correct / held_counted));
+            out.insert("perplexity/held_out".into(), f64::from(held_loss.exp()));
+        }
+    }
+}
+
+/// The held-out set is evaluated in chunks of this many sequences.
+const HELD_OUT_CHUNK: usize = 64;
+
+impl MaskedLm {
+    /// Held-out loss *sum*, correct count (device tensors) and counted targets, in chunks.
+    fn held_out_sums(&self, model: &Gpt, device: &Device) -> (Tensor<1>, Tensor<1>, f32) {
+        let mut loss_sum: Option<Tensor<1>> = None;
+        let mut correct_sum: Option<Tensor<1>> = None;
+        let mut counted_total = 0.0;
+        for chunk in self.held_out.chunks(HELD_OUT_CHUNK) {
+            let (loss, correct, counted) = masked_lm_loss(model, chunk, self.mask, device);
+            let loss = loss.mul_scalar(counted);
+            counted_total += counted;
+            loss_sum = Some(match loss_sum { Some(s) => s + loss, None => loss });
+            correct_sum = Some(match correct_sum { Some(s) => s + correct, None => correct });
+        }
+        (loss_sum.expect("held-out set is not empty"), correct_sum.expect("held-out set is not empty"), counted_total)
+    }
+}
+
+/// Trains a language model by masked cross-entropy, one bounded step at a time.
+pub type SftTrainer = SupervisedTrainer<MaskedLm>;
 
 impl SftTrainer {
     /// Stage 1 from `base` on demonstrations generated from `seed`.
@@ -191,8 +251,10 @@ impl SftTrainer {
         let train: Vec<Vec<u32>> = demos.train.iter().map(to_seq).collect();
         let held_out = demos.held_out.iter().map(to_seq).collect();
         let batches = Batches::new(train.len(), Rng::derive(seed, "sft/order"));
+        let reading = Reading { corpus: Corpus::Fixed { train: Demonstrated(Arc::new(train)), batches } };
         let mask = if config.completion_only { LossMask::CompletionOnly } else { LossMask::AllTokens };
-        Ok(Self::new(base, Corpus::Fixed { train, batches }, held_out, mask, config.learning_rate, config.batch_size, config.steps, config.eval_every, device))
+        let schedule = Schedule { learning_rate: config.learning_rate, batch_size: config.batch_size, total_steps: config.steps, eval_every: config.eval_every };
+        Ok(Self::start(base, MaskedLm { held_out, mask }, reading, schedule, device))
     }
 
     /// Pretraining of a base model on free text, every token counted.
@@ -200,219 +262,15 @@ impl SftTrainer {
         config.validate()?;
         let mut held_rng = Rng::derive(seed, "pretrain/held-out");
         let held_out = (0..256).map(|_| free_text(tokenizer, &mut held_rng)).collect();
-        let corpus = Corpus::Stream { rng: Rng::derive(seed, "pretrain/train") };
-        let eval_every = (config.steps / 10).max(1);
-        Ok(Self::new(model, corpus, held_out, LossMask::AllTokens, config.learning_rate, config.batch_size, config.steps, eval_every, device))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new(model: Gpt, corpus: Corpus, held_out: Vec<Vec<u32>>, mask: LossMask, learning_rate: f64, batch_size: usize, total_steps: usize, eval_every: usize, device: &Device) -> Self {
-        Self {
-            model: model.train(),
-            optim: FlatAdam::default(),
-            corpus,
-            held_out,
-            mask,
-            learning_rate,
-            batch_size,
-            total_steps,
-            eval_every,
-            step: 0,
-            device: device.clone(),
-            train_device: device.clone().autodiff(),
-            poisoned_step: None,
-        }
-    }
-
-    pub fn step_count(&self) -> usize {
-        self.step
-    }
-
-    pub fn total_steps(&self) -> usize {
-        self.total_steps
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps
-    }
-
-    /// Fault injection for tests: step `step` (1-based) computes a NaN loss, as a diverging run
-    /// would. The step must detect it in its one readback, roll back and report it.
-    pub fn poison_step(&mut self, step: usize) {
-        self.poisoned_step = Some(step);
-    }
-
-    /// The model as it is now, without its autodiff graph.
-    pub fn model(&self) -> Gpt {
-        self.model.valid()
-    }
-
-    /// One optimizer step (and, every `eval_every` steps and at the last, a held-out evaluation).
-    /// Reads the device once. A non-finite loss or gradient leaves the model as it was.
-    pub async fn step(&mut self) -> Result<Metrics> {
-        self.step_sharded(1, std::future::ready(Ok(Vec::new()))).await
-    }
-
-    fn refuse_if_done(&self) -> Result<()> {
-        if self.is_done() {
-            return Err(LabError::NotReady(format!("all {} steps are done", self.total_steps)));
-        }
-        Ok(())
-    }
-
-    /// The next batch (advances the corpus).
-    fn next_batch(corpus: &mut Corpus, batch_size: usize) -> Vec<Vec<u32>> {
-        match corpus {
-            Corpus::Fixed { train, batches } => batches.next(batch_size).into_iter().map(|i| train[i].clone()).collect(),
-            Corpus::Stream { rng } => {
-                let tokenizer = Tokenizer::new();
-                (0..batch_size).map(|_| free_text(&tokenizer, rng)).collect()
-            }
-        }
-    }
-
-    /// The next step split into `shards` (fewer if the batch has fewer rows) for a data-parallel
-    /// step (`engine::data_parallel`): θ, every parameter as one vector (one readback), and the work of
-    /// shards 1.., for the helpers. Changes nothing: `step_sharded` with as many shards then
-    /// draws the same batch.
-    pub async fn shard_plan(&self, shards: usize) -> Result<(Vec<f32>, Vec<ShardWork<MaskedLmShard>>)> {
-        self.refuse_if_done()?;
-        let batch = Self::next_batch(&mut self.corpus.clone(), self.batch_size);
-        let shards = shards.clamp(1, batch.len());
-        let counted = counted_targets(&batch, self.mask);
-        let model = self.model.config();
-        let work = (1..shards)
-            .map(|i| ShardWork {
-                step: self.step,
-                model: model.clone(),
-                objective: MaskedLmShard { sequences: batch[shard_rows(batch.len(), shards, i)].to_vec(), all_tokens: self.mask == LossMask::AllTokens, counted },
-            })
-            .collect();
-        let theta = read_floats(flat_parameters(&self.model.valid())).await?;
-        Ok((theta, work))
-    }
-
-    /// One optimizer step whose batch is split into `shards`: this trainer computes shard 0's
-    /// gradient, `helpers` resolves to the other shards' results (`shard_plan`'s work, computed
-    /// elsewhere meanwhile), and their sum makes the step. With one shard and no helpers, this is
-    /// `step`. Reads the device once; a helper's failure or a non-finite value leaves the model
-    /// as it was.
-    pub async fn step_sharded<F: Future<Output = Result<Vec<ShardResult>>>>(&mut self, shards: usize, helpers: F) -> Result<Metrics> {
-        self.refuse_if_done()?;
-        let position = self.corpus.position();
-        let batch = Self::next_batch(&mut self.corpus, self.batch_size);
-        let rows = batch.len();
-        let shards = shards.clamp(1, rows);
-        let counted = counted_targets(&batch, self.mask);
-        let own = &batch[shard_rows(rows, shards, 0)];
-        let (mut loss, correct) = masked_lm_loss_over(&self.model, own, self.mask, counted, &self.train_device);
-        if self.poisoned_step == Some(self.step + 1) {
-            self.poisoned_step = None; // one fault, as a spike would be: the retry is clean
-            loss = loss.mul_scalar(f32::NAN);
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        // The others' gradients, summed on the host in shard order: one upload.
-        let gradient_len = crate::engine::optim::flat_gradient_len(&self.model, &grads);
-        let helpers = match crate::engine::data_parallel::helpers_part(helpers, shards, self.step, gradient_len, 2, |_| 0, &self.device).await {
-            Ok(part) => part,
-            Err(e) => {
-                self.corpus.rewind(position);
-                return Err(e);
-            }
-        };
-        let (extra, helper_sums) = (helpers.gradient, helpers.sums);
-        let before = (self.model.clone(), self.optim.clone());
-        let lr = super::linear_decay(self.learning_rate, self.step, self.total_steps);
-        let (model, norm) = self.optim.step_with(lr, self.model.clone(), &grads, extra);
-        self.model = model;
-        self.step += 1;
-
-        let evaluate = self.step == 1 || self.step % self.eval_every == 0 || self.is_done();
-        let mut scalars = vec![loss.detach().inner(), correct.detach().inner(), norm.inner()];
-        let mut held_counted = 0.0;
-        if evaluate {
-            let (held_loss_sum, held_correct, n) = self.held_out_sums();
-            held_counted = n;
-            scalars.push(held_loss_sum);
-            scalars.push(held_correct);
-        }
-        let mut values = read_scalars(scalars).await?;
-        values[0] += helper_sums[0];
-        values[1] += helper_sums[1];
-        if let Some(quantity) = first_non_finite(&["loss", "correct", "gradient norm"], &values) {
-            (self.model, self.optim) = before;
-            self.corpus.rewind(position);
-            self.step -= 1;
-            return Err(LabError::NumericalFault { stage: "sft".into(), step: self.step + 1, quantity: quantity.into() });
-        }
-        let mut out = metrics([
-            ("step", self.step as f64),
-            ("loss/train", f64::from(values[0])),
-            ("accuracy/train", f64::from(values[1] / counted)),
-            ("grad_norm", f64::from(values[2])),
-            ("lr", lr),
-            ("batch", rows as f64),
-        ]);
-        if evaluate {
-            let held_loss = values[3] / held_counted;
-            out.insert("loss/held_out".into(), f64::from(held_loss));
-            out.insert("accuracy/held_out".into(), f64::from(values[4] / held_counted));
-            out.insert("perplexity/held_out".into(), f64::from(held_loss.exp()));
-        }
-        Ok(out)
-    }
-
-    /// Held-out loss *sum*, correct count (device tensors) and counted targets, in chunks.
-    fn held_out_sums(&self) -> (Tensor<1>, Tensor<1>, f32) {
-        let model = self.model.valid();
-        let mut loss_sum: Option<Tensor<1>> = None;
-        let mut correct_sum: Option<Tensor<1>> = None;
-        let mut counted_total = 0.0;
-        for chunk in self.held_out.chunks(64) {
-            let (loss, correct, counted) = masked_lm_loss(&model, chunk, self.mask, &self.device);
-            let loss = loss.mul_scalar(counted);
-            counted_total += counted;
-            loss_sum = Some(match loss_sum { Some(s) => s + loss, None => loss });
-            correct_sum = Some(match correct_sum { Some(s) => s + correct, None => correct });
-        }
-        (loss_sum.expect("held-out set is not empty"), correct_sum.expect("held-out set is not empty"), counted_total)
+        let reading = Reading { corpus: Corpus::Stream { rng: Rng::derive(seed, "pretrain/train") } };
+        let schedule = Schedule::tenths(config.learning_rate, config.batch_size, config.steps);
+        Ok(Self::start(model, MaskedLm { held_out, mask: LossMask::AllTokens }, reading, schedule, device))
     }
 
     /// Held-out loss of the current model (one readback).
     pub async fn held_out_loss(&self) -> Result<f32> {
-        let (sum, _, counted) = self.held_out_sums();
+        let (sum, _, counted) = self.objective.held_out_sums(&self.model.valid(), &self.device);
         Ok(read_scalars(vec![sum]).await?[0] / counted)
-    }
-}
-
-/// What an SFT snapshot carries besides the weights and Adam's moments.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct SftState {
-    step: usize,
-    corpus: Corpus,
-    adam: crate::engine::optim::AdamCounters,
-}
-
-impl SftTrainer {
-    /// The trainer as bytes (see `engine::snapshot`); `settings` identifies the run it belongs to.
-    pub async fn snapshot(&self, settings: serde_json::Value) -> Result<Vec<u8>> {
-        let model = crate::engine::checkpoint::record_bytes(&self.model.valid()).await?;
-        let (adam, moments) = self.optim.export().await?;
-        let state = SftState { step: self.step, corpus: self.corpus.clone(), adam };
-        let mut blobs = vec![model];
-        blobs.extend(moments);
-        Ok(crate::engine::snapshot::pack(&crate::engine::snapshot::Meta { stage: "sft".into(), settings, state }, &blobs))
-    }
-
-    /// Continues from a snapshot taken under the same `settings`; changes nothing if it refuses.
-    pub fn restore(&mut self, bytes: &[u8], settings: &serde_json::Value) -> Result<()> {
-        let (state, blobs): (SftState, _) = crate::engine::snapshot::unpack(bytes, "sft", settings)?;
-        let (model, moments) = blobs.split_first().ok_or_else(|| LabError::Checkpoint("the SFT snapshot has no weights".into()))?;
-        let model = crate::engine::checkpoint::load_record(self.model.valid(), model)?.train();
-        let mut optim = self.optim.clone();
-        optim.import(&state.adam, moments, &self.device)?;
-        (self.model, self.optim, self.step, self.corpus) = (model, optim, state.step, state.corpus);
-        Ok(())
     }
 }
 
@@ -446,6 +304,7 @@ pub async fn prompt_samples(model: &Gpt, tokenizer: &Tokenizer, temperature: f32
 mod tests {
     use super::*;
     use crate::engine::model::config::Preset;
+    use crate::rlhf::stages::supervised::testing;
 
     #[test]
     fn the_mask_counts_completion_tokens_only_and_never_pad() {
@@ -512,90 +371,45 @@ mod tests {
         }
         let (first, last) = (first.unwrap(), last.unwrap());
         assert!(last < first * 0.6, "held-out loss {first} → {last}");
+        assert_eq!(f64::from(pollster::block_on(trainer.held_out_loss()).unwrap()), last);
     }
 
+    /// SFT's cursor is written as SFT wrote its corpus before it shared the supervised trainer (the
+    /// demonstrations in it), so its older snapshots still resume.
     #[test]
-    fn a_non_finite_loss_rolls_back_and_names_the_step() {
-        let device = Device::flex();
-        let tok = Tokenizer::new();
-        let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
-        let config = SftConfig { steps: 10, batch_size: 8, eval_every: 1000, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
-        let mut trainer = SftTrainer::sft(model, &config, &tok, 7, &device).unwrap();
-        trainer.poison_step(3);
-        for _ in 0..2 {
-            pollster::block_on(trainer.step()).unwrap();
+    fn the_cursor_is_written_as_the_corpus_was() {
+        #[derive(Serialize)]
+        enum Before {
+            Fixed { train: Vec<Vec<u32>>, batches: Batches },
         }
-        let good = pollster::block_on(trainer.held_out_loss()).unwrap();
-        let fault = pollster::block_on(trainer.step()).unwrap_err();
-        assert_eq!(fault, LabError::NumericalFault { stage: "sft".into(), step: 3, quantity: "loss".into() });
-        assert!(fault.to_string().contains("step 3"), "{fault}");
-        // Rolled back: same step count, same (finite) model as before the poisoned step.
-        assert_eq!(trainer.step_count(), 2);
-        assert_eq!(pollster::block_on(trainer.held_out_loss()).unwrap(), good);
-        // And training goes on from there (the poison was for step 3 only).
-        trainer.poisoned_step = None;
-        assert!(pollster::block_on(trainer.step()).is_ok());
+        #[derive(Serialize)]
+        struct State {
+            corpus: Before,
+        }
+        let (train, batches) = (vec![vec![1, 2, 3], vec![4, 5, 6]], Batches::new(2, Rng::new(3)));
+        let before = serde_json::to_string(&State { corpus: Before::Fixed { train: train.clone(), batches: batches.clone() } }).unwrap();
+        let now = Reading { corpus: Corpus::Fixed { train: Demonstrated(Arc::new(train)), batches } };
+        assert_eq!(serde_json::to_string(&now).unwrap(), before);
+        let back: Reading = serde_json::from_str(&before).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), before);
     }
 
-    fn sft_trainer(batch_size: usize, steps: usize) -> SftTrainer {
+    /// A run of 5 steps on 64 demonstrations in batches of `batch_size` (7 makes unequal shards,
+    /// and shards that count different targets), evaluated every other step.
+    fn sft_trainer(batch_size: usize) -> SftTrainer {
         let device = Device::flex();
         let tok = Tokenizer::new();
         let model = Gpt::new(&Preset::Micro.model(tok.vocab_size()), &mut Rng::new(1), &device);
-        let config = SftConfig { steps, batch_size, eval_every: 2, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
+        let config = SftConfig { steps: 5, batch_size, eval_every: 2, train_examples: 64, held_out_examples: 8, ..SftConfig::default() };
         SftTrainer::sft(model, &config, &tok, 7, &device).unwrap()
     }
 
-    /// A data-parallel step's helpers, in-process: each shard's work computed by a
-    /// `GradientWorker` of its own, as the page's helper workers do.
-    fn helpers(trainer: &SftTrainer, shards: usize) -> Vec<ShardResult> {
-        crate::engine::data_parallel::answers(pollster::block_on(trainer.shard_plan(shards)).unwrap())
-    }
-
-    fn parameters(trainer: &SftTrainer) -> Vec<f32> {
-        crate::engine::data_parallel::parameter_values(&trainer.model())
-    }
-
+    /// The supervised trainer's checks (`supervised::testing`): a split step is the whole one, a
+    /// refused helper or a NaN loss leaves the trainer as it was.
     #[test]
-    fn a_step_split_across_workers_is_the_whole_batch_step() {
-        // 7 rows in 3 shards: unequal shards, and a batch whose shards count different targets.
-        let (mut whole, mut split) = (sft_trainer(7, 5), sft_trainer(7, 5));
-        for step in 1..=4 {
-            let shards = if step % 2 == 0 { 3 } else { 2 };
-            let expected = pollster::block_on(whole.step()).unwrap();
-            let results = helpers(&split, shards);
-            assert_eq!(results.len(), shards - 1);
-            let got = pollster::block_on(split.step_sharded(shards, std::future::ready(Ok(results)))).unwrap();
-            crate::engine::data_parallel::assert_same_metrics(&got, &expected, &[], step);
-            let worst = parameters(&whole).iter().zip(parameters(&split)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "step {step}: parameters differ by {worst}");
-        }
-    }
-
-    #[test]
-    fn a_failed_or_stale_helper_changes_nothing() {
-        let mut trainer = sft_trainer(8, 5);
-        pollster::block_on(trainer.step()).unwrap();
-        let before = parameters(&trainer);
-        let failed = pollster::block_on(trainer.step_sharded(2, std::future::ready(Err(LabError::InvalidInput("a helper worker failed: gone".into()))))).unwrap_err();
-        assert!(failed.to_string().contains("gone"), "{failed}");
-        // Results planned for an earlier step are refused.
-        let stale = helpers(&trainer, 2);
-        pollster::block_on(trainer.step()).unwrap();
-        let after_one = parameters(&trainer);
-        let refused = pollster::block_on(trainer.step_sharded(2, std::future::ready(Ok(stale)))).unwrap_err();
-        assert!(refused.to_string().contains("step 2, not step 3"), "{refused}");
-        // Too few answers.
-        let missing = pollster::block_on(trainer.step_sharded(3, std::future::ready(Ok(helpers(&trainer, 2))))).unwrap_err();
-        assert!(missing.to_string().contains("2 shards answered; the step has 3"), "{missing}");
-        assert_eq!(trainer.step_count(), 2);
-        assert_ne!(before, after_one);
-        assert_eq!(parameters(&trainer), after_one);
-        // The corpus was rewound each time: the next step is the one a fresh run takes third.
-        let mut fresh = sft_trainer(8, 5);
-        for _ in 0..3 {
-            pollster::block_on(fresh.step()).unwrap();
-        }
-        pollster::block_on(trainer.step()).unwrap();
-        assert_eq!(parameters(&trainer), parameters(&fresh));
+    fn split_refused_and_poisoned_steps() {
+        testing::split_steps_match(sft_trainer(7), sft_trainer(7), &[], testing::parameters);
+        testing::refused_helpers_change_nothing(|| sft_trainer(8), |shard| shard.counted = f32::NAN, "positive count");
+        testing::a_poisoned_step_rolls_back(|| sft_trainer(8));
     }
 }
