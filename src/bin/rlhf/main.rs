@@ -22,9 +22,13 @@
 //! line of a stage is its summary. Progress goes to stderr.
 
 #[cfg(not(target_arch = "wasm32"))]
+mod args;
+#[cfg(not(target_arch = "wasm32"))]
 mod cli;
 #[cfg(not(target_arch = "wasm32"))]
 mod interchange;
+#[cfg(not(target_arch = "wasm32"))]
+mod stages;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
