@@ -1,5 +1,7 @@
 // Shared set-up for the end-to-end tests: serve the built page (dist/) with Vite's preview
-// server on a free port, and drive the system Chromium through playwright-core.
+// server on a free port, and drive the system Chromium through playwright-core. RLHF_DIST serves
+// another build folder instead (`npx vite build --outDir test-results/dist-x`, then
+// `RLHF_DIST=test-results/dist-x node --test ...`): a page built aside, leaving dist/ alone.
 import { preview } from 'vite';
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -11,7 +13,7 @@ export const OUT = path.join(ROOT, 'test-results');
 mkdirSync(OUT, { recursive: true });
 
 export async function serve() {
-  const server = await preview({ root: ROOT, configFile: path.join(ROOT, 'vite.config.js'), preview: { port: 0, host: '127.0.0.1', strictPort: false }, logLevel: 'warn' });
+  const server = await preview({ root: ROOT, configFile: path.join(ROOT, 'vite.config.js'), build: { outDir: process.env.RLHF_DIST ?? 'dist' }, preview: { port: 0, host: '127.0.0.1', strictPort: false }, logLevel: 'warn' });
   const url = server.resolvedUrls.local[0];
   return { url, close: () => new Promise((resolve) => server.httpServer.close(resolve)) };
 }

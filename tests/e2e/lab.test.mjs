@@ -26,7 +26,7 @@ test('a shared link, run everything to the end with a pause, save, reload, load'
 
     // The link: the bad value is reported and replaced, the good ones applied.
     await page.getByRole('status').filter({ hasText: 'CPU backend' }).waitFor();
-    const refused = page.locator('.notice').filter({ hasText: 'Link setting refused' });
+    const refused = page.getByRole('status', { name: 'Link parts not taken' });
     assert.match(await refused.first().textContent(), /sft\.learning_rate/);
     const defaultLr = await page.evaluate(() => String(window.__lab.defaults.sft.learning_rate));
     assert.equal(await page.locator('#setting-sft-learning_rate').inputValue(), defaultLr);

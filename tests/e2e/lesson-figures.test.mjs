@@ -1,7 +1,7 @@
 // The lesson's figures (www/lesson/figures.js) with numbers worked by hand: no browser needed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { softplus, correlation, summarizePpo, hackingVerdict, num } from '../../www/lesson/figures.js';
+import { softplus, correlation, summarizePpo, summarizeGrpo, hackingVerdict, num } from '../../www/lesson/figures.js';
 
 test('the Bradley–Terry loss −log σ(Δ) = softplus(−Δ)', () => {
   assert.ok(Math.abs(softplus(0) - Math.LN2) < 1e-12, 'equal scores: log 2');
@@ -40,4 +40,12 @@ test('what the β = 0 run did is said from its numbers', () => {
   assert.match(hackingVerdict(base, run(0, 2.6, 1.5, 2.7)), /did not hurt/);
   assert.match(hackingVerdict(null, run(0, 2.6, 1.5, 2.7)), /nothing to compare/);
   assert.equal(num(-1.3114), '−1.311');
+});
+
+test('a GRPO run is summed up from its rollouts only', () => {
+  const rollout = (iteration, reward, gold, spread, flat) => ({ phase: 0, iteration, reward, gold, reward_std: spread, frac_reward_zero_std: flat, kl: 0.01 * iteration });
+  const update = (iteration) => ({ phase: 1, iteration, loss: 0.1, reward: Number.NaN });
+  const s = summarizeGrpo([rollout(1, 0.2, -0.5, 1.5, 0.25), update(1), update(1), rollout(2, 0.9, 0.4, 1.1, 0), update(2), rollout(3, 1.4, 0.8, 0.9, 0.5), update(3)]);
+  assert.deepEqual(s, { iterations: 3, first: { reward: 0.2, gold: -0.5, spread: 1.5, flat: 0.25, kl: 0.01, iteration: 1 }, last: { reward: 1.4, gold: 0.8, spread: 0.9, flat: 0.5, kl: 0.03, iteration: 3 } });
+  assert.equal(summarizeGrpo([update(1)]), null, 'no rollout yet');
 });

@@ -1,7 +1,7 @@
 // The guided lesson (issue 30), walked as a learner would, by role and name only (getByRole: hidden panels of the full lab never match), at a phone's
 // size (390 × 844) and a laptop's (1440 × 900), on the CPU backend: a first visit opens the
 // lesson at step 1; every step trains what it needs from Next (SFT, the simulated labels, the
-// reward model, one rollout, one iteration, PPO to the end, PPO at β = 0, DPO) and shows the
+// reward model, one rollout, one iteration, PPO to the end, PPO at β = 0, GRPO, DPO) and shows the
 // learner's own numbers; each step's one thing to try is tried; no page overflows sideways;
 // keyboard focus is visible; a teacher's link to step 6 opens there and offers to run what it
 // needs; "Full lab" is one click away and remembered. No console error and no main-thread task
@@ -28,6 +28,7 @@ const TITLES = [
   'The ratio and the clip on that rollout',
   'Reward, KL and gold over PPO',
   'Reward hacking at β = 0',
+  'GRPO: the group is the baseline',
   'DPO and the reward–KL frontier',
 ];
 const TRAINING = 900_000;
@@ -260,12 +261,27 @@ for (const size of SIZES) {
       await page.getByRole('columnheader', { name: 'π_θ writes' }).waitFor();
       await fits(9);
 
-      // ---- 10 · DPO and the frontier.
+      // ---- 10 · GRPO against the same r_φ: its curve, its numbers, one group of its last rollout.
       started = await goNext(10);
       await trained(10, started);
       await show('Live panel');
-      await page.getByRole('rowheader', { name: 'DPO' }).waitFor({ timeout: 60_000 });
+      await page.getByRole('paragraph').filter({ hasText: /^Your run: \d+ prompts × G = \d+ completions per iteration, \d+ iterations: reward r_φ / }).waitFor();
+      await show('Try this');
+      const group = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Â_i' }) });
+      await group.waitFor();
+      const first = await page.getByText(/^Group 1 of \d+ · /).textContent();
+      await page.getByRole('button', { name: 'Another group' }).click();
+      await page.getByText(/^Group 2 of \d+ · /).waitFor();
+      assert.equal(await group.getByRole('row').count(), 1 + 8, `one row per completion of the group (G = 8) after ${first}`);
       await fits(10);
+
+      // ---- 11 · DPO and the frontier, with the GRPO policy on it.
+      started = await goNext(11);
+      await trained(11, started);
+      await show('Try this');
+      await page.getByRole('rowheader', { name: 'DPO' }).waitFor({ timeout: 60_000 });
+      await page.getByRole('rowheader', { name: 'GRPO' }).waitFor({ timeout: 60_000 });
+      await fits(11);
       const total = seconds(t0);
 
       // ---- The full lab, one click away and remembered.
@@ -274,12 +290,12 @@ for (const size of SIZES) {
       assert.match(page.url(), /[?&]mode=lab(&|$)/);
       await page.getByRole('button', { name: 'Full lab', pressed: true }).waitFor();
       await page.getByRole('button', { name: 'Lesson' }).click();
-      await heading(10).waitFor();
+      await heading(11).waitFor();
 
       const timed = await page.evaluate(() => window.__timedTasks.slice());
       const own = timed.filter((t) => !shotWindows.some(([a, b]) => t.start + t.ms >= a && t.start <= b));
       const longest = Math.max(0, ...own.map((t) => t.ms));
-      console.log(`# ${tag}: the whole lesson took ${total} s on the CPU backend (from the first visit to step 10 done)`);
+      console.log(`# ${tag}: the whole lesson took ${total} s on the CPU backend (from the first visit to step ${TITLES.length} done)`);
       for (const w of waits) console.log(`#   step ${w.step} (${TITLES[w.step - 1]}): waited ${w.s.toFixed(1)} s`);
       console.log(`# ${tag}: main-thread long tasks: ${own.length} over 50 ms outside screenshots, longest ${longest.toFixed(0)} ms (${timed.length - own.length} during the ${shotWindows.length} screenshots left out)`);
       console.log(`# ${tag}: console errors: ${errors.length}`);

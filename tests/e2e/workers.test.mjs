@@ -62,7 +62,7 @@ test('two workers train as one does; a failing helper leaves one, with a notice'
     await broken.context.close();
 
     const { page, context } = await openPage(browser, `${server.url}?backend=cpu&workers=lots`);
-    const refused = page.locator('.notice').filter({ hasText: 'Link setting refused' });
+    const refused = page.getByRole('status', { name: 'Link parts not taken' });
     assert.match(await refused.first().textContent(), /workers: must be auto or a whole number from 1 to 8/);
     await context.close();
   } finally {

@@ -15,6 +15,17 @@ export function summarizePpo(metrics, beta) {
   return { beta, iterations: rollouts.at(-1).iteration, first: pick(rollouts[0]), last: pick(rollouts.at(-1)) };
 }
 
+/**
+ * A GRPO run's rollout figures: first and last mean reward (r_φ), gold utility, within-group
+ * reward spread and share of groups with none, and the iterations.
+ */
+export function summarizeGrpo(metrics) {
+  const rollouts = metrics.filter((m) => m.phase === 0 && Number.isFinite(m.reward));
+  if (!rollouts.length) return null;
+  const pick = (m) => ({ reward: m.reward, gold: m.gold, spread: m.reward_std, flat: m.frac_reward_zero_std, kl: m.kl, iteration: m.iteration });
+  return { iterations: rollouts.at(-1).iteration, first: pick(rollouts[0]), last: pick(rollouts.at(-1)) };
+}
+
 /** Pearson correlation of two equal-length arrays (NaN when either is constant). */
 export function correlation(xs, ys) {
   const n = xs.length;

@@ -16,6 +16,15 @@ import { NEEDS, missing, runNeeds } from './needs.js';
 
 const MODE_KEY = 'rlhf-lab-mode';
 const STEP_KEY = 'rlhf-lab-lesson-step';
+/** How many steps the lesson has (a link's `lesson=N` is checked against it). */
+export const LESSON_STEPS = STEPS.length;
+
+/** The step this browser was last on: a whole number from 1 to LESSON_STEPS, else null. */
+function rememberedStep() {
+  const text = remembered(STEP_KEY);
+  const n = /^\d+$/.test(text ?? '') ? Number(text) : Number.NaN;
+  return n >= 1 && n <= LESSON_STEPS ? n : null;
+}
 
 function remembered(key) {
   try { return localStorage.getItem(key); } catch { return null; }
@@ -33,7 +42,7 @@ export function openView(fromUrl) {
   const stored = remembered(MODE_KEY);
   const view = {
     mode: fromUrl.mode ?? (MODES.includes(stored) ? stored : 'lesson'),
-    lesson: fromUrl.lesson ?? (Number(remembered(STEP_KEY)) || 1),
+    lesson: fromUrl.lesson ?? rememberedStep() ?? 1,
   };
   const listeners = new Set();
   const toLesson = el('button', { type: 'button', text: 'Lesson', title: 'The guided path, one step at a time' });
@@ -136,11 +145,8 @@ function lender() {
 export async function mountLesson(shell, store) {
   const { view, root } = shell;
   const total = STEPS.length;
-  if (view.lesson > total) {
-    store.notify(`The link asks for lesson step ${view.lesson}; the lesson has ${total} steps. Opening step ${total}.`);
-    view.lesson = total;
-  }
-  let index = Math.max(1, view.lesson) - 1;
+  // The link's step is checked as it is read (link.js), the stored one as it is recalled.
+  let index = Math.min(Math.max(1, view.lesson), total) - 1;
   const lend = lender();
   let disposers = [];
   let running = null; // the needs being run now: {names, promise}
@@ -189,7 +195,7 @@ export async function mountLesson(shell, store) {
     if (!p) return;
     progress.max = p.total;
     progress.value = p.step;
-    progressText.textContent = `${STAGE_TITLE[e.stage]}: ${p.step} / ${p.total} ${e.stage === 'ppo' ? 'iterations' : 'steps'}`;
+    progressText.textContent = `${STAGE_TITLE[e.stage]}: ${p.step} / ${p.total} ${e.stage === 'ppo' || e.stage === 'grpo' ? 'iterations' : 'steps'}`;
   });
   let labelTimer = null;
   function watchLabels(on) {
@@ -229,9 +235,12 @@ export async function mountLesson(shell, store) {
       needsText.textContent = `Training what this step needs: ${running.names.map((n) => NEEDS[n].label).join('; ')}. The numbers below are your run's, as they come.`;
     } else if (unmet.length) {
       needsText.textContent = `This step needs ${unmet.map((n) => NEEDS[n].label).join('; ')} — not trained yet in this browser.`;
-      runButton.textContent = unmet.length === 1 ? `Run it: ${SHORT[unmet[0]]}` : `Run what is missing (${unmet.map((n) => SHORT[n]).join(', ')})`;
+      // A run stopped half-way (a reload in the middle of it) goes on from where it was.
+      const paused = unmet.length === 1 && store.stages.get(NEEDS[unmet[0]].stage)?.state() === 'paused'
+        && (GO_ON.has(unmet[0]) || (unmet[0] === 'zeroBeta' && store.config.ppo.kl_coef === 0));
+      runButton.textContent = paused ? `Go on: ${SHORT[unmet[0]]}` : unmet.length === 1 ? `Run it: ${SHORT[unmet[0]]}` : `Run what is missing (${unmet.map((n) => SHORT[n]).join(', ')})`;
     } else {
-      needsText.textContent = spec.needs.length ? `Trained in this tab: ${spec.needs.map((n) => SHORT[n]).join(', ')}.` : '';
+      needsText.textContent = spec.needs.length ? `Trained in this browser: ${spec.needs.map((n) => SHORT[n]).join(', ')}.` : '';
     }
     const gate = unmet.length || busy ? null : (await spec.gate?.(ctx)) ?? null;
     if (gen !== generation) return unmet;
@@ -329,5 +338,7 @@ export async function mountLesson(shell, store) {
   return lesson;
 }
 
-const STAGE_TITLE = { sft: 'SFT', labels: 'Simulated labeler', reward: 'Reward model', ppo: 'PPO', dpo: 'DPO' };
-const SHORT = { sft: 'SFT', labels: 'simulated labels', reward: 'reward model', rollout: 'one rollout', update: 'one PPO iteration', ppo: 'PPO', zeroBeta: 'PPO at β = 0', dpo: 'DPO' };
+const STAGE_TITLE = { sft: 'SFT', labels: 'Simulated labeler', reward: 'Reward model', ppo: 'PPO', grpo: 'GRPO', dpo: 'DPO' };
+const SHORT = { sft: 'SFT', labels: 'simulated labels', reward: 'reward model', rollout: 'one rollout', update: 'one PPO iteration', ppo: 'PPO', zeroBeta: 'PPO at β = 0', grpo: 'GRPO', dpo: 'DPO' };
+/** The needs that a paused run of their stage finishes by going on (the others start a run of their own). */
+const GO_ON = new Set(['sft', 'reward', 'ppo', 'grpo', 'dpo']);

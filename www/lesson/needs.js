@@ -67,9 +67,17 @@ export const NEEDS = {
     stage: 'ppo',
     done: async (store) => stateOf(store, 'ppo') === 'done' && store.config.ppo.kl_coef === 0,
     run: async (store, lesson) => {
+      // A β = 0 run stopped half-way (a reload in the middle of it) goes on from where it was.
+      if (store.config.ppo.kl_coef === 0 && stateOf(store, 'ppo') === 'paused') return stage(store, 'ppo').start();
       await lesson.keepBaseline();
       await stage(store, 'ppo').restartWithZeroBeta();
     },
+  },
+  grpo: {
+    label: 'GRPO from π_ref against the same r_φ (G completions per prompt, no value model)',
+    stage: 'grpo',
+    done: async (store) => stateOf(store, 'grpo') === 'done',
+    run: (store) => stage(store, 'grpo').start(),
   },
   dpo: {
     label: 'DPO on the same labels',

@@ -1,6 +1,6 @@
 // The lesson's steps, in the math page's order (shared/reference/rlhf-ppo-math.txt): SFT, the
 // preference labels, the Bradley–Terry loss, one rollout, GAE, the ratio and the clip, PPO over
-// its iterations, reward hacking at β = 0, DPO and the frontier.
+// its iterations, reward hacking at β = 0, GRPO (step-grpo.js), DPO and the frontier.
 //
 // Each step: `needs` (needs.js: what must be trained first), `live(ctx)` (the lab's panels it
 // borrows and the numbers the lesson computes from the learner's own run; `refresh` redraws them
@@ -9,6 +9,7 @@
 import { el } from '../dom.js';
 import { inlineMath } from '../equations.js';
 import { num, signed, softplus, words, table, slider, summarizePpo, correlation, hackingVerdict } from './figures.js';
+import { grpoStep } from './step-grpo.js';
 
 const q = (selector) => document.querySelector(selector);
 const HAND_LABELS = 5;
@@ -296,7 +297,7 @@ const hacking = {
   equation: 'effective-reward',
   equationName: 'the per-token reward with beta set to zero: only the RM score is left',
   needs: ['sft', 'labels', 'reward', 'ppo', 'zeroBeta'],
-  next: 'Next: DPO and the frontier',
+  next: 'Next: GRPO, without a critic',
   live(ctx) {
     const score = ctx.borrow(q('#ppo [data-curve="score"]'));
     const compare = el('div', { class: 'lesson-compare', 'aria-live': 'polite' });
@@ -349,10 +350,12 @@ const dpo = {
     const frontier = ctx.borrow(q('#comparison .charts .chart'));
     const list = el('div', { class: 'lesson-points', 'aria-live': 'polite' });
     return {
-      nodes: [frontier, list],
+      // The policies' table beside the chart (in the "Try this" tab on a phone): it is what the thing to try reads.
+      nodes: [frontier],
+      aside: [list],
       async refresh() {
         const points = (await ctx.store.storage.getState('frontier').catch(() => null)) ?? [];
-        const name = { ref: 'π_ref', ppo: 'PPO', dpo: 'DPO' };
+        const name = { ref: 'π_ref', ppo: 'PPO', grpo: 'GRPO', rloo: 'RLOO', reinforce: 'REINFORCE', gspo: 'GSPO', dpo: 'DPO' };
         list.replaceChildren(points.length
           ? table(['policy', 'β', 'KL', 'gold', 'RM score'], points.map((p) => [name[p.method] ?? p.method, p.beta == null ? '—' : String(p.beta), num(p.kl), num(p.gold), num(p.score)]))
           : el('p', { class: 'muted', text: 'The policies appear here once they are measured (128 fresh prompts each).' }));
@@ -360,8 +363,8 @@ const dpo = {
     };
   },
   tryThis() {
-    return [el('p', { text: 'Compare the points: up and to the left is better — more gold utility for less drift from π_ref. Where does the β = 0 PPO policy sit? Then open the full lab to change any setting, run a β sweep, or download your checkpoints.' })];
+    return [el('p', { text: 'Compare the points: up and to the left is better — more gold utility for less drift from π_ref. Where does the β = 0 PPO policy sit, and GRPO beside it? Then open the full lab to change any setting, run a β sweep, or download your checkpoints.' })];
   },
 };
 
-export const STEPS = [sft, handLabels, simulated, bradleyTerry, rollout, gae, clipping, ppoRun, hacking, dpo];
+export const STEPS = [sft, handLabels, simulated, bradleyTerry, rollout, gae, clipping, ppoRun, hacking, grpoStep, dpo];
