@@ -5,7 +5,7 @@
 // per-token GAE advantages for the same prompt beside it.
 import './grpo.css';
 import { resumeStage, el, settingsForm, progressBar } from './common.js';
-import { onlineGate } from './online-gate.js';
+import { onlineGate, followGate } from './online-gate.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
 import { iterationCurves } from './ppo-curves.js';
@@ -270,26 +270,8 @@ export async function mountGrpo(root, store) {
   start.addEventListener('click', () => run(null));
   stepOne.addEventListener('click', () => run(1));
   pause.addEventListener('click', () => { if (state === 'running') client.pause(); });
-  reset.addEventListener('click', () => {
-    if (state === 'running') return;
-    storage.discardSnapshotsFrom('grpo').catch(() => {});
-    clearRun();
-    setState(gate.open() ? 'ready' : 'blocked');
-  });
 
-  events.on('stage-state', ({ stage, state: s }) => {
-    if (stage !== 'reward' && stage !== 'sft') return;
-    if (s === 'running' && begun && state !== 'running') clearRun();
-    reopen();
-  });
-  // Open when what the run needs is there (π_ref; and r_φ when it trains against r_φ).
-  function reopen() {
-    if (state === 'running') return;
-    if (gate.open() && state === 'blocked') setState(begun ? 'paused' : 'ready');
-    else if (!gate.open() && state !== 'blocked') setState('blocked');
-    else refresh(); // what it waits for may have changed
-  }
-  gate.onChange(reopen);
+  followGate(store, gate, 'grpo', { state: () => state, setState, begun: () => begun, refresh, clearRun }, reset);
   activity.onChange(refresh);
 
   progress.update(0, store.config.grpo.iterations);

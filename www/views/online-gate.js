@@ -30,3 +30,31 @@ export function onlineGate(store, section) {
     onChange: (f) => listeners.push(f),
   };
 }
+
+/**
+ * Keeps an online-RL panel's state in step with its gate: blocked while it is closed, ready (or
+ * paused, with a run begun) once open; a new π_ref or r_φ clears the panel's run (it was against
+ * the old ones); its Reset button discards the stage's snapshots and clears the run. `panel`
+ * gives `state()`, `setState(s)`, `begun()`, `refresh()`, `clearRun()`.
+ */
+export function followGate(store, gate, stage, panel, reset) {
+  const reopen = () => {
+    const state = panel.state();
+    if (state === 'running') return;
+    if (gate.open() && state === 'blocked') panel.setState(panel.begun() ? 'paused' : 'ready');
+    else if (!gate.open() && state !== 'blocked') panel.setState('blocked');
+    else panel.refresh(); // what it waits for may have changed
+  };
+  store.events.on('stage-state', ({ stage: other, state }) => {
+    if (other !== 'reward' && other !== 'sft') return;
+    if (state === 'running' && panel.begun() && panel.state() !== 'running') panel.clearRun();
+    reopen();
+  });
+  gate.onChange(reopen);
+  reset.addEventListener('click', () => {
+    if (panel.state() === 'running') return;
+    store.storage.discardSnapshotsFrom(stage).catch(() => {});
+    panel.clearRun();
+    panel.setState(gate.open() ? 'ready' : 'blocked');
+  });
+}

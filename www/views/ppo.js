@@ -4,7 +4,7 @@
 // At the end π_θ is saved and the stage announces itself done.
 import './ppo.css';
 import { resumeStage, el, settingsForm, progressBar } from './common.js';
-import { onlineGate } from './online-gate.js';
+import { onlineGate, followGate } from './online-gate.js';
 import { equationLink, inlineMath } from '../equations.js';
 import { trackActivity, busyMessage } from './activity.js';
 import { ppoCurves } from './ppo-curves.js';
@@ -319,28 +319,9 @@ export async function mountPpo(root, store) {
   stepOne.addEventListener('click', () => run(1));
   iteration.addEventListener('click', () => run('iteration'));
   pause.addEventListener('click', () => { if (state === 'running') client.pause(); });
-  reset.addEventListener('click', () => {
-    if (state === 'running') return;
-    storage.discardSnapshotsFrom('ppo').catch(() => {});
-    clearRun();
-    setState(gate.open() ? 'ready' : 'blocked');
-  });
   zeroBeta.addEventListener('click', () => restartWithZeroBeta());
 
-  events.on('stage-state', ({ stage, state: s }) => {
-    if (stage !== 'reward' && stage !== 'sft') return;
-    // A new π_ref or r_φ: this panel's run was against the old ones.
-    if (s === 'running' && begun && state !== 'running') clearRun();
-    reopen();
-  });
-  // Open when what the run needs is there (π_ref; and r_φ when it trains against r_φ).
-  function reopen() {
-    if (state === 'running') return;
-    if (gate.open() && state === 'blocked') setState(begun ? 'paused' : 'ready');
-    else if (!gate.open() && state !== 'blocked') setState('blocked');
-    else refresh(); // what it waits for may have changed
-  }
-  gate.onChange(reopen);
+  followGate(store, gate, 'ppo', { state: () => state, setState, begun: () => begun, refresh, clearRun }, reset);
   activity.onChange(refresh);
 
   progress.update(0, store.config.ppo.iterations);
