@@ -22,6 +22,8 @@ mod data;
 mod stages;
 mod workers;
 
+pub use self::workers::GradientWorker;
+
 use self::convert::{describe, floats_into, js_error, set, shard_result, to_js};
 
 #[wasm_bindgen(start)]
