@@ -21,8 +21,10 @@
 //!    plain policy gradient −Â·∇log π of the math page (§2).
 //!  - **GSPO** (`importance_sampling_level = "sequence"`, Zheng et al. 2025): the ratio of a
 //!    completion is the geometric mean of its token ratios, s_i = exp(mean_t log ρ_{i,t}), clipped
-//!    per completion (a sequence ratio is much closer to 1: ε is 3e-4/4e-4, TRL's advice). The metrics use TRL's GRPOTrainer names (`reward`, `reward_std`, `frac_reward_zero_std`,
-//! `kl`, `entropy`, `clip_ratio/*`, `completions/*`), plus `gold`, the hidden utility.
+//!    per completion (a sequence ratio is much closer to 1: ε is 3e-4/4e-4, TRL's advice).
+//!
+//! The metrics use TRL's GRPOTrainer names (`reward`, `reward_std`, `frac_reward_zero_std`, `kl`,
+//! `entropy`, `clip_ratio/*`, `completions/*`), plus `gold`, the hidden utility.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -118,7 +118,7 @@ mod tests {
         let mut phases = Vec::new();
         while !t.is_done() {
             let m = pollster::block_on(t.step()).unwrap();
-            phases.push((m["phase"] as u8, m.get("iteration_done").is_some()));
+            phases.push((m["phase"] as u8, m.contains_key("iteration_done")));
         }
         // 2 iterations × (1 rollout + 2 epochs × 2 minibatches).
         assert_eq!(phases.len(), 10);

@@ -93,7 +93,7 @@ pub enum Sums {
 
 impl Sums {
     /// How many sums follow the loss.
-    pub fn len(self) -> usize {
+    pub fn after_loss(self) -> usize {
         match self {
             Self::Ppo => 6,
             Self::Grpo => 5,

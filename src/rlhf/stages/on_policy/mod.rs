@@ -254,7 +254,7 @@ impl<M: Trained> OnPolicyTrainer<M> {
         let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
         // The others' gradients summed on the host in shard order (one upload), their sums, and
         // (PPO's report) their rows' ρ in row order.
-        let sums_len = 1 + whole.sums.len();
+        let sums_len = 1 + whole.sums.after_loss();
         let per_token = whole.sums == Sums::Ppo;
         let gradient_len = crate::engine::optim::flat_gradient_len(&self.model, &grads);
         let helpers = helpers_part(helpers, shards, self.updates, gradient_len, sums_len, |i| if per_token { shard_rows(b, shards, i).len() * n } else { 0 }, &self.device).await?;

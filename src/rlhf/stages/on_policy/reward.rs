@@ -9,6 +9,7 @@ use crate::rlhf::task::{Completion, Tokenizer};
 
 /// What a completion's reward is computed with (`RewardSource`, with what it needs).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per trainer: boxing r_φ would buy nothing
 pub enum Reward {
     /// r_φ, on the device at the last real token.
     Model(ScalarModel),
