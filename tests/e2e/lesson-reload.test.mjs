@@ -2,7 +2,7 @@
 // (issue: reloading offered to re-run SFT and the reward model although both were stored, and a
 // stale "lab in progress … PPO at iteration 0" banner stayed up). The lesson is walked on the CPU
 // backend with small settings and reloaded after SFT, after the reward model, after the first
-// rollout, mid-PPO (after one iteration, and while PPO runs), at the GRPO step and at the last
+// rollout, mid-PPO (after one iteration, and while PPO runs), at the "Write your own reward" step, at the GRPO step and at the last
 // step. After each reload: the same step; nothing it needs offered to be run again; Next enabled;
 // no stored stage retrained (its metric rows in the browser's store, one per step trained, and the
 // core's step counter are what they were); no resume banner; no console error. A PPO run cut by a
@@ -125,14 +125,17 @@ test('a reload at any step of the lesson comes back to that step with what the b
     await trained();
     assert.equal((await held(page)).rows.ppo, PPO_ROWS, 'PPO went on from its snapshot: every step recorded once');
 
-    // 9 · β = 0; 10 · GRPO; 11 · DPO and the frontier.
+    // 9 · β = 0; 10 · your own reward (π_ref is all it needs); 11 · GRPO; 12 · DPO and the frontier.
     await next(9);
     await trained();
     await next(10);
+    await reload('your-reward');
+    await page.getByRole('textbox', { name: 'Your reward' }).waitFor({ state: 'attached' });
+    await next(11);
     await trained();
     await reload('grpo');
     await page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Â_i' }) }).waitFor();
-    await next(11);
+    await next(12);
     await trained();
     await page.getByRole('rowheader', { name: 'DPO' }).waitFor({ timeout: 60_000 });
     await reload('last-step');
@@ -144,7 +147,7 @@ test('a reload at any step of the lesson comes back to that step with what the b
       await page.evaluate((v) => localStorage.setItem('rlhf-lab-lesson-step', v), stored);
       await page.goto(bare);
       await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
-      assert.equal(await page.locator('#lesson .lesson-count').textContent(), `Step ${opens} of 11`, `stored step "${stored}"`);
+      assert.equal(await page.locator('#lesson .lesson-count').textContent(), `Step ${opens} of 12`, `stored step "${stored}"`);
     }
     assert.deepEqual(errors, []);
     lap('done');

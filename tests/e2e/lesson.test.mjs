@@ -6,14 +6,14 @@
 // keyboard focus is visible; a teacher's link to step 6 opens there and offers to run what it
 // needs; "Full lab" is one click away and remembered. No console error and no main-thread task
 // over 50 ms (screenshots left out: Playwright renders the page for them). Screenshots of every
-// step: /tmp/lesson-shots/ (LESSON_SHOTS to move them). Prints how long each step waited.
+// step: test-results/lesson-shots/ (LESSON_SHOTS to move them). Prints how long each step waited.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { serve, launch, openPage } from './harness.mjs';
 
-const SHOTS = process.env.LESSON_SHOTS ?? '/tmp/lesson-shots';
+const SHOTS = process.env.LESSON_SHOTS ?? 'test-results/lesson-shots';
 mkdirSync(SHOTS, { recursive: true });
 // LESSON_SIZES=390x844 walks one size only (to look at a layout change quickly).
 const SIZES = [{ width: 390, height: 844 }, { width: 1440, height: 900 }]
@@ -28,6 +28,7 @@ const TITLES = [
   'The ratio and the clip on that rollout',
   'Reward, KL and gold over PPO',
   'Reward hacking at β = 0',
+  'Write your own reward',
   'GRPO: the group is the baseline',
   'DPO and the reward–KL frontier',
 ];
@@ -138,7 +139,9 @@ for (const size of SIZES) {
         const started = Date.now();
         await nextReady.click();
         await heading(n).waitFor();
-        assert.match(page.url(), new RegExp(`[?&]lesson=${n}(&|$)`), `the link names step ${n}`);
+        // The link follows in a task of its own, just after the click's.
+        await page.waitForFunction((k) => new RegExp(`[?&]lesson=${k}(&|$)`).test(location.search), n, { timeout: 5_000 });
+        await page.waitForFunction(() => document.activeElement?.id === 'lesson-title', null, { timeout: 5_000 });
         return started;
       }
 
@@ -261,9 +264,41 @@ for (const size of SIZES) {
       await page.getByRole('columnheader', { name: 'π_θ writes' }).waitFor();
       await fits(9);
 
-      // ---- 10 · GRPO against the same r_φ: its curve, its numbers, one group of its last rollout.
+      // ---- 10 · your own reward: a bad expression is refused with its column; the default,
+      // trained against from π_ref at β = 0, climbs while gold peaks and falls.
       started = await goNext(10);
-      await trained(10, started);
+      await show('Try this');
+      const expression = page.getByRole('textbox', { name: 'Your reward' });
+      const fallback = await expression.inputValue();
+      assert.match(fallback, /count\("great"\)/);
+      await expression.fill('2*count("great") + zzz');
+      await expression.press('Tab');
+      const refused = page.getByRole('alert').filter({ hasText: /column \d+/ });
+      await refused.waitFor({ timeout: 10_000 });
+      console.log(`# ${tag}: a bad reward is refused: ${await refused.textContent()}`);
+      assert.equal(await page.evaluate(() => window.__lab.config.reward.expression), fallback, 'a refused expression changes nothing');
+      await expression.fill(fallback);
+      await expression.press('Tab');
+      await refused.waitFor({ state: 'hidden', timeout: 10_000 });
+      const trainFrom = Date.now();
+      await page.getByRole('button', { name: 'Train against it (β = 0)' }).click();
+      await page.waitForFunction(() => window.__lab.config.ppo.reward === 'custom' && window.__lab.stages.get('ppo').state() === 'done', null, { timeout: TRAINING, polling: 500 });
+      const points = await page.evaluate(async () => { await window.__lab.yourReward.settled(); return window.__lab.yourReward.points(); });
+      waits.push({ step: 10, s: (Date.now() - trainFrom) / 1000 });
+      const peak = Math.max(...points.map((p) => p.gold));
+      const last = points.reduce((a, p) => (p.iteration > a.iteration ? p : a));
+      const origin = points.reduce((a, p) => (p.iteration < a.iteration ? p : a));
+      console.log(`# ${tag}: your reward's run: ${points.map((p) => `${p.iteration}: proxy ${p.proxy.toFixed(2)} gold ${p.gold.toFixed(2)} √KL ${p.sqrt_kl.toFixed(2)}`).join('; ')}`);
+      assert.ok(peak - last.gold > 1, `gold fell from its peak ${peak} to ${last.gold}`);
+      assert.ok(last.proxy > origin.proxy + 5, `the reward trained against climbed: ${origin.proxy} → ${last.proxy}`);
+      await nextReady.waitFor({ timeout: 30_000 });
+      await show('Live panel');
+      await page.locator('#lesson').getByText(/^Gold peaked at /).waitFor({ timeout: 10_000 });
+      await fits(10);
+
+      // ---- 11 · GRPO against the same r_φ: its curve, its numbers, one group of its last rollout.
+      started = await goNext(11);
+      await trained(11, started);
       await show('Live panel');
       await page.getByRole('paragraph').filter({ hasText: /^Your run: \d+ prompts × G = \d+ completions per iteration, \d+ iterations: reward r_φ / }).waitFor();
       await show('Try this');
@@ -273,15 +308,15 @@ for (const size of SIZES) {
       await page.getByRole('button', { name: 'Another group' }).click();
       await page.getByText(/^Group 2 of \d+ · /).waitFor();
       assert.equal(await group.getByRole('row').count(), 1 + 8, `one row per completion of the group (G = 8) after ${first}`);
-      await fits(10);
+      await fits(11);
 
-      // ---- 11 · DPO and the frontier, with the GRPO policy on it.
-      started = await goNext(11);
-      await trained(11, started);
+      // ---- 12 · DPO and the frontier, with the GRPO policy on it.
+      started = await goNext(12);
+      await trained(12, started);
       await show('Try this');
       await page.getByRole('rowheader', { name: 'DPO' }).waitFor({ timeout: 60_000 });
       await page.getByRole('rowheader', { name: 'GRPO' }).waitFor({ timeout: 60_000 });
-      await fits(11);
+      await fits(12);
       const total = seconds(t0);
 
       // ---- The full lab, one click away and remembered.
@@ -290,7 +325,7 @@ for (const size of SIZES) {
       assert.match(page.url(), /[?&]mode=lab(&|$)/);
       await page.getByRole('button', { name: 'Full lab', pressed: true }).waitFor();
       await page.getByRole('button', { name: 'Lesson' }).click();
-      await heading(11).waitFor();
+      await heading(12).waitFor();
 
       const timed = await page.evaluate(() => window.__timedTasks.slice());
       const own = timed.filter((t) => !shotWindows.some(([a, b]) => t.start + t.ms >= a && t.start <= b));

@@ -288,7 +288,7 @@ export async function mountLesson(shell, store) {
     const spec = STEPS[index];
     view.lesson = index + 1;
     remember(STEP_KEY, String(index + 1));
-    store.saveUrl();
+    saveUrlSoon();
     count.textContent = `Step ${index + 1} of ${total}`;
     heading.textContent = spec.title;
     now.textContent = spec.now;
@@ -305,8 +305,21 @@ export async function mountLesson(shell, store) {
     next.textContent = spec.next;
     ctx.onStage(() => { refreshNeeds(); });
     refreshNeeds().then(() => refreshLive());
-    if (focus) heading.focus({ preventScroll: true });
+    // The heading takes focus (a screen reader reads the new step) once the step is drawn: in
+    // the next frame, not in the click's own task (its layout would be forced there, ~20 ms).
+    if (focus) {
+      const gen = generation;
+      requestAnimationFrame(() => { if (gen === generation) heading.focus({ preventScroll: true }); });
+    }
     window.scrollTo(0, 0);
+  }
+
+  // The link follows the step (history.replaceState and the stored settings: 10–40 ms on a
+  // loaded machine) in a task of its own, just after the click's; steps passed quickly write once.
+  let urlTimer = null;
+  function saveUrlSoon() {
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(() => { urlTimer = null; store.saveUrl(); }, 0);
   }
 
   async function go(to, { runNext = false } = {}) {

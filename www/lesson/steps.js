@@ -1,6 +1,6 @@
 // The lesson's steps, in the math page's order (shared/reference/rlhf-ppo-math.txt): SFT, the
 // preference labels, the Bradley–Terry loss, one rollout, GAE, the ratio and the clip, PPO over
-// its iterations, reward hacking at β = 0, GRPO (step-grpo.js), DPO and the frontier.
+// its iterations, reward hacking at β = 0, a reward the learner writes (step-your-reward.js), GRPO (step-grpo.js), DPO and the frontier.
 //
 // Each step: `needs` (needs.js: what must be trained first), `live(ctx)` (the lab's panels it
 // borrows and the numbers the lesson computes from the learner's own run; `refresh` redraws them
@@ -10,6 +10,7 @@ import { el } from '../dom.js';
 import { inlineMath } from '../equations.js';
 import { num, signed, softplus, words, table, slider, summarizePpo, correlation, hackingVerdict } from './figures.js';
 import { grpoStep } from './step-grpo.js';
+import { yourRewardStep } from './step-your-reward.js';
 
 const q = (selector) => document.querySelector(selector);
 const HAND_LABELS = 5;
@@ -297,7 +298,7 @@ const hacking = {
   equation: 'effective-reward',
   equationName: 'the per-token reward with beta set to zero: only the RM score is left',
   needs: ['sft', 'labels', 'reward', 'ppo', 'zeroBeta'],
-  next: 'Next: GRPO, without a critic',
+  next: 'Next: write your own reward',
   live(ctx) {
     const score = ctx.borrow(q('#ppo [data-curve="score"]'));
     const compare = el('div', { class: 'lesson-compare', 'aria-live': 'polite' });
@@ -367,4 +368,4 @@ const dpo = {
   },
 };
 
-export const STEPS = [sft, handLabels, simulated, bradleyTerry, rollout, gae, clipping, ppoRun, hacking, grpoStep, dpo];
+export const STEPS = [sft, handLabels, simulated, bradleyTerry, rollout, gae, clipping, ppoRun, hacking, yourRewardStep, grpoStep, dpo];
