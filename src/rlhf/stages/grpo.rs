@@ -57,17 +57,7 @@ pub fn recipe(config: &GrpoConfig) -> Recipe {
         advantage: Advantage::Group { estimator: config.estimator, scale: config.scale_rewards },
         loss: PolicyLoss { epsilon_low: config.epsilon_low as f32, epsilon_high: config.epsilon_high as f32, level: config.importance_sampling_level, aggregation: Aggregation::Weighted(config.loss_type), ent_coef: 0.0 },
         critic: None,
-        schedule: Schedule {
-            iterations: config.iterations,
-            prompts: config.prompts,
-            group_size: config.group_size,
-            epochs: config.epochs,
-            mini_batches: config.mini_batches,
-            learning_rate: config.learning_rate,
-            temperature: config.temperature as f32,
-            missing_eos_penalty: config.missing_eos_penalty as f32,
-            early_stop_kl: 0.0,
-        },
+        schedule: Schedule::new(config.iterations, (config.prompts, config.group_size), (config.epochs, config.mini_batches), config.learning_rate, (config.temperature, config.missing_eos_penalty), 0.0),
         report: Report::Grpo,
     }
 }

@@ -51,17 +51,7 @@ pub fn recipe(config: &PpoConfig) -> Recipe {
         advantage: Advantage::Gae { gamma: config.gamma as f32, lam: config.lam as f32 },
         loss: PolicyLoss { epsilon_low: config.cliprange as f32, epsilon_high: config.cliprange as f32, level: RatioLevel::Token, aggregation: Aggregation::TokenMean, ent_coef: config.ent_coef as f32 },
         critic: Some(Critic { cliprange_value: config.cliprange_value as f32, vf_coef: config.vf_coef as f32 }),
-        schedule: Schedule {
-            iterations: config.iterations,
-            prompts: config.batch_size,
-            group_size: 1,
-            epochs: config.epochs,
-            mini_batches: config.mini_batches,
-            learning_rate: config.learning_rate,
-            temperature: config.temperature as f32,
-            missing_eos_penalty: config.missing_eos_penalty as f32,
-            early_stop_kl: config.early_stop_kl,
-        },
+        schedule: Schedule::new(config.iterations, (config.batch_size, 1), (config.epochs, config.mini_batches), config.learning_rate, (config.temperature, config.missing_eos_penalty), config.early_stop_kl),
         report: Report::Ppo,
     }
 }

@@ -117,6 +117,12 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// `prompts` × `group_size` completions per rollout, `epochs` passes of `mini_batches` updates
+    /// over each, sampled at `temperature` (the missing-`<eos>` penalty subtracted from a score).
+    pub fn new(iterations: usize, (prompts, group_size): (usize, usize), (epochs, mini_batches): (usize, usize), learning_rate: f64, (temperature, missing_eos_penalty): (f64, f64), early_stop_kl: f64) -> Self {
+        Self { iterations, prompts, group_size, epochs, mini_batches, learning_rate, temperature: temperature as f32, missing_eos_penalty: missing_eos_penalty as f32, early_stop_kl }
+    }
+
     pub fn batch_size(&self) -> usize {
         self.prompts * self.group_size
     }
