@@ -36,7 +36,7 @@ async function labelsAndRewardModel(page) {
   });
 }
 
-const counts = (page) => page.locator('#comparison .chart-host').first().evaluate((host) => ({ ref: Number(host.dataset.ref), ppo: Number(host.dataset.ppo), grpo: Number(host.dataset.grpo), rloo: Number(host.dataset.rloo), dpo: Number(host.dataset.dpo), points: Number(host.dataset.points) }));
+const counts = (page) => page.locator('#comparison .chart-host').first().evaluate((host) => ({ ref: Number(host.dataset.ref), ppo: Number(host.dataset.ppo), grpo: Number(host.dataset.grpo), rloo: Number(host.dataset.rloo), reinforce: Number(host.dataset.reinforce), gspo: Number(host.dataset.gspo), dpo: Number(host.dataset.dpo), points: Number(host.dataset.points) }));
 
 test('DPO trains from its panel and the comparison puts PPO and DPO on one frontier', { timeout: 1_500_000 }, async () => {
   const server = await serve();
@@ -98,16 +98,18 @@ test('DPO trains from its panel and the comparison puts PPO and DPO on one front
     const panelLossPoints = Number(await hosts.first().getAttribute('data-points'));
     lap('DPO evaluated');
 
-    // The β sweep: PPO at 3 β, GRPO and RLOO at 1 (the reward model exists) and DPO at 3 β.
+    // The β sweep: PPO at 3 β, GRPO, RLOO, REINFORCE and GSPO at 1 (the reward model exists) and DPO at 3 β.
     await comparison.getByRole('button', { name: 'Run the β sweep' }).click();
     await page.waitForFunction(() => /The sweep is done|stopped/.test(document.querySelector('#comparison .sweep .progress span').textContent), null, { timeout: 900_000, polling: 1000 });
     lap('sweep done');
-    assert.match(await comparison.locator('.sweep .progress span').textContent(), /The sweep is done: 8 policies/);
+    assert.match(await comparison.locator('.sweep .progress span').textContent(), /The sweep is done: 10 policies/);
     c = await counts(page);
     console.log(`# frontier points ${JSON.stringify(c)}`);
     assert.equal(c.ppo, 3);
     assert.equal(c.grpo, 1);
     assert.equal(c.rloo, 1);
+    assert.equal(c.reinforce, 1);
+    assert.equal(c.gspo, 1);
     assert.equal(c.dpo, 4);
     const rows = await comparison.locator('table.frontier-points tbody tr').allTextContents();
     for (const r of rows) console.log(`# ${r}`);
