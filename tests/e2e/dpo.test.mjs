@@ -123,7 +123,7 @@ test('DPO trains from its panel and the comparison puts PPO and DPO on one front
 
     // Stopping a sweep pauses it between steps and adds no point.
     await comparison.getByRole('button', { name: 'Run the β sweep' }).click();
-    await page.waitForFunction(() => /Run 1 of 8/.test(document.querySelector('#comparison .sweep .progress span').textContent), null, { timeout: 60_000, polling: 50 });
+    await page.waitForFunction(() => /Run 1 of 10/.test(document.querySelector('#comparison .sweep .progress span').textContent), null, { timeout: 60_000, polling: 50 });
     await comparison.getByRole('button', { name: 'Stop the sweep' }).click();
     await page.waitForFunction(() => /paused/.test(document.querySelector('#comparison .sweep .progress span').textContent), null, { timeout: 60_000 });
     assert.deepEqual(await counts(page), c);
